@@ -1,0 +1,231 @@
+"""Where a run's data comes from: official OGBench files or regenerated ones.
+
+* ``official``: the files ogbench publishes, read with ogbench's own loader
+  (`ogbench.load_dataset` + `relabel_dataset`, exactly what `make_env_and_datasets`
+  composes). A dataset is ``<dir>/<dataset>.npz`` + ``<dataset>-val.npz``, or a
+  directory of shards ``<domain>-...-NNN.npz`` for the 10M/100M sets (the trainer
+  rotates to the next shard every 1,000 steps). Missing files are downloaded by
+  ogbench when the network allows; otherwise the error says where to put them.
+* ``regenerated``: made by `bench.datagen` with ogbench's scripted oracles and cached
+  under ``$TRQAM_BENCH_CACHE`` (default ``~/.cache/trqam-bench``). Never the official
+  bytes, and labelled "regenerated" in every run record.
+* ``auto``: official if the files are present, otherwise regenerated (cached).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from bench.errors import BenchError
+from bench.tasks import Task
+
+Source = Literal["official", "regenerated", "auto"]
+DEFAULT_OFFICIAL_DIR = Path("~/.ogbench/data").expanduser()
+REQUIRED_KEYS = ("observations", "actions", "terminals", "qpos", "qvel")
+DOWNLOAD_TIMEOUT_S = 30.0
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("TRQAM_BENCH_CACHE", "~/.cache/trqam-bench")).expanduser()
+
+
+@dataclass(frozen=True)
+class Regeneration:
+    """How much data to regenerate when no official files are used."""
+
+    episodes: int = 1000
+    episode_length: int = 1000
+    seed: int = 0
+
+    @property
+    def tag(self) -> str:
+        return f"ep{self.episodes}-len{self.episode_length}-seed{self.seed}"
+
+
+@dataclass(frozen=True)
+class DataFiles:
+    """The resolved files of one dataset and where they came from."""
+
+    kind: Literal["official", "regenerated"]
+    dataset: str
+    train: tuple[Path, ...]  # one file, or the shards in rotation order
+    val: Path
+    provenance: dict = field(default_factory=dict)
+
+
+def _official_files(task: Task, directory: Path) -> DataFiles | None:
+    single = directory / f"{task.dataset}.npz"
+    val = directory / f"{task.dataset}-val.npz"
+    if single.exists() and val.exists():
+        train: tuple[Path, ...] = (single,)
+    else:
+        train = tuple(
+            sorted(
+                p
+                for p in directory.glob(f"{task.domain}-*.npz")
+                if p.stem[-3:].isdigit() and p.stem[-4] == "-"
+            )
+        )
+        if not train:
+            return None
+        per_shard_val = train[0].with_name(f"{train[0].stem}-val.npz")
+        vals = [per_shard_val] if per_shard_val.exists() else sorted(directory.glob(f"{task.domain}-*val.npz"))
+        if not vals:
+            raise BenchError(
+                f"found {len(train)} shards of '{task.dataset}' in {directory} but no validation "
+                f"file; put '{task.dataset}-val.npz' (or '<shard>-val.npz') beside them"
+            )
+        val = vals[0]
+    provenance = {
+        "kind": "official",
+        "dataset": task.dataset,
+        "directory": str(directory),
+        "files": [{"name": p.name, "bytes": p.stat().st_size} for p in (*train, val)],
+    }
+    return DataFiles("official", task.dataset, train, val, provenance)
+
+
+def _download_official(task: Task, directory: Path) -> None:
+    import ogbench
+
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    try:
+        ogbench.download_datasets([task.dataset], str(directory))
+    except Exception as exc:  # network errors come in many types
+        raise BenchError(
+            f"official dataset '{task.dataset}' is not in {directory} and could not be downloaded "
+            f"({type(exc).__name__}: {exc}); put '{task.dataset}.npz' and '{task.dataset}-val.npz' "
+            f"there (from ogbench.download_datasets(['{task.dataset}']) on a machine with network, "
+            "or OGBench's dataset server), pass --dataset-dir DIR, or use --source regenerated"
+        ) from None
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _regenerated_files(task: Task, regen: Regeneration) -> DataFiles:
+    from bench import datagen
+
+    if not datagen.regenerable(task.dataset):
+        raise BenchError(
+            f"'{task.dataset}' cannot be regenerated here (its data comes from pretrained experts "
+            "that are only downloadable); use --source official with the official files"
+        )
+    directory = cache_dir() / "datasets" / task.dataset / regen.tag
+    manifest = datagen.read_manifest(directory, task.dataset)
+    if manifest is None:
+        datagen.generate(
+            task.dataset, episodes=regen.episodes, seed=regen.seed, out_dir=directory,
+            episode_length=regen.episode_length,
+        )
+        manifest = datagen.read_manifest(directory, task.dataset)
+        assert manifest is not None, "datagen.generate wrote no manifest"
+    train = directory / f"{task.dataset}.npz"
+    val = directory / f"{task.dataset}-val.npz"
+    for path in (train, val):
+        expected = manifest["files"][path.name]["sha256"]
+        if not path.exists() or _sha256(path) != expected:
+            raise BenchError(
+                f"cached regenerated file {path} is missing or corrupt (sha256 differs from its "
+                f"manifest); delete {directory} and rerun to regenerate it"
+            )
+    provenance = {"kind": "regenerated", "directory": str(directory), "manifest": manifest}
+    return DataFiles("regenerated", task.dataset, (train,), val, provenance)
+
+
+def resolve_files(
+    task: Task, source: Source, dataset_dir: Path | None, regen: Regeneration
+) -> DataFiles:
+    """Pick the dataset files for ``task`` according to ``source``."""
+    directory = Path(dataset_dir).expanduser() if dataset_dir else DEFAULT_OFFICIAL_DIR
+    if source == "regenerated":
+        return _regenerated_files(task, regen)
+    if dataset_dir is not None and not directory.is_dir():
+        raise BenchError(f"--dataset-dir {directory} does not exist or is not a directory")
+    found = _official_files(task, directory) if directory.is_dir() else None
+    if found is not None:
+        return found
+    if source == "auto":
+        return _regenerated_files(task, regen)
+    directory.mkdir(parents=True, exist_ok=True)
+    _download_official(task, directory)
+    found = _official_files(task, directory)
+    assert found is not None, "ogbench.download_datasets returned without the files"
+    return found
+
+
+def _check_npz(path: Path) -> None:
+    """Fail with a clear message on a missing, truncated or incomplete npz file."""
+    if not path.exists():
+        raise BenchError(f"dataset file {path} does not exist; check --dataset-dir or regenerate it")
+    try:
+        with np.load(path) as f:
+            keys = set(f.files)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise BenchError(
+            f"dataset file {path} is corrupt or truncated ({type(exc).__name__}); delete it and "
+            "download or regenerate it again"
+        ) from None
+    missing = [k for k in REQUIRED_KEYS if k not in keys]
+    if missing:
+        raise BenchError(
+            f"dataset file {path} lacks key(s) {', '.join(missing)}; it is not an OGBench dataset "
+            "(expected observations, actions, terminals, qpos, qvel)"
+        )
+
+
+def _check_arrays(path: Path, data: dict[str, np.ndarray], obs_dim: int, action_dim: int) -> None:
+    n = data["observations"].shape[0]
+    expected = {"observations": (n, obs_dim), "actions": (n, action_dim), "next_observations": (n, obs_dim)}
+    for key, shape in expected.items():
+        if data[key].shape != shape:
+            raise BenchError(
+                f"dataset file {path}: '{key}' has shape {data[key].shape}, expected {shape} for this "
+                "task's environment; the file belongs to another environment or is damaged"
+            )
+    for key in ("rewards", "masks", "terminals"):
+        if data[key].shape != (n,):
+            raise BenchError(f"dataset file {path}: '{key}' has shape {data[key].shape}, expected ({n},)")
+    for key in ("observations", "actions", "rewards", "next_observations"):
+        if not np.all(np.isfinite(data[key])):
+            bad = int(np.sum(~np.isfinite(data[key])))
+            raise BenchError(
+                f"dataset file {path}: '{key}' holds {bad} NaN/inf value(s); the file is damaged, "
+                "download or regenerate it again"
+            )
+
+
+def load_split(path: Path, task: Task, env) -> dict[str, np.ndarray]:
+    """Load one npz through ogbench's loader and relabel it for the singletask ``env``."""
+    from ogbench.relabel_utils import relabel_dataset
+    from ogbench.utils import load_dataset
+
+    _check_npz(path)
+    try:
+        data = load_dataset(str(path), compact_dataset=False, add_info=True)
+        relabel_dataset(task.env_id, env, data)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError, IndexError) as exc:
+        raise BenchError(
+            f"dataset file {path} could not be read ({type(exc).__name__}: {exc}); it is corrupt or "
+            "not an OGBench dataset: delete it and download or regenerate it again"
+        ) from None
+    for key in ("qpos", "qvel", "button_states"):
+        data.pop(key, None)
+    _check_arrays(path, data, env.observation_space.shape[0], env.action_space.shape[0])
+    return data

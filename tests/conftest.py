@@ -1,0 +1,33 @@
+"""Shared fixtures: a small regenerated dataset cache reused across the session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SMOKE_TASK = "cube-single-play-singletask-task1-v0"
+
+
+@pytest.fixture(scope="session")
+def bench_cache(tmp_path_factory) -> Path:
+    """A private regenerated-data cache; smoke runs regenerate into it once."""
+    path = tmp_path_factory.mktemp("trqam-bench-cache")
+    previous = os.environ.get("TRQAM_BENCH_CACHE")
+    os.environ["TRQAM_BENCH_CACHE"] = str(path)
+    yield path
+    if previous is None:
+        os.environ.pop("TRQAM_BENCH_CACHE", None)
+    else:
+        os.environ["TRQAM_BENCH_CACHE"] = previous
+
+
+@pytest.fixture(scope="session")
+def smoke_dataset_dir(bench_cache) -> Path:
+    """Directory holding a tiny regenerated cube-single dataset in the official format."""
+    from bench.datagen import generate
+
+    out = bench_cache / "official-format"
+    generate("cube-single-play-v0", episodes=4, seed=0, out_dir=out, episode_length=100, progress=False)
+    return out

@@ -1,0 +1,45 @@
+"""The command line: help, and one-line errors without tracebacks for bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+
+def _bench(*args, env_extra=None, cwd=None):
+    return subprocess.run([sys.executable, "-m", "bench", *args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("command", ["train", "datagen"])
+def test_help_explains_every_option(command):
+    result = _bench(command, "--help")
+    assert result.returncode == 0
+    for option in {"train": ["--method", "--task", "--profile", "--seed", "--dataset-dir", "--source", "--out"],
+                   "datagen": ["--episodes", "--seed", "--out"]}[command]:
+        assert option in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "--method", "fqll", "--task", "c2-task1"], "unknown method 'fqll' (did you mean: fql"),
+        (["train", "--method", "bc", "--task", "cube-dubble-play-singletask-task1-v0"],
+         "unknown task 'cube-dubble-play-singletask-task1-v0' (did you mean: cube-double-play-singletask-task1-v0"),
+        (["datagen", "cube-tripple-play-v0", "--episodes", "1"], "unknown dataset 'cube-tripple-play-v0' (did you mean: cube-triple-play"),
+        (["train", "--method", "trqam", "--task", "c2-task1"], "method 'trqam' is not implemented in this version"),
+    ],
+)
+def test_bad_names_give_one_line_errors(args, message):
+    result = _bench(*args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_dataset_dir_is_a_clear_error(tmp_path):
+    result = _bench("train", "--method", "bc", "--task", "c2-task1", "--source", "official",
+                    "--dataset-dir", str(tmp_path / "nowhere"))
+    assert result.returncode == 2
+    assert "does not exist" in result.stderr and "Traceback" not in result.stderr

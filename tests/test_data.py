@@ -1,0 +1,143 @@
+"""The data path on real files: official-format loading, shards, sources, bad files."""
+
+from __future__ import annotations
+
+import shutil
+import urllib.error
+
+import numpy as np
+import ogbench
+import pytest
+
+from bench.data import Regeneration, load_split, resolve_files
+from bench.errors import BenchError
+from bench.tasks import resolve_task
+from bench.training import ShardedData
+
+TASK = resolve_task("cube-single-play-singletask-task1-v0")
+SMALL = Regeneration(episodes=4, episode_length=100, seed=0)
+
+
+@pytest.fixture(scope="module")
+def env():
+    return ogbench.make_env_and_datasets(TASK.name, env_only=True)
+
+
+def _copy(src_dir, dst_dir, names=("cube-single-play-v0.npz", "cube-single-play-v0-val.npz")):
+    dst_dir.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        shutil.copy(src_dir / name, dst_dir / name)
+    return dst_dir
+
+
+def test_official_files_load_through_ogbench(smoke_dataset_dir, env):
+    files = resolve_files(TASK, "official", smoke_dataset_dir, SMALL)
+    assert files.kind == "official" and len(files.train) == 1
+    data = load_split(files.train[0], TASK, env)
+    assert data["observations"].shape == (400, env.observation_space.shape[0])
+    assert set(data) >= {"observations", "actions", "rewards", "masks", "terminals", "next_observations"}
+    assert data["terminals"].sum() == 4  # one per episode
+
+
+def test_auto_prefers_official_then_regenerates(smoke_dataset_dir, tmp_path, bench_cache):
+    assert resolve_files(TASK, "auto", smoke_dataset_dir, SMALL).kind == "official"
+    files = resolve_files(TASK, "auto", tmp_path, SMALL)  # empty directory
+    assert files.kind == "regenerated" and files.provenance["manifest"]["kind"] == "regenerated"
+    # Second time: reused from the cache, same files.
+    assert resolve_files(TASK, "auto", tmp_path, SMALL).train == files.train
+
+
+def test_missing_official_files_explain_where_to_put_them(tmp_path, monkeypatch):
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(ogbench, "download_datasets", offline)
+    with pytest.raises(BenchError, match=r"cube-single-play-v0.npz' and 'cube-single-play-v0-val.npz' there"):
+        resolve_files(TASK, "official", tmp_path, SMALL)
+
+
+def test_shards_rotate_every_interval(smoke_dataset_dir, tmp_path, env):
+    shard_dir = tmp_path / "shards"
+    shard_dir.mkdir()
+    shutil.copy(smoke_dataset_dir / "cube-single-play-v0.npz", shard_dir / "cube-single-play-v0-000.npz")
+    with np.load(smoke_dataset_dir / "cube-single-play-v0.npz") as f:
+        second = {k: f[k] for k in f.files}
+    second["observations"] = second["observations"] + 1.0  # distinguishable shard
+    np.savez_compressed(shard_dir / "cube-single-play-v0-001.npz", **second)
+    shutil.copy(smoke_dataset_dir / "cube-single-play-v0-val.npz", shard_dir / "cube-single-play-v0-val.npz")
+
+    files = resolve_files(TASK, "official", shard_dir, SMALL)
+    assert [p.name for p in files.train] == ["cube-single-play-v0-000.npz", "cube-single-play-v0-001.npz"]
+    data = ShardedData(files, TASK, env, interval=1000)
+    assert [data.shard_index(s) for s in (0, 999, 1000, 1999, 2000)] == [0, 0, 1, 1, 0]
+    first_obs = np.asarray(data.at_step(0).observations[0])
+    np.testing.assert_allclose(np.asarray(data.at_step(1000).observations[0]), first_obs + 1.0)
+
+
+def test_corrupt_file(smoke_dataset_dir, tmp_path, env):
+    bad = _copy(smoke_dataset_dir, tmp_path / "d") / "cube-single-play-v0.npz"
+    bad.write_bytes(b"this is not a zip file" * 100)
+    with pytest.raises(BenchError, match=rf"{bad}.*corrupt"):
+        load_split(bad, TASK, env)
+
+
+def test_truncated_file(smoke_dataset_dir, tmp_path, env):
+    bad = _copy(smoke_dataset_dir, tmp_path / "d") / "cube-single-play-v0.npz"
+    bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 2])
+    with pytest.raises(BenchError, match=rf"{bad}.*(corrupt|truncated)"):
+        load_split(bad, TASK, env)
+
+
+def test_missing_file(tmp_path, env):
+    with pytest.raises(BenchError, match="does not exist"):
+        load_split(tmp_path / "cube-single-play-v0.npz", TASK, env)
+
+
+def test_missing_keys(tmp_path, env):
+    path = tmp_path / "cube-single-play-v0.npz"
+    np.savez(path, observations=np.zeros((10, 28), np.float32), actions=np.zeros((10, 5), np.float32))
+    with pytest.raises(BenchError, match="lacks key.*terminals, qpos, qvel"):
+        load_split(path, TASK, env)
+
+
+def _rewrite(src, dst, **changes):
+    with np.load(src) as f:
+        arrays = {k: f[k] for k in f.files}
+    arrays.update({k: fn(arrays[k]) for k, fn in changes.items()})
+    np.savez_compressed(dst, **arrays)
+    return dst
+
+
+def test_wrong_shapes(smoke_dataset_dir, tmp_path, env):
+    path = _rewrite(smoke_dataset_dir / "cube-single-play-v0.npz", tmp_path / "cube-single-play-v0.npz",
+                    observations=lambda o: o[:, :-3])
+    with pytest.raises(BenchError, match=r"'observations' has shape \(400, 25\), expected \(400, 28\)"):
+        load_split(path, TASK, env)
+
+
+def test_nan_values(smoke_dataset_dir, tmp_path, env):
+    def poison(a):
+        a = a.copy()
+        a[7, 2] = np.nan
+        return a
+
+    path = _rewrite(smoke_dataset_dir / "cube-single-play-v0.npz", tmp_path / "cube-single-play-v0.npz",
+                    actions=poison)
+    with pytest.raises(BenchError, match=r"'actions' holds 1 NaN/inf"):
+        load_split(path, TASK, env)
+
+
+def test_corrupt_regenerated_cache_is_detected(bench_cache):
+    files = resolve_files(TASK, "regenerated", None, SMALL)
+    original = files.train[0].read_bytes()
+    try:
+        files.train[0].write_bytes(original[:-10] + b"0123456789")
+        with pytest.raises(BenchError, match="corrupt.*delete"):
+            resolve_files(TASK, "regenerated", None, SMALL)
+    finally:
+        files.train[0].write_bytes(original)
+
+
+def test_antmaze_cannot_be_regenerated(bench_cache):
+    with pytest.raises(BenchError, match="cannot be regenerated"):
+        resolve_files(resolve_task("al-task1"), "regenerated", None, SMALL)

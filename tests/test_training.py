@@ -1,0 +1,101 @@
+"""The training loop: run records, kill-and-resume, divergence, finished runs kept."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import pytest
+
+from baselines.bc import FlowBC
+from bench import methods
+from bench.errors import BenchError
+from bench.training import RunConfig, train
+from tests.conftest import SMOKE_TASK
+
+TIMING_COLUMNS = {"steps_per_s", "wall_s", "policy_seconds", "env_seconds", "wall_seconds"}
+
+
+def _rows(path):
+    with open(path, newline="") as f:
+        return [{k: v for k, v in row.items() if k not in TIMING_COLUMNS} for row in csv.DictReader(f)]
+
+
+def _agent_bytes(run_dir):
+    state = json.loads((run_dir / "checkpoint" / "state.json").read_text())
+    return (run_dir / "checkpoint" / state["agent_file"]).read_bytes()
+
+
+@pytest.mark.slow
+def test_smoke_run_records_everything(bench_cache, tmp_path):
+    summary = train(RunConfig("bc", SMOKE_TASK, profile="smoke", out=tmp_path / "run"), progress=False)
+    run = tmp_path / "run"
+    for name in ("config.json", "environment.json", "data.json", "metrics.csv", "evaluations.csv", "summary.json"):
+        assert (run / name).exists(), name
+    assert summary["method"] == "bc" and summary["profile"] == "smoke" and summary["steps"] == {"pretrain": 30}
+    assert 0.0 <= summary["final_success"] <= 1.0 and summary["wall_time_s"] > 0
+    assert summary["data"]["kind"] == "regenerated"
+    assert json.loads((run / "data.json").read_text())["manifest"]["kind"] == "regenerated"
+    env = json.loads((run / "environment.json").read_text())
+    assert env["versions"]["jax"] and env["hardware"]["cpu_cores"] >= 1
+    assert [int(r["step"]) for r in _rows(run / "metrics.csv")] == [5, 10, 15, 20, 25, 30]
+    evals = _rows(run / "evaluations.csv")
+    assert [int(r["step"]) for r in evals] == [15, 30] and all(r["num_episodes"] == "2" for r in evals)
+    assert all(math.isfinite(float(r["actor/flow_loss"])) for r in _rows(run / "metrics.csv"))
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_same_result(bench_cache, tmp_path):
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    train(RunConfig("bc", SMOKE_TASK, profile="smoke", out=straight), progress=False)
+
+    def kill_at_23(phase, step):  # the last checkpoint is at step 20: steps 21-23 are lost
+        if step == 23:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(RunConfig("bc", SMOKE_TASK, profile="smoke", out=resumed), progress=False, on_step=kill_at_23)
+    assert not (resumed / "summary.json").exists()
+    assert json.loads((resumed / "checkpoint" / "state.json").read_text())["step"] == 20
+    assert [int(r["step"]) for r in _rows(resumed / "metrics.csv")][-1] == 20
+
+    train(RunConfig("bc", SMOKE_TASK, profile="smoke", out=resumed), progress=False)
+    assert _agent_bytes(resumed) == _agent_bytes(straight)
+    assert _rows(resumed / "metrics.csv") == _rows(straight / "metrics.csv")
+    assert _rows(resumed / "evaluations.csv") == _rows(straight / "evaluations.csv")
+
+
+@pytest.mark.slow
+def test_finished_run_is_never_overwritten(bench_cache, tmp_path):
+    config = RunConfig("bc", SMOKE_TASK, profile="smoke", out=tmp_path / "run")
+    first = train(config, progress=False)
+    before = (tmp_path / "run" / "summary.json").read_bytes()
+    again = train(config, progress=False)
+    assert again == first and (tmp_path / "run" / "summary.json").read_bytes() == before
+
+
+@pytest.mark.slow
+def test_other_config_in_the_same_directory_is_refused(bench_cache, tmp_path):
+    def stop(phase, step):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(RunConfig("bc", SMOKE_TASK, profile="smoke", out=tmp_path / "run"), progress=False, on_step=stop)
+    with pytest.raises(BenchError, match="different configuration"):
+        train(RunConfig("bc", SMOKE_TASK, profile="smoke", seed=1, out=tmp_path / "run"), progress=False)
+
+
+class _DivergingBC(FlowBC):
+    def update(self, batch, key):
+        agent, metrics = super().update(batch, key)
+        return agent, {**metrics, "actor/flow_loss": metrics["actor/flow_loss"] * float("nan")}
+
+
+@pytest.mark.slow
+def test_non_finite_loss_stops_with_a_clear_error(bench_cache, tmp_path, monkeypatch):
+    bc = methods.METHODS["bc"]
+    monkeypatch.setitem(methods.METHODS, "bc", methods.Method("bc", _DivergingBC, bc.make_config, bc.paper))
+    with pytest.raises(BenchError, match=r"actor/flow_loss became non-finite at pretrain step 5; last good checkpoint: none"):
+        train(RunConfig("bc", SMOKE_TASK, profile="smoke", out=tmp_path / "run"), progress=False)
+    assert not (tmp_path / "run" / "summary.json").exists()

@@ -1,0 +1,51 @@
+"""Networks shared by every method (ALGORITHMS.md section 1).
+
+Modules act on a single example, the way Equinox's own layers do; callers `jax.vmap`
+over the batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PRNGKeyArray
+
+
+def _xavier_linear(in_size: int, out_size: int, key: PRNGKeyArray) -> eqx.nn.Linear:
+    """A dense layer with xavier-uniform weights and zero bias."""
+    layer = eqx.nn.Linear(in_size, out_size, key=key)
+    weight = jax.nn.initializers.xavier_uniform()(key, (out_size, in_size))
+    return eqx.tree_at(lambda m: (m.weight, m.bias), layer, (weight, jnp.zeros(out_size)))
+
+
+class MLP(eqx.Module):
+    """Dense layers, GELU, optional LayerNorm after each hidden activation, linear output."""
+
+    layers: tuple[eqx.nn.Linear, ...]
+    norms: tuple[eqx.nn.LayerNorm, ...] | None
+
+    def __init__(
+        self,
+        in_size: int,
+        out_size: int,
+        hidden_sizes: Sequence[int],
+        *,
+        layer_norm: bool,
+        key: PRNGKeyArray,
+    ):
+        sizes = (in_size, *hidden_sizes, out_size)
+        keys = jax.random.split(key, len(sizes) - 1)
+        self.layers = tuple(
+            _xavier_linear(a, b, k) for a, b, k in zip(sizes[:-1], sizes[1:], keys, strict=True)
+        )
+        self.norms = tuple(eqx.nn.LayerNorm(h) for h in hidden_sizes) if layer_norm else None
+
+    def __call__(self, x: Float[Array, " in_size"]) -> Float[Array, " out_size"]:
+        for i, layer in enumerate(self.layers[:-1]):
+            x = jax.nn.gelu(layer(x))
+            if self.norms is not None:
+                x = self.norms[i](x)
+        return self.layers[-1](x)
