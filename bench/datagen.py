@@ -24,7 +24,7 @@ Recipe
   episode starts in a random free cell with a goal in a random non-hallway cell; the
   action is the unit direction to the BFS oracle subgoal plus Gaussian noise 0.5, clipped
   to [-1, 1]; when the goal is reached a new one is drawn.
-* Ant-, humanoidmaze and antsoccer datasets need ogbench's pretrained expert policies,
+* Antmaze, humanoidmaze and antsoccer datasets need ogbench's pretrained expert policies,
   which are not distributed, so they cannot be regenerated.
 
 Layout: an episode of ``episode_length`` transitions is ``episode_length + 1`` environment
@@ -40,9 +40,10 @@ identical for any number of workers. Regenerated data is never the official byte
 official runs were unseeded): it must always be labelled "regenerated", which the
 manifest written next to the files records.
 
-Cost on this machine (2 CPU cores): about 3.3 s per 1001-step manipulation episode
-(cube-double play; scene and puzzle are similar) and about 0.2 s per pointmaze episode,
-per core; the official 1M cube-double set takes about 30 minutes with two workers.
+Cost, measured on the development machine (2 shared CPU cores, single process): about
+1.7 s per 1001-step manipulation episode (cube-double/scene/puzzle play; up to 3 s when the
+cores were busy) and about 0.15 s per pointmaze-medium episode. The official 1M cube-double
+set (1000 + 100 episodes) is therefore about 30-50 CPU-minutes, divided by the workers.
 """
 
 from __future__ import annotations
@@ -426,6 +427,7 @@ def _init_worker(recipe: Recipe) -> None:
 
 
 def _worker_episode(seed: int, split_id: int, index: int) -> dict[str, np.ndarray]:
+    """Pool task: one episode with this worker's environment."""
     assert _WORKER_COLLECTOR is not None, "worker not initialised"
     return _WORKER_COLLECTOR.episode(seed, split_id, index)
 
@@ -502,6 +504,7 @@ def _write_npz(
 
 
 def _write_json(directory: Path, final_name: str, data: dict, temps: list[Path]) -> Path:
+    """Write `data` as JSON to a synced temp file; return its path."""
     fd, path = _temp_file(directory, final_name, temps)
     with os.fdopen(fd, "w") as f:
         json.dump(data, f, indent=2)
@@ -549,6 +552,7 @@ def _publish(
     (KeyboardInterrupt included) the temp files are deleted.
     """
     names = {"train": f"{recipe.dataset}.npz", "val": f"{recipe.dataset}-val.npz"}
+    manifest_final = manifest_path(out_dir, recipe.dataset)
     temps: list[Path] = []
     try:
         staged = {split: _write_npz(out_dir, names[split], splits[split], temps) for split in names}
@@ -556,13 +560,11 @@ def _publish(
             names[split]: {"sha256": _sha256(path), "size": path.stat().st_size}
             for split, path in staged.items()
         }
-        manifest_tmp = _write_json(
-            out_dir, manifest_path(out_dir, recipe.dataset).name, manifest, temps
-        )
-        manifest_path(out_dir, recipe.dataset).unlink(missing_ok=True)
+        manifest_tmp = _write_json(out_dir, manifest_final.name, manifest, temps)
+        manifest_final.unlink(missing_ok=True)
         for split, path in staged.items():
             os.replace(path, out_dir / names[split])
-        os.replace(manifest_tmp, manifest_path(out_dir, recipe.dataset))
+        os.replace(manifest_tmp, manifest_final)
         _fsync_dir(out_dir)
     finally:
         for path in temps:
@@ -573,6 +575,7 @@ def _publish(
 def _check_counts(
     episodes: int, val_episodes: int, episode_length: int, workers: int, seed: int
 ) -> None:
+    """Raise `BenchError` unless the counts are positive and the seed non-negative."""
     for name, value in [
         ("episodes", episodes),
         ("val_episodes", val_episodes),
@@ -603,6 +606,9 @@ def generate(
     `episode_length` transitions run in `workers` processes (default: all CPUs); the
     arrays depend only on (dataset, episodes, val_episodes, episode_length, seed).
     Raises `BenchError` for unknown or non-regenerable datasets and bad counts.
+
+    With more than one worker the episodes run in spawned processes, so a calling script
+    needs the usual ``if __name__ == "__main__":`` guard.
     """
     recipe = _recipe(dataset, episode_length)
     val_episodes = max(1, episodes // 10) if val_episodes is None else val_episodes

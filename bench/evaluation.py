@@ -212,6 +212,7 @@ class _Run:
         self.num_episodes = num_episodes
         self.seed = seed
         self.chunk_shape = (chunk_len, action_dim)
+        self.batched = batched
         self.batch_size = len(envs) if batched else 1
         self.key = jax.random.PRNGKey(seed)
         self.next_episode = 0
@@ -228,9 +229,8 @@ class _Run:
             self._start_episode(slot)
         while active := [slot for slot in self.slots if slot.episode >= 0]:
             needy = [slot for slot in active if slot.needs_actions]
-            groups = [needy] if self.batch_size > 1 else [[slot] for slot in needy]
-            for group in groups:
-                if group:
+            if needy:
+                for group in [needy] if self.batched else [[slot] for slot in needy]:
                     self._query(group)
             for slot in active:
                 self._step(slot)
