@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -203,7 +204,8 @@ class Run:
         total = sum(p.steps for p in phases)
         done_before = sum(p.steps for p in phases[:start_phase]) + start_step
         bar = tqdm(total=total, initial=done_before, disable=not self.progress, unit="step",
-                   desc=f"{cfg.method} {self.task.name} seed{cfg.seed}", dynamic_ncols=True)
+                   desc=f"{cfg.method} {self.task.name} seed{cfg.seed}", dynamic_ncols=True,
+                   mininterval=0.5 if sys.stderr.isatty() else 30.0)
         run_key = jax.random.key(cfg.seed)
         began = time.perf_counter() - elapsed
         last_success: dict[str, float] = {}
