@@ -1,3 +1,4 @@
 from bench.cli import main
 
-main()
+if __name__ == "__main__":  # guard: datagen's worker processes re-import this module
+    main()

@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import socket
 import zipfile
@@ -25,6 +24,7 @@ from typing import Literal
 import numpy as np
 
 from bench.errors import BenchError
+from bench.files import sha256_file
 from bench.tasks import Task
 
 Source = Literal["official", "regenerated", "auto"]
@@ -111,14 +111,6 @@ def _download_official(task: Task, directory: Path) -> None:
         socket.setdefaulttimeout(previous)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _regenerated_files(task: Task, regen: Regeneration) -> DataFiles:
     from bench import datagen
 
@@ -140,7 +132,7 @@ def _regenerated_files(task: Task, regen: Regeneration) -> DataFiles:
     val = directory / f"{task.dataset}-val.npz"
     for path in (train, val):
         expected = manifest["files"][path.name]["sha256"]
-        if not path.exists() or _sha256(path) != expected:
+        if not path.exists() or sha256_file(path) != expected:
             raise BenchError(
                 f"cached regenerated file {path} is missing or corrupt (sha256 differs from its "
                 f"manifest); delete {directory} and rerun to regenerate it"

@@ -50,11 +50,9 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import datetime as dt
-import hashlib
 import json
 import multiprocessing
 import os
-import tempfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -64,6 +62,7 @@ import numpy as np
 from tqdm import tqdm
 
 from bench.errors import BenchError
+from bench.files import sha256_file, temp_beside
 from bench.tasks import resolve_dataset
 
 MANIPULATION_ENVS = (
@@ -476,19 +475,11 @@ def _concat(episodes: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
 # --------------------------------------------------------------------------- files
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _temp_file(directory: Path, final_name: str, temps: list[Path]) -> tuple[int, Path]:
     """Create a temp file next to `final_name`, registering it in `temps` for cleanup."""
-    fd, name = tempfile.mkstemp(dir=directory, prefix=f".{final_name}.", suffix=".tmp")
-    temps.append(Path(name))
-    return fd, Path(name)
+    fd, path = temp_beside(directory / final_name)
+    temps.append(path)
+    return fd, path
 
 
 def _write_npz(
@@ -557,7 +548,7 @@ def _publish(
     try:
         staged = {split: _write_npz(out_dir, names[split], splits[split], temps) for split in names}
         manifest["files"] = {
-            names[split]: {"sha256": _sha256(path), "size": path.stat().st_size}
+            names[split]: {"sha256": sha256_file(path), "size": path.stat().st_size}
             for split, path in staged.items()
         }
         manifest_tmp = _write_json(out_dir, manifest_final.name, manifest, temps)

@@ -1,0 +1,27 @@
+"""Small file utilities shared by the data, datagen and run-store code."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def temp_beside(final: Path) -> tuple[int, Path]:
+    """A new temp file in ``final``'s directory (same filesystem, so a rename is atomic).
+
+    It is made world-readable like an ordinary file, since it will replace ``final``.
+    """
+    fd, name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp")
+    os.fchmod(fd, 0o644)
+    return fd, Path(name)
