@@ -7,8 +7,6 @@ from pathlib import Path
 
 import pytest
 
-SMOKE_TASK = "cube-single-play-singletask-task1-v0"
-
 
 @pytest.fixture(scope="session")
 def bench_cache(tmp_path_factory) -> Path:
