@@ -49,3 +49,25 @@ class MLP(eqx.Module):
             if self.norms is not None:
                 x = self.norms[i](x)
         return self.layers[-1](x)
+
+
+class TanhGaussian(eqx.Module):
+    """A tanh-squashed Gaussian policy head ``e = tanh(mean + std * eps)`` (SAC style)."""
+
+    mlp: MLP
+    log_std_min: float = eqx.field(static=True, default=-5.0)
+    log_std_max: float = eqx.field(static=True, default=2.0)
+
+    def __init__(self, in_size: int, out_size: int, hidden_sizes: Sequence[int], *, key: PRNGKeyArray):
+        self.mlp = MLP(in_size, 2 * out_size, hidden_sizes, layer_norm=False, key=key)
+
+    def __call__(self, x: Float[Array, " in_size"], key: PRNGKeyArray) -> tuple[Float[Array, " out"], Float[Array, ""]]:
+        """A sample in (-1, 1)^out and its log-probability."""
+        mean, log_std = jnp.split(self.mlp(x), 2)
+        log_std = jnp.clip(log_std, self.log_std_min, self.log_std_max)
+        noise = jax.random.normal(key, mean.shape)
+        pre_tanh = mean + jnp.exp(log_std) * noise
+        sample = jnp.tanh(pre_tanh)
+        gaussian = -0.5 * jnp.sum(noise**2 + 2 * log_std + jnp.log(2 * jnp.pi))
+        log_prob = gaussian - jnp.sum(jnp.log(1.0 - sample**2 + 1e-6))
+        return sample, log_prob

@@ -1,0 +1,85 @@
+"""The critic ensemble, its chunked pessimistic TD target and Polyak targets (ALGORITHMS.md s1).
+
+Written once and used by every method that learns a Q-function over action chunks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TypeVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from trqam.nn import MLP
+
+M = TypeVar("M", bound=eqx.Module)
+
+
+class CriticEnsemble(eqx.Module):
+    """K independent MLP critics ``Q_k(s, a)`` with LayerNorm, evaluated in one vmap."""
+
+    members: MLP  # arrays stacked along a leading axis of size K
+
+    def __init__(
+        self,
+        obs_dim: int,
+        action_dim: int,
+        hidden_sizes: Sequence[int],
+        num_members: int,
+        *,
+        layer_norm: bool = True,
+        key: PRNGKeyArray,
+    ):
+        def make(k):
+            return MLP(obs_dim + action_dim, 1, hidden_sizes, layer_norm=layer_norm, key=k)
+
+        self.members = eqx.filter_vmap(make)(jax.random.split(key, num_members))
+
+    def __call__(self, obs: Float[Array, " obs_dim"], action: Float[Array, " action_dim"]) -> Float[Array, " K"]:
+        x = jnp.concatenate([obs, action])
+
+        @eqx.filter_vmap(in_axes=(eqx.if_array(0), None))
+        def each(member, x):
+            return member(x)[0]
+
+        return each(self.members, x)
+
+
+def batch_q(critic: CriticEnsemble, obs: Float[Array, "B obs"], actions: Float[Array, "B act"]) -> Float[Array, "B K"]:
+    return jax.vmap(critic)(obs, actions)
+
+
+def pessimistic(q: Float[Array, "B K"], rho: float) -> Float[Array, " B"]:
+    """``mean_k Q_k - rho * std_k Q_k``."""
+    return jnp.mean(q, axis=-1) - rho * jnp.std(q, axis=-1)
+
+
+def td_target(
+    next_q: Float[Array, "B K"],
+    rewards: Float[Array, " B"],
+    masks: Float[Array, " B"],
+    discount: float,
+    chunk_len: int,
+    rho: float,
+) -> Float[Array, " B"]:
+    """Chunked target ``y = R + gamma^h m (mean_k Q'_k - rho std_k Q'_k)``, without gradient."""
+    y = rewards + discount**chunk_len * masks * pessimistic(next_q, rho)
+    return jax.lax.stop_gradient(y)
+
+
+def critic_loss(
+    q: Float[Array, "B K"], target: Float[Array, " B"], valid_last: Float[Array, " B"]
+) -> Float[Array, ""]:
+    """Mean over members and batch of ``(Q_k - y)^2``, weighted by the chunk's last valid flag."""
+    return jnp.mean((q - target[:, None]) ** 2 * valid_last[:, None])
+
+
+def polyak(target: M, online: M, tau: float) -> M:
+    """``target <- (1 - tau) target + tau online`` on every floating-point array leaf."""
+    target_arrays, static = eqx.partition(target, eqx.is_inexact_array)
+    online_arrays = eqx.filter(online, eqx.is_inexact_array)
+    mixed = jax.tree.map(lambda t, o: (1.0 - tau) * t + tau * o, target_arrays, online_arrays)
+    return eqx.combine(mixed, static)
