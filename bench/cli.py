@@ -49,6 +49,8 @@ def train(
     source: Literal["official", "regenerated", "auto"] | None = None,
     dataset_dir: Path | None = None,
     out: Path | None = None,
+    init: Literal["bc", "scratch"] = "bc",
+    set: list[str] = [],  # noqa: A002, B006 (the option is --set; tyro reads the default)
     progress: bool = True,
 ) -> None:
     """Train and evaluate one method on one task; resumes an interrupted run in the same directory.
@@ -61,13 +63,15 @@ def train(
         source: Data source: official OGBench files, regenerated with ogbench's oracles, or auto (official if present, else regenerated). Default: the profile's (auto for smoke/quick, official for paper).
         dataset_dir: Directory of the official files (default ~/.ogbench/data): DATASET.npz + DATASET-val.npz, or shards DOMAIN-...-NNN.npz.
         out: Run directory (default results/runs/PROFILE/METHOD/TASK/seedSEED).
+        init: Fine-tuning methods: start from the BC checkpoint (TRQAM paper; BC pretraining is cached and reused across methods) or from scratch (QAM paper).
+        set: Overrides of the method's config, KEY=VALUE (e.g. kl_budget=0.5, external_kl=true, frozen_base=true, inv_temp=3).
         progress: Show a progress bar.
     """
     from bench.training import RunConfig
     from bench.training import train as run_training
 
     config = RunConfig(method=method, task=task, profile=profile, seed=seed, source=source,
-                       dataset_dir=dataset_dir, out=out)
+                       dataset_dir=dataset_dir, out=out, init=init, overrides=tuple(set))
     summary = run_training(config, progress=progress)
     print(f"{summary['method']} on {summary['task']} (seed {summary['seed']}, {summary['profile']}, "
           f"{summary['data']['kind']} data): success {summary['final_success']:.3f} -> {config.run_dir()}")

@@ -25,6 +25,7 @@ ProfileName = Literal["smoke", "quick", "paper"]
 class Profile:
     name: str
     hidden_sizes: tuple[int, ...]  # actor and critic MLPs
+    num_critics: int  # critic ensemble size K
     actor_layer_norm: bool
     batch_size: int
     learning_rate: float
@@ -59,6 +60,7 @@ PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke",
         hidden_sizes=(32, 32),
+        num_critics=2,
         actor_layer_norm=False,
         batch_size=16,
         learning_rate=3e-4,
@@ -78,6 +80,7 @@ PROFILES: dict[str, Profile] = {
     "quick": Profile(
         name="quick",
         hidden_sizes=(256, 256, 256),
+        num_critics=10,
         actor_layer_norm=False,
         batch_size=256,
         learning_rate=3e-4,
@@ -97,6 +100,7 @@ PROFILES: dict[str, Profile] = {
     "paper": Profile(
         name="paper",
         hidden_sizes=(512, 512, 512, 512),  # ALGORITHMS.md s1: 4 hidden layers of 512
+        num_critics=10,  # PROTOCOL.md: K = 10 critics
         actor_layer_norm=False,  # actor LayerNorm only on 10M/100M sets (for_task)
         batch_size=256,  # PROTOCOL.md: common hyperparameters
         learning_rate=3e-4,  # PROTOCOL.md: Adam lr 3e-4

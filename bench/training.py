@@ -10,6 +10,8 @@ ends with exactly the parameters and metrics of an uninterrupted one.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
 import sys
 import time
@@ -17,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import equinox as eqx
 import jax
@@ -27,9 +29,9 @@ from tqdm.auto import tqdm
 
 from bench import provenance
 from bench.batches import TransitionData, sample_batch
-from bench.data import DataFiles, Source, load_split, resolve_files
+from bench.data import DataFiles, Source, cache_dir, load_split, resolve_files
 from bench.errors import BenchError
-from bench.methods import Method, get_method
+from bench.methods import Method, apply_overrides, get_method
 from bench.profiles import Profile, get_profile
 from bench.runstore import CsvLog, read_json, write_json
 from bench.tasks import Task, resolve_task
@@ -49,6 +51,8 @@ class RunConfig:
     source: Source | None = None  # None: the profile's default
     dataset_dir: Path | None = None
     out: Path | None = None  # None: results/runs/<profile>/<method>/<task>/seed<seed>
+    init: Literal["bc", "scratch"] = "bc"  # fine-tuning methods: from the BC checkpoint, or from scratch
+    overrides: tuple[str, ...] = ()  # "key=value" changes to the method's config
 
     def run_dir(self) -> Path:
         if self.out is not None:
@@ -61,13 +65,23 @@ class Phase:
     name: str  # one of runstore.PHASE_ORDER
     steps: int
     method: Method
+    config: Any  # the agent config of this phase
+    evaluate: bool  # evaluate every eval_every steps and at the end
 
 
-def plan_phases(method: Method, profile: Profile) -> list[Phase]:
-    """The phases of a run. `bc` is BC pretraining evaluated as is."""
-    if method.name == "bc":
-        return [Phase("pretrain", profile.pretrain_steps, method)]
-    raise BenchError(f"method '{method.name}' has no training plan yet")
+def plan_phases(method: Method, profile: Profile, task: Task, run: RunConfig) -> list[Phase]:
+    """`bc` is BC pretraining evaluated as is. A fine-tuning method runs BC pretraining
+    (reused from the BC cache when the same pretraining already ran) and then its offline
+    phase, initialised from the BC actor; with init='scratch' only the offline phase."""
+    bc = get_method("bc")
+    bc_config = bc.make_config(profile, task)
+    if not method.fine_tunes:
+        return [Phase("pretrain", profile.pretrain_steps, method, apply_overrides(bc_config, run.overrides), True)]
+    config = apply_overrides(method.make_config(profile, task), run.overrides)
+    offline = Phase("offline", profile.offline_steps, method, config, True)
+    if run.init == "scratch":
+        return [offline]
+    return [Phase("pretrain", profile.pretrain_steps, bc, bc_config, False), offline]
 
 
 class ShardedData:
@@ -123,7 +137,7 @@ class Run:
         self.method = get_method(config.method)
         self.task = resolve_task(config.task)
         self.profile = get_profile(config.profile).for_task(self.task)
-        self.agent_config = self.method.make_config(self.profile, self.task)
+        self.phases = plan_phases(self.method, self.profile, self.task, config)
         self.dir = config.run_dir()
         self.progress = progress
         self.on_step = on_step  # called after every step; tests use it to interrupt a run
@@ -137,7 +151,9 @@ class Run:
             "run": run,
             "profile": dataclasses.asdict(self.profile),
             "method": {"name": self.method.name, "paper": self.method.paper},
-            "agent_config": {"class": type(self.agent_config).__name__, **dataclasses.asdict(self.agent_config)},
+            "phases": [{"name": p.name, "steps": p.steps, "method": p.method.name, "evaluate": p.evaluate,
+                        "agent_config": {"class": type(p.config).__name__, **dataclasses.asdict(p.config)}}
+                       for p in self.phases],
             "task": {"name": self.task.name, "env_id": self.task.env_id, "dataset": self.task.dataset,
                      "chunk_len": self.task.chunk_len, "sparse_reward": self.task.sparse_reward},
         }
@@ -187,84 +203,83 @@ class Run:
             evaluator.close()
 
     def _train(self, train_data: ShardedData, val_data: TransitionData, evaluator, files: DataFiles) -> dict:
-        cfg, profile = self.config, self.profile
-        phases = plan_phases(self.method, profile)
-        metrics_log = CsvLog(self.dir / "metrics.csv")
-        evals_log = CsvLog(self.dir / "evaluations.csv")
+        cfg, profile, phases = self.config, self.profile, self.phases
+        logs = {"metrics": CsvLog(self.dir / "metrics.csv"), "evaluations": CsvLog(self.dir / "evaluations.csv")}
         checkpoint = Checkpoint(self.dir / "checkpoint")
         state = checkpoint.state()
         start_phase, start_step, elapsed = 0, 0, 0.0
         if state is not None:
             start_phase = [p.name for p in phases].index(state["phase"])
             start_step, elapsed = state["step"], state["elapsed_s"]
-        metrics_log.truncate_after(phases[start_phase].name, start_step)
-        evals_log.truncate_after(phases[start_phase].name, start_step)
+        for log in logs.values():
+            log.truncate_after(phases[start_phase].name, start_step)
 
-        chunk_len, discount = self.task.chunk_len, profile.discount
         total = sum(p.steps for p in phases)
         done_before = sum(p.steps for p in phases[:start_phase]) + start_step
         bar = tqdm(total=total, initial=done_before, disable=not self.progress, unit="step",
                    desc=f"{cfg.method} {self.task.name} seed{cfg.seed}", dynamic_ncols=True,
                    mininterval=0.5 if sys.stderr.isatty() else 30.0)
-        run_key = jax.random.key(cfg.seed)
-        began = time.perf_counter() - elapsed
-        last_success: dict[str, float] = {}
+        loop = _Loop(self, train_data, val_data, evaluator, checkpoint, logs, bar, time.perf_counter() - elapsed)
+        previous, pretrain_source = None, None
         for phase_index in range(start_phase, len(phases)):
             phase = phases[phase_index]
-            phase_key = jax.random.fold_in(run_key, phase_index)
+            phase_key = jax.random.fold_in(jax.random.key(cfg.seed), phase_index)
             init_key, step_keys, val_keys = jax.random.split(phase_key, 3)
-            example = sample_batch(train_data.at_step(0), init_key, profile.batch_size, chunk_len, discount)
-            agent = phase.method.agent_cls.create(example, self.agent_config, init_key)
+            example = sample_batch(train_data.at_step(0), init_key, profile.batch_size, self.task.chunk_len,
+                                   profile.discount)
+            agent = self._create(phase, example, init_key, previous)
+            cached = self._bc_cache_path(phase, files) if phase.name == "pretrain" else None
             first = 0
             if state is not None and phase_index == start_phase:
-                agent = load_agent(checkpoint.agent_path, agent)
-                first = start_step
-            window_start, window_steps = time.perf_counter(), 0
-            for step in range(first, phase.steps):
-                data = train_data.at_step(step)
-                agent, metrics = _train_step(agent, data, jax.random.fold_in(step_keys, step),
-                                             profile.batch_size, chunk_len, discount)
-                done, window_steps = step + 1, window_steps + 1
-                bar.update(1)
-                if done % profile.log_every == 0 or done == phase.steps:
-                    values = _as_floats(metrics)
-                    self._check_finite(values, phase.name, done, checkpoint)
-                    val = _as_floats(_validation_step(agent, val_data, jax.random.fold_in(val_keys, done),
-                                                      profile.batch_size, chunk_len, discount))
-                    now = time.perf_counter()
-                    metrics_log.append({"phase": phase.name, "step": done, **values,
-                                        **{f"val/{k}": v for k, v in val.items()},
-                                        "steps_per_s": round(window_steps / (now - window_start), 2),
-                                        "wall_s": round(now - began, 2)})
-                    window_start, window_steps = now, 0
-                if done % profile.eval_every == 0 or done == phase.steps:
-                    result = self._evaluate(evaluator, agent, _eval_seed(cfg.seed, phase_index, done))
-                    last_success[phase.name] = result.success_rate
-                    evals_log.append({"phase": phase.name, "step": done, **result.to_dict(),
-                                      "wall_s": round(time.perf_counter() - began, 2)})
-                    bar.set_postfix(success=f"{result.success_rate:.2f}")
-                if done % profile.checkpoint_every == 0 or done == phase.steps:
-                    checkpoint.save(agent, phase.name, done, time.perf_counter() - began)
-                if self.on_step is not None:
-                    self.on_step(phase.name, done)
-            state = None
+                agent, first = load_agent(checkpoint.agent_path, agent), start_step
+            elif cached is not None and cached.exists():
+                agent, first, pretrain_source = load_agent(cached, agent), phase.steps, f"cache: {cached}"
+                bar.update(phase.steps)
+            agent = loop.run(phase, phase_index, agent, first, step_keys, val_keys)
+            if cached is not None and not cached.exists():
+                save_agent(cached, agent)  # reused by other methods' pretraining with the same setup
+                pretrain_source = pretrain_source or "trained in this run"
+            previous, state = agent, None
         bar.close()
+        last_metrics = [r for r in logs["metrics"].rows if r["phase"] == phases[-1].name]
         summary = {
             "method": cfg.method,
             "task": self.task.name,
             "seed": cfg.seed,
             "profile": profile.name,
-            "final_success": last_success[phases[-1].name],
-            "success_by_phase": last_success,
+            "final_success": loop.last_success[phases[-1].name],
+            "success_by_phase": loop.last_success,
             "steps": {p.name: p.steps for p in phases},
+            "init": None if not self.method.fine_tunes else cfg.init,
+            "pretrain_source": pretrain_source,
             "eval_episodes": profile.eval_episodes,
-            "wall_time_s": round(time.perf_counter() - began, 1),
+            "final_metrics": {k: float(v) for k, v in last_metrics[-1].items() if k not in ("phase", "step")}
+            if last_metrics else {},
+            "wall_time_s": round(time.perf_counter() - loop.began, 1),
             "data": {"kind": files.kind, "dataset": files.dataset},
             "hardware": provenance.hardware(),
             "finished_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         write_json(self.dir / "summary.json", summary)
         return summary
+
+    @staticmethod
+    def _create(phase: Phase, example, key, previous):
+        """A new agent for ``phase``; fine-tuning methods start from the previous phase's BC actor."""
+        if not phase.method.fine_tunes:
+            return phase.method.agent_cls.create(example, phase.config, key)
+        bc_actor = previous.actor if previous is not None else None
+        return phase.method.agent_cls.create(example, phase.config, key, bc_actor=bc_actor)
+
+    def _bc_cache_path(self, phase: Phase, files: DataFiles) -> Path:
+        """Where BC pretraining with exactly this setup (task, data, config, steps, seed) is kept."""
+        identity = {
+            "task": self.task.name, "seed": self.config.seed, "steps": phase.steps,
+            "batch_size": self.profile.batch_size, "discount": self.profile.discount,
+            "config": dataclasses.asdict(phase.config), "data": files.provenance,
+        }
+        digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        return cache_dir() / "bc-checkpoints" / self.task.name / f"seed{self.config.seed}-{digest}.eqx"
 
     def _evaluate(self, evaluator, agent, seed: int):
         def policy(observations, key):
@@ -283,6 +298,46 @@ class Run:
                 f"training diverged: {', '.join(bad)} became non-finite at {phase} step {step}; "
                 f"last good checkpoint: {last}; lower the learning rate or check the data"
             )
+
+
+class _Loop:
+    """The step loop of one phase: train, log, validate, evaluate, checkpoint."""
+
+    def __init__(self, owner: Run, train_data, val_data, evaluator, checkpoint, logs, bar, began: float):
+        self.owner, self.train_data, self.val_data, self.evaluator = owner, train_data, val_data, evaluator
+        self.checkpoint, self.logs, self.bar, self.began = checkpoint, logs, bar, began
+        self.last_success: dict[str, float] = {}
+
+    def run(self, phase: Phase, phase_index: int, agent, first: int, step_keys, val_keys):
+        profile, task, seed = self.owner.profile, self.owner.task, self.owner.config.seed
+        window_start, window_steps = time.perf_counter(), 0
+        for step in range(first, phase.steps):
+            agent, metrics = _train_step(agent, self.train_data.at_step(step), jax.random.fold_in(step_keys, step),
+                                         profile.batch_size, task.chunk_len, profile.discount)
+            done, window_steps = step + 1, window_steps + 1
+            self.bar.update(1)
+            if done % profile.log_every == 0 or done == phase.steps:
+                values = _as_floats(metrics)
+                self.owner._check_finite(values, phase.name, done, self.checkpoint)
+                val = _as_floats(_validation_step(agent, self.val_data, jax.random.fold_in(val_keys, done),
+                                                  profile.batch_size, task.chunk_len, profile.discount))
+                now = time.perf_counter()
+                self.logs["metrics"].append({"phase": phase.name, "step": done, **values,
+                                             **{f"val/{k}": v for k, v in val.items()},
+                                             "steps_per_s": round(window_steps / (now - window_start), 2),
+                                             "wall_s": round(now - self.began, 2)})
+                window_start, window_steps = now, 0
+            if phase.evaluate and (done % profile.eval_every == 0 or done == phase.steps):
+                result = self.owner._evaluate(self.evaluator, agent, _eval_seed(seed, phase_index, done))
+                self.last_success[phase.name] = result.success_rate
+                self.logs["evaluations"].append({"phase": phase.name, "step": done, **result.to_dict(),
+                                                 "wall_s": round(time.perf_counter() - self.began, 2)})
+                self.bar.set_postfix(success=f"{result.success_rate:.2f}")
+            if done % profile.checkpoint_every == 0 or done == phase.steps:
+                self.checkpoint.save(agent, phase.name, done, time.perf_counter() - self.began)
+            if self.owner.on_step is not None:
+                self.owner.on_step(phase.name, done)
+        return agent
 
 
 class Checkpoint:
@@ -315,8 +370,6 @@ class Checkpoint:
 
 def _jsonable(record: Any) -> Any:
     """Normalise a record the way a JSON round trip would (tuples become lists...)."""
-    import json
-
     return json.loads(json.dumps(record, default=str))
 
 
