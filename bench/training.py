@@ -57,7 +57,8 @@ class RunConfig:
     def run_dir(self) -> Path:
         if self.out is not None:
             return Path(self.out)
-        return RESULTS_DIR / "runs" / self.profile / self.method / self.task / f"seed{self.seed}"
+        task = resolve_task(self.task).name  # the full name, also for the short form 'c2-task1'
+        return RESULTS_DIR / "runs" / self.profile / self.method / task / f"seed{self.seed}"
 
 
 @dataclass(frozen=True)
@@ -232,7 +233,7 @@ class Run:
             first = 0
             if state is not None and phase_index == start_phase:
                 agent, first = load_agent(checkpoint.agent_path, agent), start_step
-            elif cached is not None and cached.exists():
+            elif cached is not None and cached.exists() and not phase.evaluate:  # `bc` runs evaluate: never skipped
                 agent, first, pretrain_source = load_agent(cached, agent), phase.steps, f"cache: {cached}"
                 bar.update(phase.steps)
             agent = loop.run(phase, phase_index, agent, first, step_keys, val_keys)

@@ -113,3 +113,48 @@ def test_evaluation(benchmark, batched, chunk_len):
     benchmark.extra_info.update(unit="env steps", items_per_call=r.env_steps, batched=batched, chunk_len=chunk_len,
                                 policy_share=round(r.policy_seconds / (r.policy_seconds + r.env_seconds), 3))
     evaluator.close()
+
+
+def _fine_tune_agent(method: str, profile: str, data: TransitionData):
+    from bench.methods import get_method
+    from bench.profiles import PROFILES
+    from bench.tasks import resolve_task
+
+    p, task = PROFILES[profile], resolve_task("cube-double-play-singletask-task1-v0")
+    m = get_method(method)
+    example = sample_batch(data, jax.random.key(0), p.batch_size, CHUNK, p.discount)
+    return m.agent_cls.create(example, m.make_config(p, task), jax.random.key(0)), p.batch_size
+
+
+def _flops(compiled) -> float:
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    return float(cost.get("flops", float("nan")))
+
+
+@pytest.mark.parametrize("profile", ["quick", "paper"])
+@pytest.mark.parametrize("method", ["qam", "trqam"])
+def test_fine_tune_updates(benchmark, method, profile):
+    """QAM / TRQAM updates (critic, BC flow, adjoint matching, dual step; sampling included),
+    with FLOPs per update from XLA's cost analysis of the compiled program."""
+    data = _synthetic_data(100_000)
+    agent, batch_size = _fine_tune_agent(method, profile, data)
+    updates = 10 if profile == "quick" else 3
+
+    def run(agent, key):
+        def body(agent, k):
+            batch_key, update_key = jax.random.split(k)
+            batch = sample_batch(data, batch_key, batch_size, CHUNK, 0.995)
+            agent, metrics = agent.update(batch, update_key)
+            return agent, metrics["critic/loss"]
+        return jax.lax.scan(body, agent, jax.random.split(key, updates))
+
+    params, static = eqx.partition(agent, eqx.is_array)
+    compiled = jax.jit(lambda p, k: run(eqx.combine(p, static), k)).lower(params, jax.random.key(1)).compile()
+    flops_per_update = _flops(compiled) / updates
+    jax.block_until_ready(compiled(params, jax.random.key(1)))
+    benchmark.extra_info.update(unit="updates", items_per_call=updates, method=method, profile=profile,
+                                hidden_sizes=list(PROFILES[profile].hidden_sizes),
+                                num_critics=PROFILES[profile].num_critics, batch_size=batch_size,
+                                gflops_per_update=round(flops_per_update / 1e9, 2))
+    benchmark.pedantic(lambda: jax.block_until_ready(compiled(params, jax.random.key(2))), rounds=3, iterations=1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 
@@ -96,7 +97,7 @@ class _DivergingBC(FlowBC):
 @pytest.mark.slow
 def test_non_finite_loss_stops_with_a_clear_error(bench_cache, tmp_path, monkeypatch):
     bc = methods.METHODS["bc"]
-    monkeypatch.setitem(methods.METHODS, "bc", methods.Method("bc", _DivergingBC, bc.make_config, bc.paper))
+    monkeypatch.setitem(methods.METHODS, "bc", dataclasses.replace(bc, agent_cls=_DivergingBC))
     with pytest.raises(BenchError, match=r"actor/flow_loss became non-finite at pretrain step 5; last good checkpoint: none"):
         train(RunConfig("bc", SMOKE_TASK, profile="smoke", out=tmp_path / "run"), progress=False)
     assert not (tmp_path / "run" / "summary.json").exists()

@@ -1,0 +1,92 @@
+"""TRQAM, QAM and its variants through the harness, and the two-stage pipeline."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from baselines.bc import FlowBC, FlowBCConfig
+from bench.training import RunConfig, train
+from trqam.agent import Batch
+from trqam.qam import QAM, QAMConfig
+
+TASK = "cube-single-play-singletask-task1-v0"
+
+
+def _column(run_dir, name):
+    with open(run_dir / "metrics.csv", newline="") as f:
+        return [float(r[name]) for r in csv.DictReader(f) if r["phase"] == "offline"]
+
+
+@pytest.mark.slow
+def test_trqam_cli_smoke_run_records_lambda_and_path_kl(bench_cache, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "train", "--method", "trqam", "--task", TASK, "--profile", "smoke",
+         "--out", str(tmp_path / "run"), "--no-progress"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["method"] == "trqam" and summary["steps"] == {"pretrain": 30, "offline": 30}
+    lam, kl = _column(tmp_path / "run", "trqam/lambda"), _column(tmp_path / "run", "actor/path_kl")
+    assert len(lam) == 6 and len(kl) == 6 and all(np.isfinite(kl))
+    # Under budget (KL ~ 0 at the start), projected dual descent lowers lambda.
+    assert lam[-1] < lam[0] <= 1.0
+    for name in ("critic/loss", "critic/q_mean", "actor/adjoint_loss", "actor/adjoint_norm_last",
+                 "trqam/kl_ema", "trqam/sigma_scale", "actor/flow_loss"):
+        assert all(np.isfinite(_column(tmp_path / "run", name))), name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["qam", "qam-e", "qam-f", "bam"])
+def test_every_method_trains_and_evaluates(bench_cache, tmp_path, method):
+    summary = train(RunConfig(method, TASK, profile="smoke", out=tmp_path / method), progress=False)
+    assert summary["method"] == method and 0.0 <= summary["final_success"] <= 1.0
+    # BC pretraining ran once (in the first run of the session) and is reused from the cache.
+    assert summary["pretrain_source"] is not None
+    assert np.isfinite(summary["final_metrics"]["critic/loss"])
+
+
+@pytest.mark.slow
+def test_bc_pretraining_is_reused_across_methods(bench_cache, tmp_path):
+    first = train(RunConfig("qam", TASK, profile="smoke", seed=7, out=tmp_path / "a"), progress=False)
+    second = train(RunConfig("trqam", TASK, profile="smoke", seed=7, out=tmp_path / "b"), progress=False)
+    assert first["pretrain_source"] == "trained in this run"
+    assert second["pretrain_source"].startswith("cache: ")
+
+
+@pytest.mark.slow
+def test_training_from_scratch_has_no_pretraining(bench_cache, tmp_path):
+    summary = train(RunConfig("qam", TASK, profile="smoke", init="scratch", out=tmp_path / "run"), progress=False)
+    assert summary["steps"] == {"offline": 30} and summary["init"] == "scratch"
+    assert summary["pretrain_source"] is None
+
+
+def _batch():
+    return Batch(jnp.ones((8, 3)), jnp.zeros((8, 4)), jnp.zeros(8), jnp.ones(8), jnp.ones((8, 3)), jnp.ones((8, 2)))
+
+
+def test_bc_checkpoint_initialises_every_actor():
+    bc = FlowBC.create(_batch(), FlowBCConfig(hidden_sizes=(16,)), jax.random.key(1))
+    agent = QAM.create(_batch(), QAMConfig(hidden_sizes=(16,), num_critics=2, chunk_len=2), jax.random.key(2),
+                       bc_actor=bc.actor)
+    for actor in (agent.nets["actor_slow"], agent.nets["actor_fast"], agent.targets["actor_slow"]):
+        assert eqx.tree_equal(actor, bc.actor)
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+def test_frozen_base_stays_put(frozen):
+    config = QAMConfig(hidden_sizes=(16,), num_critics=2, chunk_len=2, frozen_base=frozen, tau=0.5)
+    agent = QAM.create(_batch(), config, jax.random.key(0))
+    base = agent.targets["actor_slow"]
+    for i in range(3):
+        agent, _ = eqx.filter_jit(lambda a, b, k: a.update(b, k))(agent, _batch(), jax.random.key(i))
+    assert bool(eqx.tree_equal(agent.targets["actor_slow"], base)) == frozen
