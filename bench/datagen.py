@@ -63,19 +63,8 @@ from tqdm import tqdm
 
 from bench.errors import BenchError
 from bench.files import sha256_file, temp_beside
-from bench.tasks import resolve_dataset
+from bench.tasks import MANIPULATION_ENVS, resolve_dataset
 
-MANIPULATION_ENVS = (
-    "cube-single",
-    "cube-double",
-    "cube-triple",
-    "cube-quadruple",
-    "scene",
-    "puzzle-3x3",
-    "puzzle-4x4",
-    "puzzle-4x5",
-    "puzzle-4x6",
-)
 EXPERT_ROBOTS = ("antmaze", "humanoidmaze", "antsoccer")
 
 PLAN_NOISE = 0.1

@@ -49,7 +49,7 @@ TASKS: tuple[str, ...] = tuple(
 # Environments (gymnasium ids without dataset type) ogbench registers in singletask form.
 _ROBOTS = ("pointmaze", "antmaze", "humanoidmaze", "antsoccer")
 _MAZES = ("medium", "large", "giant", "teleport", "arena")
-_MANIP = (
+MANIPULATION_ENVS = (
     "cube-single",
     "cube-double",
     "cube-triple",
@@ -68,7 +68,7 @@ _MAZE_TYPES = ("navigate", "stitch", "explore")
 
 
 def _known_domains() -> list[str]:
-    names = [f"{m}-{t}" for m in _MANIP for t in _MANIP_TYPES]
+    names = [f"{m}-{t}" for m in MANIPULATION_ENVS for t in _MANIP_TYPES]
     names += [f"{r}-{s}-{t}" for r in _ROBOTS for s in _MAZES for t in _MAZE_TYPES]
     names += [f"{r}-{s}-{t}" for r in ("antsoccer",) for s in ("arena", "medium") for t in ("navigate", "stitch")]
     return names

@@ -256,6 +256,7 @@ class Run:
             "eval_episodes": profile.eval_episodes,
             "final_metrics": {k: float(v) for k, v in last_metrics[-1].items() if k not in ("phase", "step")}
             if last_metrics else {},
+            "traces": _traces(last_metrics),
             "wall_time_s": round(time.perf_counter() - loop.began, 1),
             "data": {"kind": files.kind, "dataset": files.dataset},
             "hardware": provenance.hardware(),
@@ -367,6 +368,17 @@ class Checkpoint:
         for old in self.dir.glob("agent-*.eqx"):
             if old.name != name:
                 old.unlink()
+
+
+TRACED = ("trqam/lambda", "actor/path_kl", "trqam/kl_ema", "actor/adjoint_loss", "critic/q_mean")
+
+
+def _traces(rows: list[dict[str, Any]]) -> dict[str, list[float]]:
+    """The final phase's lambda, realised KL and friends over training, for the summary."""
+    present = [k for k in TRACED if rows and rows[0].get(k) not in (None, "")]
+    if not present:
+        return {}
+    return {"step": [int(r["step"]) for r in rows], **{k: [float(r[k]) for r in rows] for k in present}}
 
 
 def _jsonable(record: Any) -> Any:

@@ -27,6 +27,8 @@ def summarize(data: dict) -> str:
         info = dict(b.get("extra_info", {}))
         items, unit = info.pop("items_per_call", 1), info.pop("unit", "calls")
         mean = b["stats"]["mean"]
+        if "gflops_per_update" in info:  # XLA's FLOP count times the measured rate
+            info["achieved_gflop_per_s"] = round(info["gflops_per_update"] * items / mean, 1)
         details = ", ".join(f"{k}={v}" for k, v in info.items())
         lines.append(f"| {b['name']} | {items / mean:,.1f} | {unit}/s | {mean * 1e3:,.1f} ms "
                      f"| {b['stats']['rounds']} | {details} |")

@@ -60,6 +60,19 @@ def test_sampling_batches(benchmark, data_1m, batch_size):
     benchmark(lambda: draw(data_1m, jax.random.key(1)).block_until_ready())
 
 
+def _updates(data: TransitionData, batch_size: int, chunk_len: int, count: int):
+    """``run(agent, key)``: ``count`` sampled-batch updates in one `lax.scan`."""
+
+    def run(agent, key):
+        def body(agent, k):
+            batch_key, update_key = jax.random.split(k)
+            agent, metrics = agent.update(sample_batch(data, batch_key, batch_size, chunk_len, 0.99), update_key)
+            return agent, metrics
+        return jax.lax.scan(body, agent, jax.random.split(key, count))
+
+    return run
+
+
 def _bc_agent(profile: str, data: TransitionData, chunk_len: int = CHUNK) -> FlowBC:
     p = PROFILES[profile]
     config = FlowBCConfig(hidden_sizes=p.hidden_sizes, learning_rate=p.learning_rate, flow_steps=p.flow_steps)
@@ -74,14 +87,7 @@ def test_bc_updates(benchmark, profile):
     agent = _bc_agent(profile, data)
     batch_size = PROFILES[profile].batch_size
 
-    @eqx.filter_jit
-    def run(agent, key):
-        def body(agent, k):
-            batch_key, update_key = jax.random.split(k)
-            batch = sample_batch(data, batch_key, batch_size, CHUNK, 0.99)
-            agent, metrics = agent.update(batch, update_key)
-            return agent, metrics["actor/flow_loss"]
-        return jax.lax.scan(body, agent, jax.random.split(key, UPDATES_PER_CALL))
+    run = eqx.filter_jit(_updates(data, batch_size, CHUNK, UPDATES_PER_CALL))
 
     jax.block_until_ready(run(agent, jax.random.key(1)))
     benchmark.extra_info.update(unit="updates", items_per_call=UPDATES_PER_CALL, profile=profile,
@@ -141,14 +147,7 @@ def test_fine_tune_updates(benchmark, method, profile):
     agent, batch_size = _fine_tune_agent(method, profile, data)
     updates = 10 if profile == "quick" else 3
 
-    def run(agent, key):
-        def body(agent, k):
-            batch_key, update_key = jax.random.split(k)
-            batch = sample_batch(data, batch_key, batch_size, CHUNK, 0.995)
-            agent, metrics = agent.update(batch, update_key)
-            return agent, metrics["critic/loss"]
-        return jax.lax.scan(body, agent, jax.random.split(key, updates))
-
+    run = _updates(data, batch_size, CHUNK, updates)
     params, static = eqx.partition(agent, eqx.is_array)
     compiled = jax.jit(lambda p, k: run(eqx.combine(p, static), k)).lower(params, jax.random.key(1)).compile()
     flops_per_update = _flops(compiled) / updates
