@@ -39,7 +39,7 @@ def bench(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def reproduce(session: nox.Session) -> None:
-    """The main job at its default (quick profile, regenerated data): BC on two manipulation tasks.
+    """The main job at its default (quick profile, regenerated data): BC, TRQAM and QAM on two tasks.
 
     Pass other tasks, seeds or the profile after `--`:
     nox -s reproduce -- --tasks c2-task1 scene-task1 --seeds 0 1 --profile quick

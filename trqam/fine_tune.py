@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, ClassVar, NamedTuple, Self
+from typing import Any, NamedTuple, Self
 
 import equinox as eqx
 import jax
@@ -67,8 +67,6 @@ class FlowQAgent(eqx.Module):
     targets: Nets  # critic, actor_slow (= v_base)
     opt_state: optax.OptState
     config: FlowQConfig = eqx.field(static=True)
-
-    name: ClassVar[str] = "flow-q"
 
     # ---- construction ------------------------------------------------------------
     @staticmethod
