@@ -12,6 +12,7 @@ from tests.gaussian_problem import (
     NUM_STEPS,
     QuadraticCritic,
     S,
+    batch,
     beta_for_kl,
     fine_tune,
     gaussian_kl,
@@ -24,7 +25,7 @@ from tests.gaussian_problem import (
 from trqam.critic import CriticEnsemble, critic_loss, pessimistic, polyak, td_target
 from trqam.dual import DualConfig, DualState, dual_update
 from trqam.qam import QAM, QAMConfig
-from trqam.soc import lean_adjoint, path_kl, time_grid
+from trqam.soc import control_gap, lean_adjoint, path_kl, time_grid
 from trqam.trqam import TRQAM, TRQAMConfig
 
 QAM_STEPS = 3000
@@ -54,21 +55,13 @@ def test_qam_converges_to_the_tilted_gaussian(qam_solution):
 @pytest.mark.slow
 def test_path_kl_estimates_the_terminal_kl(qam_solution):
     agent = qam_solution
-    rollout = agent.actor_inputs(_big_batch(), jax.random.key(3)).rollout
-    from trqam.soc import control_gap
-
+    rollout = agent.actor_inputs(batch(8192), jax.random.key(3)).rollout
     dv = control_gap(agent.nets["actor_fast"], agent.targets["actor_slow"], jnp.zeros((8192, 1)), rollout.states, NUM_STEPS)
     estimate = float(path_kl(dv, NUM_STEPS, chunk_len=1))
     m, c = tilted(1.0)
     analytic = gaussian_kl(m, c, np.asarray(MU), np.asarray(S))  # 0.082
     # Theorem 1 + Proposition 1: for the optimal control the path KL equals the terminal KL.
     assert abs(estimate - analytic) < 0.15 * analytic, (estimate, analytic)
-
-
-def _big_batch():
-    from tests.gaussian_problem import batch
-
-    return batch(8192)
 
 
 @pytest.mark.slow
