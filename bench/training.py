@@ -130,6 +130,9 @@ def _as_floats(metrics: dict[str, jax.Array]) -> dict[str, float]:
     return {k: float(v) for k, v in jax.device_get(metrics).items()}
 
 
+IDENTITY = ("method", "task", "profile", "seed", "source", "dataset_dir", "init", "overrides")
+
+
 class Run:
     """One training run in its directory. `execute()` starts, resumes or reports it."""
 
@@ -161,10 +164,17 @@ class Run:
 
     def _check_directory(self) -> dict | None:
         """Return the summary of a finished run, or None; refuse a different config."""
-        summary = self.dir / "summary.json"
+        summary, recorded = self.dir / "summary.json", self.dir / "config.json"
         if summary.exists():
+            previous = read_json(recorded)["run"] if recorded.exists() else {}
+            current = _jsonable(self.config_record())["run"]
+            differs = [k for k in IDENTITY if k in previous and previous[k] != current[k]]
+            if differs:
+                raise BenchError(
+                    f"run directory {self.dir} holds a finished run with another {', '.join(differs)}; "
+                    "finished runs are never overwritten: pass another --out"
+                )
             return read_json(summary)
-        recorded = self.dir / "config.json"
         if recorded.exists():
             previous = read_json(recorded)
             if _jsonable(previous) != _jsonable(self.config_record()):

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 
-def _bench(*args, env_extra=None, cwd=None):
+def _bench(*args):
     return subprocess.run([sys.executable, "-m", "bench", *args], capture_output=True, text=True, timeout=300)
 
 
@@ -41,6 +41,6 @@ def test_bad_names_give_one_line_errors(args, message):
 
 def test_missing_dataset_dir_is_a_clear_error(tmp_path):
     result = _bench("train", "--method", "bc", "--task", "c2-task1", "--source", "official",
-                    "--dataset-dir", str(tmp_path / "nowhere"))
+                    "--dataset-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run"))
     assert result.returncode == 2
     assert "does not exist" in result.stderr and "Traceback" not in result.stderr

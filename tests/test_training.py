@@ -75,6 +75,8 @@ def test_finished_run_is_never_overwritten(bench_cache, tmp_path):
     before = (tmp_path / "run" / "summary.json").read_bytes()
     again = train(config, progress=False)
     assert again == first and (tmp_path / "run" / "summary.json").read_bytes() == before
+    with pytest.raises(BenchError, match="finished run with another seed"):
+        train(RunConfig("bc", SMOKE_TASK, profile="smoke", seed=3, out=tmp_path / "run"), progress=False)
 
 
 @pytest.mark.slow
