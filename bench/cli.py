@@ -50,6 +50,7 @@ def train(
     dataset_dir: Path | None = None,
     out: Path | None = None,
     init: Literal["bc", "scratch"] = "bc",
+    bc_seed: int | None = None,
     set: list[str] = [],  # noqa: A002, B006 (the option is --set; tyro reads the default)
     progress: bool = True,
 ) -> None:
@@ -64,6 +65,7 @@ def train(
         dataset_dir: Directory of the official files (default ~/.ogbench/data): DATASET.npz + DATASET-val.npz, or shards DOMAIN-...-NNN.npz.
         out: Run directory (default results/runs/PROFILE/METHOD/TASK/seedSEED).
         init: Fine-tuning methods: start from the BC checkpoint (TRQAM paper; BC pretraining is cached and reused across methods) or from scratch (QAM paper).
+        bc_seed: Seed of BC pretraining (default: --seed). Fine-tuning runs with the same --bc-seed share one BC checkpoint.
         set: Overrides of the method's config, KEY=VALUE (e.g. kl_budget=0.5, external_kl=true, frozen_base=true, inv_temp=3).
         progress: Show a progress bar.
     """
@@ -71,7 +73,7 @@ def train(
     from bench.training import train as run_training
 
     config = RunConfig(method=method, task=task, profile=profile, seed=seed, source=source,
-                       dataset_dir=dataset_dir, out=out, init=init, overrides=tuple(set))
+                       dataset_dir=dataset_dir, out=out, init=init, overrides=tuple(set), bc_seed=bc_seed)
     summary = run_training(config, progress=progress)
     print(f"{summary['method']} on {summary['task']} (seed {summary['seed']}, {summary['profile']}, "
           f"{summary['data']['kind']} data): success {summary['final_success']:.3f} -> {config.run_dir()}")

@@ -53,6 +53,11 @@ class RunConfig:
     out: Path | None = None  # None: results/runs/<profile>/<method>/<task>/seed<seed>
     init: Literal["bc", "scratch"] = "bc"  # fine-tuning methods: from the BC checkpoint, or from scratch
     overrides: tuple[str, ...] = ()  # "key=value" changes to the method's config
+    bc_seed: int | None = None  # seed of BC pretraining (default: seed); one BC checkpoint can serve many seeds
+
+    def phase_seed(self, phase_name: str) -> int:
+        """BC pretraining draws from ``bc_seed``; every other phase from ``seed``."""
+        return self.bc_seed if phase_name == "pretrain" and self.bc_seed is not None else self.seed
 
     def run_dir(self) -> Path:
         if self.out is not None:
@@ -130,7 +135,7 @@ def _as_floats(metrics: dict[str, jax.Array]) -> dict[str, float]:
     return {k: float(v) for k, v in jax.device_get(metrics).items()}
 
 
-IDENTITY = ("method", "task", "profile", "seed", "source", "dataset_dir", "init", "overrides")
+IDENTITY = ("method", "task", "profile", "seed", "source", "dataset_dir", "init", "overrides", "bc_seed")
 
 
 class Run:
@@ -234,7 +239,7 @@ class Run:
         previous, pretrain_source = None, None
         for phase_index in range(start_phase, len(phases)):
             phase = phases[phase_index]
-            phase_key = jax.random.fold_in(jax.random.key(cfg.seed), phase_index)
+            phase_key = jax.random.fold_in(jax.random.key(cfg.phase_seed(phase.name)), phase_index)
             init_key, step_keys, val_keys = jax.random.split(phase_key, 3)
             example = sample_batch(train_data.at_step(0), init_key, profile.batch_size, self.task.chunk_len,
                                    profile.discount)
@@ -286,12 +291,12 @@ class Run:
     def _bc_cache_path(self, phase: Phase, files: DataFiles) -> Path:
         """Where BC pretraining with exactly this setup (task, data, config, steps, seed) is kept."""
         identity = {
-            "task": self.task.name, "seed": self.config.seed, "steps": phase.steps,
+            "task": self.task.name, "seed": self.config.phase_seed(phase.name), "steps": phase.steps,
             "batch_size": self.profile.batch_size, "discount": self.profile.discount,
             "config": dataclasses.asdict(phase.config), "data": files.provenance,
         }
         digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
-        return cache_dir() / "bc-checkpoints" / self.task.name / f"seed{self.config.seed}-{digest}.eqx"
+        return cache_dir() / "bc-checkpoints" / self.task.name / f"seed{identity['seed']}-{digest}.eqx"
 
     def _evaluate(self, evaluator, agent, seed: int):
         def policy(observations, key):

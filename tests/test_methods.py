@@ -64,6 +64,16 @@ def test_bc_pretraining_is_reused_across_methods(bench_cache, tmp_path):
 
 
 @pytest.mark.slow
+def test_one_bc_checkpoint_serves_several_seeds(bench_cache, tmp_path):
+    runs = [train(RunConfig("trqam", TASK, profile="smoke", seed=s, bc_seed=11, out=tmp_path / f"s{s}"), progress=False)
+            for s in (1, 2)]
+    assert runs[0]["pretrain_source"] == "trained in this run"
+    assert runs[1]["pretrain_source"].startswith("cache: ")
+    # Same BC start, different fine-tuning draws.
+    assert runs[0]["final_metrics"]["critic/loss"] != runs[1]["final_metrics"]["critic/loss"]
+
+
+@pytest.mark.slow
 def test_training_from_scratch_has_no_pretraining(bench_cache, tmp_path):
     summary = train(RunConfig("qam", TASK, profile="smoke", init="scratch", out=tmp_path / "run"), progress=False)
     assert summary["steps"] == {"offline": 30} and summary["init"] == "scratch"
