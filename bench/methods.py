@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from baselines.bc import FlowBC, FlowBCConfig
+from baselines.fql import FQL, FQLConfig
 from bench import hyperparams as hp
 from bench.errors import BenchError, suggest
 from bench.profiles import Profile
@@ -69,6 +70,10 @@ def _bam(profile: Profile, task: Task) -> BAMConfig:
     return BAMConfig(**_flow_q(profile, task), inv_temp=hp.BAM_BETA[_domain(task)])
 
 
+def _fql(profile: Profile, task: Task) -> FQLConfig:
+    return FQLConfig(**_flow_q(profile, task), alpha=hp.FQL_ALPHA[_domain(task)])
+
+
 def _trqam(profile: Profile, task: Task) -> TRQAMConfig:
     d = _domain(task)
     return TRQAMConfig(**_flow_q(profile, task), kl_budget=hp.TRQAM_KL_BUDGET[d], inv_temp=hp.QAM_BETA[d])
@@ -82,10 +87,11 @@ METHODS: dict[str, Method] = {
     "qam-f": Method("qam-f", QAMF, _qam_f, QAM_PAPER + ", one-step-policy variant"),
     "bam": Method("bam", BAM, _bam, QAM_PAPER + ", basic adjoint matching baseline"),
     "trqam": Method("trqam", TRQAM, _trqam, "Trust Region Q-Adjoint Matching (Dong et al.; arXiv 2605.27079)"),
+    "fql": Method("fql", FQL, _fql, "Flow Q-Learning (Park, Li, Levine; arXiv 2502.02538)"),
 }
 
 # Every name the suite will accept once its issue lands.
-PLANNED = "fql dsrl ifql cgql cgql-m cgql-l rebrac fbrac fawac fedit qsm dac rlpd".split()
+PLANNED = "dsrl ifql cgql cgql-m cgql-l rebrac fbrac fawac fedit qsm dac rlpd".split()
 
 
 def get_method(name: str) -> Method:

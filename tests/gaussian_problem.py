@@ -27,6 +27,8 @@ NUM_STEPS = 40  # Euler error is small enough at N = 40 (ALGORITHMS.md s5)
 class ExactBase(eqx.Module):
     """``v(x, t) = mu + (t S - (1 - t) I) C_t^{-1} (x - t mu)``, ``C_t = (1-t)^2 I + t^2 S``."""
 
+    action_dim: int = eqx.field(static=True, default=2)
+
     def __call__(self, obs, x, t):
         c_t = (1 - t) ** 2 * jnp.eye(2) + t**2 * S
         return MU + (t * S - (1 - t) * jnp.eye(2)) @ jnp.linalg.solve(c_t, x - t * MU)
@@ -88,10 +90,10 @@ def batch(size: int = 256) -> Batch:
                  jnp.zeros((size, 1)), jnp.ones((size, 1)))
 
 
-def fine_tune(agent, steps: int, *, seed: int = 0, lr: float = 1e-3):
-    """Train only ``actor_fast`` by the agent's own actor loss (its critic and base are exact)."""
+def fine_tune(agent, steps: int, *, seed: int = 0, lr: float = 1e-3, net: str = "actor_fast"):
+    """Train only ``agent.nets[net]`` by the agent's own actor loss (its critic and base are exact)."""
     optimizer = optax.adam(lr)
-    opt_state = optimizer.init(eqx.filter(agent.nets["actor_fast"], eqx.is_array))
+    opt_state = optimizer.init(eqx.filter(agent.nets[net], eqx.is_array))
     data = batch()
 
     @eqx.filter_jit
@@ -99,13 +101,13 @@ def fine_tune(agent, steps: int, *, seed: int = 0, lr: float = 1e-3):
         inputs_key, loss_key = jax.random.split(key)
         inputs = agent.actor_inputs(data, inputs_key)
 
-        def loss(field):
-            return agent.actor_loss({**agent.nets, "actor_fast": field}, data, inputs, loss_key)
+        def loss(trained):
+            return agent.actor_loss({**agent.nets, net: trained}, data, inputs, loss_key)
 
-        (_, metrics), grads = eqx.filter_value_and_grad(loss, has_aux=True)(agent.nets["actor_fast"])
+        (_, metrics), grads = eqx.filter_value_and_grad(loss, has_aux=True)(agent.nets[net])
         updates, opt_state = optimizer.update(grads, opt_state)
-        field = eqx.apply_updates(agent.nets["actor_fast"], updates)
-        agent = eqx.tree_at(lambda a: a.nets["actor_fast"], agent, field)
+        trained = eqx.apply_updates(agent.nets[net], updates)
+        agent = eqx.tree_at(lambda a: a.nets[net], agent, trained)
         return agent.after_update(metrics), opt_state, metrics
 
     for i in range(steps):
@@ -113,11 +115,11 @@ def fine_tune(agent, steps: int, *, seed: int = 0, lr: float = 1e-3):
     return agent, metrics
 
 
-def make_agent(cls, config, field, critic=None):
+def make_agent(cls, config, field, critic=None, extra_nets=None):
     """An agent whose base and critic are the exact ones of this problem."""
     critic = critic if critic is not None else QuadraticCritic()
     extra = cls.extra_fields(config)
-    return cls(nets={"critic": critic, "actor_slow": ExactBase(), "actor_fast": field},
+    return cls(nets={"critic": critic, "actor_slow": ExactBase(), "actor_fast": field, **(extra_nets or {})},
                targets={"critic": critic, "actor_slow": ExactBase()}, opt_state=None, config=config, **extra)
 
 

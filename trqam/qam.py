@@ -16,8 +16,8 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from trqam.agent import Batch, Metrics
 from trqam.fine_tune import AdjointRollout, FlowQAgent, FlowQConfig, Nets, adjoint_metrics, mean_q
-from trqam.flow import euler_sample
 from trqam.nn import MLP, TanhGaussian
+from trqam.onestep import onestep_act, onestep_loss
 from trqam.soc import adjoint_matching_loss, control_gap, path_kl, time_grid
 
 
@@ -97,22 +97,13 @@ class QAMF(QAM):
         return {"onestep": MLP(obs_dim + action_dim, action_dim, config.hidden_sizes,
                                layer_norm=config.actor_layer_norm, key=key)}
 
-    def _onestep(self, nets: Nets, obs, noise):
-        return jax.vmap(nets["onestep"])(jnp.concatenate([obs, noise], axis=-1))
-
     def act(self, nets: Nets, obs: Float[Array, "B O"], key: PRNGKeyArray) -> Float[Array, "B D"]:
-        noise = jax.random.normal(key, (obs.shape[0], nets["actor_fast"].action_dim))
-        return jnp.clip(self._onestep(nets, obs, noise), -1.0, 1.0)
+        return onestep_act(nets["onestep"], obs, nets["actor_fast"].action_dim, key)
 
     def actor_loss(self, nets, batch, inputs, key) -> tuple[Array, Metrics]:
         flow_loss, metrics = super().actor_loss(nets, batch, inputs, key)
-        obs = batch.observations
-        noise = jax.random.normal(key, batch.actions.shape)
         # -Q(s, clip(mu(s, z))) + fql_alpha ||mu(s, z) - flow_ft(s, z)||^2
-        flow_actions = jax.lax.stop_gradient(euler_sample(nets["actor_fast"], obs, noise, self.config.flow_steps))
-        mu = self._onestep(nets, obs, noise)
-        distill = jnp.mean((mu - flow_actions) ** 2)
-        q_loss = -jnp.mean(mean_q(nets["critic"], obs, jnp.clip(mu, -1.0, 1.0)))
-        loss = q_loss + self.config.fql_alpha * distill
-        return flow_loss + loss, {**metrics, "onestep/q_loss": q_loss, "onestep/distill_loss": distill}
-
+        noise = jax.random.normal(key, batch.actions.shape)
+        loss, onestep_metrics = onestep_loss(nets["onestep"], nets["critic"], nets["actor_fast"], batch.observations,
+                                             noise, self.config.fql_alpha, self.config.flow_steps)
+        return flow_loss + loss, {**metrics, **onestep_metrics}
