@@ -14,6 +14,7 @@ from typing import Any
 
 from baselines.bc import FlowBC, FlowBCConfig
 from baselines.fql import FQL, FQLConfig
+from baselines.ifql import IFQL, IFQLConfig
 from bench import hyperparams as hp
 from bench.errors import BenchError, suggest
 from bench.profiles import Profile
@@ -74,6 +75,10 @@ def _fql(profile: Profile, task: Task) -> FQLConfig:
     return FQLConfig(**_flow_q(profile, task), alpha=hp.FQL_ALPHA[_domain(task)])
 
 
+def _ifql(profile: Profile, task: Task) -> IFQLConfig:
+    return IFQLConfig(**_flow_q(profile, task), kappa=hp.IFQL_KAPPA[_domain(task)])
+
+
 def _trqam(profile: Profile, task: Task) -> TRQAMConfig:
     d = _domain(task)
     return TRQAMConfig(**_flow_q(profile, task), kl_budget=hp.TRQAM_KL_BUDGET[d], inv_temp=hp.QAM_BETA[d])
@@ -88,10 +93,11 @@ METHODS: dict[str, Method] = {
     "bam": Method("bam", BAM, _bam, QAM_PAPER + ", basic adjoint matching baseline"),
     "trqam": Method("trqam", TRQAM, _trqam, "Trust Region Q-Adjoint Matching (Dong et al.; arXiv 2605.27079)"),
     "fql": Method("fql", FQL, _fql, "Flow Q-Learning (Park, Li, Levine; arXiv 2502.02538)"),
+    "ifql": Method("ifql", IFQL, _ifql, "implicit flow Q-learning (IQL with a flow actor; FQL paper, arXiv 2502.02538)"),
 }
 
 # Every name the suite will accept once its issue lands.
-PLANNED = "dsrl ifql cgql cgql-m cgql-l rebrac fbrac fawac fedit qsm dac rlpd".split()
+PLANNED = "dsrl cgql cgql-m cgql-l rebrac fbrac fawac fedit qsm dac rlpd".split()
 
 
 def get_method(name: str) -> Method:

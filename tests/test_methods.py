@@ -46,7 +46,7 @@ def test_trqam_cli_smoke_run_records_lambda_and_path_kl(bench_cache, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["qam", "qam-e", "qam-f", "bam", "fql"])
+@pytest.mark.parametrize("method", ["qam", "qam-e", "qam-f", "bam", "fql", "ifql"])
 def test_every_method_trains_and_evaluates(bench_cache, tmp_path, method):
     summary = train(RunConfig(method, TASK, profile="smoke", out=tmp_path / method), progress=False)
     assert summary["method"] == method and 0.0 <= summary["final_success"] <= 1.0

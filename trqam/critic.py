@@ -83,3 +83,9 @@ def polyak(target: M, online: M, tau: float) -> M:
     online_arrays = eqx.filter(online, eqx.is_inexact_array)
     mixed = jax.tree.map(lambda t, o: (1.0 - tau) * t + tau * o, target_arrays, online_arrays)
     return eqx.combine(mixed, static)
+
+
+def expectile_loss(diff: Float[Array, ...], kappa: float) -> Float[Array, ...]:
+    """``|kappa - 1[diff < 0]| diff^2`` with ``diff = target - prediction`` (IQL-style)."""
+    weight = jnp.where(diff > 0, kappa, 1.0 - kappa)
+    return weight * diff**2
