@@ -11,12 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import jax
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, PRNGKeyArray
 
 from trqam.agent import Batch, Metrics
 from trqam.fine_tune import FlowQAgent, FlowQConfig, Nets
-from trqam.nn import MLP
-from trqam.onestep import onestep_act, onestep_loss
+from trqam.onestep import ActsWithOneStepPolicy, onestep_loss
 
 
 @dataclass(frozen=True)
@@ -24,15 +23,7 @@ class FQLConfig(FlowQConfig):
     alpha: float = 10.0  # distillation weight (per-domain: bench.hyperparams.FQL_ALPHA)
 
 
-class FQL(FlowQAgent):
-    @classmethod
-    def extra_nets(cls, obs_dim, action_dim, config, key) -> Nets:
-        return {"onestep": MLP(obs_dim + action_dim, action_dim, config.hidden_sizes,
-                               layer_norm=config.actor_layer_norm, key=key)}
-
-    def act(self, nets: Nets, obs: Float[Array, "B O"], key: PRNGKeyArray) -> Float[Array, "B D"]:
-        return onestep_act(nets["onestep"], obs, nets["actor_slow"].action_dim, key)
-
+class FQL(ActsWithOneStepPolicy, FlowQAgent):
     def actor_loss(self, nets: Nets, batch: Batch, inputs: None, key: PRNGKeyArray) -> tuple[Array, Metrics]:
         noise = jax.random.normal(key, batch.actions.shape)
         return onestep_loss(nets["onestep"], nets["critic"], nets["actor_slow"], batch.observations, noise,

@@ -30,7 +30,7 @@ def test_fql_one_step_policy_trades_q_against_staying_near_the_data():
         onestep = MLP(1 + 2, 2, (64, 64), layer_norm=False, key=jax.random.key(0))
         agent = make_agent(FQL, config, initial_field(jax.random.key(0)), extra_nets={"onestep": onestep})
         agent, metrics = fine_tune(agent, 800, net="onestep", lr=3e-3)
-        actions = np.asarray(onestep_act(agent.nets["onestep"], jnp.zeros((4096, 1)), 2, jax.random.key(5)))
+        actions = np.asarray(onestep_act(agent.nets["onestep"], jnp.zeros((4096, 1)), jax.random.key(5)))
         results[alpha] = (_q(actions).mean(), float(metrics["onestep/distill_loss"]))
     bc_q = _q(samples(ExactBase(), 4096)).mean()
     (q_low, dist_low), (q_high, dist_high) = results[0.3], results[30.0]

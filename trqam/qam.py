@@ -16,8 +16,8 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from trqam.agent import Batch, Metrics
 from trqam.fine_tune import AdjointRollout, FlowQAgent, FlowQConfig, Nets, adjoint_metrics, mean_q
-from trqam.nn import MLP, TanhGaussian
-from trqam.onestep import onestep_act, onestep_loss
+from trqam.nn import TanhGaussian
+from trqam.onestep import ActsWithOneStepPolicy, onestep_loss
 from trqam.soc import adjoint_matching_loss, control_gap, path_kl, time_grid
 
 
@@ -89,16 +89,8 @@ class QAMFConfig(QAMConfig):
     fql_alpha: float = 300.0
 
 
-class QAMF(QAM):
+class QAMF(ActsWithOneStepPolicy, QAM):
     """QAM plus a one-step policy ``mu(s, z)`` distilled from the fine-tuned flow; acts with mu."""
-
-    @classmethod
-    def extra_nets(cls, obs_dim, action_dim, config, key) -> Nets:
-        return {"onestep": MLP(obs_dim + action_dim, action_dim, config.hidden_sizes,
-                               layer_norm=config.actor_layer_norm, key=key)}
-
-    def act(self, nets: Nets, obs: Float[Array, "B O"], key: PRNGKeyArray) -> Float[Array, "B D"]:
-        return onestep_act(nets["onestep"], obs, nets["actor_fast"].action_dim, key)
 
     def actor_loss(self, nets, batch, inputs, key) -> tuple[Array, Metrics]:
         flow_loss, metrics = super().actor_loss(nets, batch, inputs, key)
