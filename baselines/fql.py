@@ -24,6 +24,8 @@ class FQLConfig(FlowQConfig):
 
 
 class FQL(ActsWithOneStepPolicy, FlowQAgent):
+    HAS_FINE_TUNED_FLOW = False  # acts with the one-step policy
+
     def actor_loss(self, nets: Nets, batch: Batch, inputs: None, key: PRNGKeyArray) -> tuple[Array, Metrics]:
         noise = jax.random.normal(key, batch.actions.shape)
         return onestep_loss(nets["onestep"], nets["critic"], nets["actor_slow"], batch.observations, noise,

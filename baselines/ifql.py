@@ -29,6 +29,8 @@ class IFQLConfig(FlowQConfig):
 
 
 class IFQL(FlowQAgent):
+    HAS_FINE_TUNED_FLOW = False  # acts with the BC flow itself
+
     @classmethod
     def extra_nets(cls, obs_dim, action_dim, config, key) -> Nets:
         return {"value": MLP(obs_dim, 1, config.hidden_sizes, layer_norm=True, key=key)}

@@ -10,11 +10,19 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from baselines.bc import FlowBC, FlowBCConfig
+from baselines.cgql import CGQL, CGQLConfig
+from baselines.dac import DAC, DACConfig
+from baselines.dsrl import DSRL, DSRLConfig
+from baselines.fawac import FAWAC, FAWACConfig
+from baselines.fbrac import FBRAC, FBRACConfig
+from baselines.fedit import FEdit, FEditConfig
 from baselines.fql import FQL, FQLConfig
 from baselines.ifql import IFQL, IFQLConfig
+from baselines.qsm import QSM, QSMConfig
+from baselines.rebrac import ReBRAC, ReBRACConfig
 from bench import hyperparams as hp
 from bench.errors import BenchError, suggest
 from bench.profiles import Profile
@@ -30,7 +38,9 @@ class Method:
     agent_cls: type
     make_config: Callable[[Profile, Task], Any]
     paper: str  # where the method comes from
-    fine_tunes: bool = True  # starts from the BC checkpoint in the two-stage pipeline
+    # 'fine-tune': BC pretraining, then the offline phase from the BC checkpoint (every flow method);
+    # 'scratch': the offline phase alone (no flow to pretrain: ReBRAC, QSM, DAC); 'bc': BC itself.
+    pipeline: Literal["bc", "fine-tune", "scratch"] = "fine-tune"
 
 
 def _domain(task: Task) -> str:
@@ -79,6 +89,45 @@ def _ifql(profile: Profile, task: Task) -> IFQLConfig:
     return IFQLConfig(**_flow_q(profile, task), kappa=hp.IFQL_KAPPA[_domain(task)])
 
 
+def _dsrl(profile: Profile, task: Task) -> DSRLConfig:
+    return DSRLConfig(**_flow_q(profile, task), noise_scale=hp.DSRL_NOISE[_domain(task)])
+
+
+def _cgql(mode: str):
+    def make(profile: Profile, task: Task) -> CGQLConfig:
+        d = _domain(task)
+        guidance, noisy = {"simple": (hp.CGQL_GUIDANCE[d], 0.0), "mse": hp.CGQL_M[d], "linex": hp.CGQL_L[d]}[mode]
+        return CGQLConfig(**_flow_q(profile, task), mode=mode, guidance=guidance, noisy_coef=noisy,
+                          inv_temp=hp.CGQL_INV_TEMP)
+    return make
+
+
+def _rebrac(profile: Profile, task: Task) -> ReBRACConfig:
+    alpha, noise = hp.REBRAC[_domain(task)]
+    return ReBRACConfig(**_flow_q(profile, task), alpha=alpha, target_noise=noise)
+
+
+def _fbrac(profile: Profile, task: Task) -> FBRACConfig:
+    return FBRACConfig(**_flow_q(profile, task), alpha=hp.FBRAC_ALPHA[_domain(task)])
+
+
+def _fawac(profile: Profile, task: Task) -> FAWACConfig:
+    return FAWACConfig(**_flow_q(profile, task), inv_temp=hp.FAWAC_BETA[_domain(task)])
+
+
+def _fedit(profile: Profile, task: Task) -> FEditConfig:
+    return FEditConfig(**_flow_q(profile, task), edit_scale=hp.FEDIT_EDIT[_domain(task)])
+
+
+def _qsm(profile: Profile, task: Task) -> QSMConfig:
+    beta, alpha = hp.QSM[_domain(task)]
+    return QSMConfig(**_flow_q(profile, task), inv_temp=beta, alpha=alpha)
+
+
+def _dac(profile: Profile, task: Task) -> DACConfig:
+    return DACConfig(**_flow_q(profile, task), alpha=hp.DAC_ALPHA[_domain(task)])
+
+
 def _trqam(profile: Profile, task: Task) -> TRQAMConfig:
     d = _domain(task)
     return TRQAMConfig(**_flow_q(profile, task), kl_budget=hp.TRQAM_KL_BUDGET[d], inv_temp=hp.QAM_BETA[d])
@@ -86,7 +135,7 @@ def _trqam(profile: Profile, task: Task) -> TRQAMConfig:
 
 QAM_PAPER = "Q-learning with Adjoint Matching (Li, Levine; arXiv 2601.14234)"
 METHODS: dict[str, Method] = {
-    "bc": Method("bc", FlowBC, _bc_config, "flow behaviour cloning (QAM paper, arXiv 2601.14234)", fine_tunes=False),
+    "bc": Method("bc", FlowBC, _bc_config, "flow behaviour cloning (QAM paper, arXiv 2601.14234)", pipeline="bc"),
     "qam": Method("qam", QAM, _qam, QAM_PAPER),
     "qam-e": Method("qam-e", QAME, _qam_e, QAM_PAPER + ", edit-policy variant"),
     "qam-f": Method("qam-f", QAMF, _qam_f, QAM_PAPER + ", one-step-policy variant"),
@@ -94,19 +143,29 @@ METHODS: dict[str, Method] = {
     "trqam": Method("trqam", TRQAM, _trqam, "Trust Region Q-Adjoint Matching (Dong et al.; arXiv 2605.27079)"),
     "fql": Method("fql", FQL, _fql, "Flow Q-Learning (Park, Li, Levine; arXiv 2502.02538)"),
     "ifql": Method("ifql", IFQL, _ifql, "implicit flow Q-learning (IQL with a flow actor; FQL paper, arXiv 2502.02538)"),
+    "dsrl": Method("dsrl", DSRL, _dsrl, "Diffusion Steering via RL (Wagenmaker et al.; arXiv 2506.15799)"),
+    "cgql": Method("cgql", CGQL, _cgql("simple"), "classifier-guided flow Q-learning; " + QAM_PAPER),
+    "cgql-m": Method("cgql-m", CGQL, _cgql("mse"), "CGQL with MSE noisy-critic distillation; " + QAM_PAPER),
+    "cgql-l": Method("cgql-l", CGQL, _cgql("linex"), "CGQL with linex noisy-critic distillation; " + QAM_PAPER),
+    "rebrac": Method("rebrac", ReBRAC, _rebrac, "ReBRAC (Tarasov et al.; arXiv 2305.09836)", pipeline="scratch"),
+    "fbrac": Method("fbrac", FBRAC, _fbrac, "flow BRAC, backprop through the ODE (FQL paper, arXiv 2502.02538)"),
+    "fawac": Method("fawac", FAWAC, _fawac, "AWAC with a flow actor (Nair et al.; arXiv 2006.09359)"),
+    "fedit": Method("fedit", FEdit, _fedit, "flow + EXPO edit policy (Dong et al.; arXiv 2507.07986)"),
+    "qsm": Method("qsm", QSM, _qsm, "Q-score matching (Psenka et al.; arXiv 2312.11752)", pipeline="scratch"),
+    "dac": Method("dac", DAC, _dac, "diffusion actor-critic (Fang et al.; arXiv 2405.20555)", pipeline="scratch"),
 }
 
-# Every name the suite will accept once its issue lands.
-PLANNED = "dsrl cgql cgql-m cgql-l rebrac fbrac fawac fedit qsm dac rlpd".split()
+# Names the suite accepts but whose phase has not landed: RLPD is online-only (the online phase).
+PLANNED = {"rlpd": "RLPD is an online-only method and lands with the offline-to-online phase"}
 
 
 def get_method(name: str) -> Method:
     if name in METHODS:
         return METHODS[name]
-    valid = sorted(METHODS) + PLANNED
+    valid = sorted([*METHODS, *PLANNED])
     if name in PLANNED:
         raise BenchError(
-            f"method '{name}' is not implemented in this version of trqam-bench; "
+            f"method '{name}' is not available in this version of trqam-bench ({PLANNED[name]}); "
             f"available now: {', '.join(sorted(METHODS))}"
         )
     raise BenchError(f"unknown method '{name}'{suggest(name, valid)}; valid methods: {', '.join(valid)}")

@@ -78,14 +78,15 @@ class Phase:
 def plan_phases(method: Method, profile: Profile, task: Task, run: RunConfig) -> list[Phase]:
     """`bc` is BC pretraining evaluated as is. A fine-tuning method runs BC pretraining
     (reused from the BC cache when the same pretraining already ran) and then its offline
-    phase, initialised from the BC actor; with init='scratch' only the offline phase."""
+    phase, initialised from the BC actor; with init="scratch", or for a method with no flow
+    to pretrain (pipeline "scratch"), only the offline phase."""
     bc = get_method("bc")
     bc_config = bc.make_config(profile, task)
-    if not method.fine_tunes:
+    if method.pipeline == "bc":
         return [Phase("pretrain", profile.pretrain_steps, method, apply_overrides(bc_config, run.overrides), True)]
     config = apply_overrides(method.make_config(profile, task), run.overrides)
     offline = Phase("offline", profile.offline_steps, method, config, True)
-    if run.init == "scratch":
+    if run.init == "scratch" or method.pipeline == "scratch":
         return [offline]
     return [Phase("pretrain", profile.pretrain_steps, bc, bc_config, False), offline]
 
@@ -266,7 +267,7 @@ class Run:
             "final_success": loop.last_success[phases[-1].name],
             "success_by_phase": loop.last_success,
             "steps": {p.name: p.steps for p in phases},
-            "init": None if not self.method.fine_tunes else cfg.init,
+            "init": {"bc": None, "scratch": "scratch", "fine-tune": cfg.init}[self.method.pipeline],
             "pretrain_source": pretrain_source,
             "eval_episodes": profile.eval_episodes,
             "final_metrics": {k: float(v) for k, v in last_metrics[-1].items() if k not in ("phase", "step")}
@@ -283,7 +284,7 @@ class Run:
     @staticmethod
     def _create(phase: Phase, example, key, previous):
         """A new agent for ``phase``; fine-tuning methods start from the previous phase's BC actor."""
-        if not phase.method.fine_tunes:
+        if phase.method.pipeline != "fine-tune":
             return phase.method.agent_cls.create(example, phase.config, key)
         bc_actor = previous.actor if previous is not None else None
         return phase.method.agent_cls.create(example, phase.config, key, bc_actor=bc_actor)

@@ -28,7 +28,7 @@ def test_help_explains_every_option(command):
         (["train", "--method", "bc", "--task", "cube-dubble-play-singletask-task1-v0"],
          "unknown task 'cube-dubble-play-singletask-task1-v0' (did you mean: cube-double-play-singletask-task1-v0"),
         (["datagen", "cube-tripple-play-v0", "--episodes", "1"], "unknown dataset 'cube-tripple-play-v0' (did you mean: cube-triple-play"),
-        (["train", "--method", "dsrl", "--task", "c2-task1"], "method 'dsrl' is not implemented in this version"),
+        (["train", "--method", "rlpd", "--task", "c2-task1"], "RLPD is an online-only method"),
         (["train", "--method", "trqam", "--task", "c2-task1", "--set", "kl_bugdet=2"], "does not name a field of TRQAMConfig"),
     ],
 )

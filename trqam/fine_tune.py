@@ -10,13 +10,19 @@ One Adam optimiser over the sum of the losses, with the global gradient norm cli
 the references do. A method subclasses `FlowQAgent` and writes only its actor loss
 (`actor_loss`), and, where it differs, how it acts (`act`) and what it needs outside the
 gradient (`actor_inputs`, `after_update`).
+
+The baselines use the same agent with fewer flows: a method that acts with the BC flow
+itself (FQL, IFQL, CGQL, DSRL, FAWAC, FBRAC, FEdit) sets ``HAS_FINE_TUNED_FLOW = False``;
+one with no flow at all (ReBRAC, QSM, DAC) also sets ``HAS_BC_FLOW = False`` and brings
+its own actor through `extra_nets`. ``POLYAK_TARGETS`` names the networks that have a
+Polyak-averaged target copy.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Self
+from typing import Any, ClassVar, NamedTuple, Self
 
 import equinox as eqx
 import jax
@@ -64,9 +70,13 @@ def adjoint_metrics(inputs: AdjointRollout) -> Metrics:
 
 class FlowQAgent(eqx.Module):
     nets: Nets  # trainable: critic, actor_slow, actor_fast (+ a method's own)
-    targets: Nets  # critic, actor_slow (= v_base)
+    targets: Nets  # Polyak copies of POLYAK_TARGETS: critic, actor_slow (= v_base)
     opt_state: optax.OptState
     config: FlowQConfig = eqx.field(static=True)
+
+    HAS_BC_FLOW: ClassVar[bool] = True  # actor_slow: the BC flow, trained by the flow loss
+    HAS_FINE_TUNED_FLOW: ClassVar[bool] = True  # actor_fast: the fine-tuned field v_ft
+    POLYAK_TARGETS: ClassVar[tuple[str, ...]] = ("critic", "actor_slow")
 
     # ---- construction ------------------------------------------------------------
     @staticmethod
@@ -91,30 +101,38 @@ class FlowQAgent(eqx.Module):
         obs_dim = example_batch.observations.shape[-1]
         action_dim = example_batch.actions.shape[-1]
         critic_key, actor_key, extra_key = jax.random.split(key, 3)
-        critic = CriticEnsemble(obs_dim, action_dim, config.hidden_sizes, config.num_critics, key=critic_key)
-        actor = bc_actor if bc_actor is not None else VelocityField(
-            obs_dim, action_dim, config.hidden_sizes, layer_norm=config.actor_layer_norm, key=actor_key
-        )
-        nets = {"critic": critic, "actor_slow": actor, "actor_fast": actor,
-                **cls.extra_nets(obs_dim, action_dim, config, extra_key)}
-        targets = {"critic": critic, "actor_slow": actor}
+        nets: Nets = {"critic": CriticEnsemble(obs_dim, action_dim, config.hidden_sizes, config.num_critics,
+                                               key=critic_key)}
+        if cls.HAS_BC_FLOW or cls.HAS_FINE_TUNED_FLOW:
+            actor = bc_actor if bc_actor is not None else VelocityField(
+                obs_dim, action_dim, config.hidden_sizes, layer_norm=config.actor_layer_norm, key=actor_key
+            )
+            nets |= {"actor_slow": actor} if cls.HAS_BC_FLOW else {}
+            nets |= {"actor_fast": actor} if cls.HAS_FINE_TUNED_FLOW else {}
+        nets |= cls.extra_nets(obs_dim, action_dim, config, extra_key)  # may replace the critic (CGQL)
+        targets = {name: nets[name] for name in cls.POLYAK_TARGETS if name in nets}
         opt_state = cls.optimizer(config).init(eqx.filter(nets, eqx.is_array))
         return cls(nets=nets, targets=targets, opt_state=opt_state, config=config, **cls.extra_fields(config))
 
     # ---- acting ------------------------------------------------------------------
     def act(self, nets: Nets, obs: Float[Array, "B O"], key: PRNGKeyArray) -> Float[Array, "B D"]:
-        """The acting policy: the Euler ODE of the fine-tuned field, clipped."""
-        noise = jax.random.normal(key, (obs.shape[0], nets["actor_fast"].action_dim))
-        return euler_sample(nets["actor_fast"], obs, noise, self.config.flow_steps)
+        """The acting policy: the Euler ODE of the fine-tuned field (else the BC flow), clipped."""
+        field = nets["actor_fast"] if self.HAS_FINE_TUNED_FLOW else nets["actor_slow"]
+        noise = jax.random.normal(key, (obs.shape[0], field.action_dim))
+        return euler_sample(field, obs, noise, self.config.flow_steps)
 
     def sample_actions(self, observations: Float[Array, "B O"], key: PRNGKeyArray) -> Float[Array, "B D"]:
         return self.act(self.nets, observations, key)
 
     # ---- losses ------------------------------------------------------------------
+    def next_actions(self, nets: Nets, next_obs: Float[Array, "B O"], key: PRNGKeyArray) -> Float[Array, "B D"]:
+        """The TD target's actions ``a'``: the acting policy's (ReBRAC adds target-policy noise)."""
+        return self.act(nets, next_obs, key)
+
     def critic_loss(self, nets: Nets, batch: Batch, key: PRNGKeyArray) -> tuple[Array, Metrics]:
         """Chunked pessimistic TD regression; a' = clip(policy(s'))."""
         cfg = self.config
-        next_actions = jax.lax.stop_gradient(self.act(nets, batch.next_observations, key))
+        next_actions = jax.lax.stop_gradient(self.next_actions(nets, batch.next_observations, key))
         next_q = batch_q(self.targets["critic"], batch.next_observations, next_actions)
         target = td_target(next_q, batch.rewards, batch.masks, cfg.discount, cfg.chunk_len, cfg.rho)
         q = batch_q(nets["critic"], batch.observations, batch.actions)
@@ -135,6 +153,12 @@ class FlowQAgent(eqx.Module):
         adjoints = lean_adjoint(v_base, obs, rollout.states, -terminal_scale * grad_q, n)
         return AdjointRollout(rollout, adjoints)
 
+    def flow_loss(self, nets: Nets, batch: Batch, key: PRNGKeyArray) -> Array:
+        """The BC flow-matching loss of ``actor_slow`` (none when frozen or absent)."""
+        if self.config.frozen_base or not self.HAS_BC_FLOW:
+            return jnp.zeros(())
+        return bc_flow_loss(nets["actor_slow"], batch.observations, batch.actions, batch.valid, key)
+
     def actor_inputs(self, batch: Batch, key: PRNGKeyArray) -> Any:
         """Gradient-free inputs of the actor loss, computed once per update (rollouts, adjoints)."""
         return None
@@ -153,8 +177,7 @@ class FlowQAgent(eqx.Module):
 
         def total_loss(nets):
             c_loss, metrics = self.critic_loss(nets, batch, critic_key)
-            f_loss = (0.0 if self.config.frozen_base else
-                      bc_flow_loss(nets["actor_slow"], batch.observations, batch.actions, batch.valid, flow_key))
+            f_loss = self.flow_loss(nets, batch, flow_key)
             a_loss, actor_metrics = self.actor_loss(nets, batch, inputs, actor_key)
             return c_loss + f_loss + a_loss, {**metrics, "actor/flow_loss": f_loss, **actor_metrics}
 
@@ -162,11 +185,10 @@ class FlowQAgent(eqx.Module):
         params = eqx.filter(self.nets, eqx.is_array)
         updates, opt_state = self.optimizer(self.config).update(grads, self.opt_state, params)
         nets = eqx.apply_updates(self.nets, updates)
-        tau = self.config.tau
         targets = {
-            "critic": polyak(self.targets["critic"], nets["critic"], tau),
-            "actor_slow": self.targets["actor_slow"] if self.config.frozen_base
-            else polyak(self.targets["actor_slow"], nets["actor_slow"], tau),
+            name: target if name == "actor_slow" and self.config.frozen_base
+            else polyak(target, nets[name], self.config.tau)
+            for name, target in self.targets.items()
         }
         metrics = {**metrics, "total_loss": loss, "grad_norm": optax.tree.norm(grads)}
         agent = dataclasses.replace(self, nets=nets, targets=targets, opt_state=opt_state)
@@ -175,5 +197,7 @@ class FlowQAgent(eqx.Module):
     def validation_metrics(self, batch: Batch, key: PRNGKeyArray) -> Metrics:
         critic_key, flow_key = jax.random.split(key)
         c_loss, _ = self.critic_loss(self.nets, batch, critic_key)
+        if not self.HAS_BC_FLOW:
+            return {"critic/loss": c_loss}
         f_loss = bc_flow_loss(self.nets["actor_slow"], batch.observations, batch.actions, batch.valid, flow_key)
         return {"critic/loss": c_loss, "actor/flow_loss": f_loss}

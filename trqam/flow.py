@@ -46,11 +46,13 @@ def bc_flow_loss(
     actions: Float[Array, "batch action_dim"],
     valid: Float[Array, "batch chunk"],
     key: PRNGKeyArray,
+    weights: Float[Array, " batch"] | None = None,
 ) -> Float[Array, ""]:
     """Flow-matching BC loss ``E ||v(s, (1-t) x0 + t a, t) - (a - x0)||^2``.
 
     Mean over action dimensions and batch; each step of a chunk is weighted by its
-    ``valid`` flag (steps past an episode end belong to another episode).
+    ``valid`` flag (steps past an episode end belong to another episode), and each example
+    by ``weights`` when given (FAWAC's advantage weights).
     """
     batch, chunk = valid.shape
     noise_key, time_key = jax.random.split(key)
@@ -59,6 +61,8 @@ def bc_flow_loss(
     x_t = (1.0 - t[:, None]) * x0 + t[:, None] * actions
     predicted = jax.vmap(field)(obs, x_t, t)
     squared_error = jnp.reshape((predicted - (actions - x0)) ** 2, (batch, chunk, -1))
+    if weights is not None:
+        valid = valid * weights[:, None]
     return jnp.mean(squared_error * valid[:, :, None])
 
 

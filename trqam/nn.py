@@ -6,7 +6,7 @@ over the batch.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import equinox as eqx
 import jax
@@ -21,11 +21,18 @@ def _xavier_linear(in_size: int, out_size: int, key: PRNGKeyArray) -> eqx.nn.Lin
     return eqx.tree_at(lambda m: (m.weight, m.bias), layer, (weight, jnp.zeros(out_size)))
 
 
+def mish(x: Array) -> Array:
+    """``x tanh(softplus(x))``: the activation of the QSM/DAC reference networks."""
+    return x * jnp.tanh(jax.nn.softplus(x))
+
+
 class MLP(eqx.Module):
-    """Dense layers, GELU, optional LayerNorm after each hidden activation, linear output."""
+    """Dense layers, GELU (or ``activation``), optional LayerNorm after each hidden
+    activation, linear output."""
 
     layers: tuple[eqx.nn.Linear, ...]
     norms: tuple[eqx.nn.LayerNorm, ...] | None
+    activation: Callable[[Array], Array] = eqx.field(static=True)
 
     def __init__(
         self,
@@ -35,6 +42,7 @@ class MLP(eqx.Module):
         *,
         layer_norm: bool,
         key: PRNGKeyArray,
+        activation: Callable[[Array], Array] = jax.nn.gelu,
     ):
         sizes = (in_size, *hidden_sizes, out_size)
         keys = jax.random.split(key, len(sizes) - 1)
@@ -42,10 +50,11 @@ class MLP(eqx.Module):
             _xavier_linear(a, b, k) for a, b, k in zip(sizes[:-1], sizes[1:], keys, strict=True)
         )
         self.norms = tuple(eqx.nn.LayerNorm(h) for h in hidden_sizes) if layer_norm else None
+        self.activation = activation
 
     def __call__(self, x: Float[Array, " in_size"]) -> Float[Array, " out_size"]:
         for i, layer in enumerate(self.layers[:-1]):
-            x = jax.nn.gelu(layer(x))
+            x = self.activation(layer(x))
             if self.norms is not None:
                 x = self.norms[i](x)
         return self.layers[-1](x)

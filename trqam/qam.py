@@ -9,14 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import equinox as eqx
 import jax
-import jax.numpy as jnp
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, PRNGKeyArray
 
 from trqam.agent import Batch, Metrics
-from trqam.fine_tune import AdjointRollout, FlowQAgent, FlowQConfig, Nets, adjoint_metrics, mean_q
-from trqam.nn import TanhGaussian
+from trqam.edit import EditsActions
+from trqam.fine_tune import AdjointRollout, FlowQAgent, FlowQConfig, Nets, adjoint_metrics
 from trqam.onestep import ActsWithOneStepPolicy, onestep_loss
 from trqam.soc import adjoint_matching_loss, control_gap, path_kl, time_grid
 
@@ -47,41 +45,14 @@ class QAMEConfig(QAMConfig):
     target_entropy_scale: float = -0.5  # target entropy = scale * action_dim
 
 
-class LogTemperature(eqx.Module):
-    value: Float[Array, ""]
-
-
-class QAME(QAM):
-    """QAM plus an edit policy: ``a = clip(a_flow + edit_scale * e)``, e tanh-Gaussian, SAC-trained."""
-
-    @classmethod
-    def extra_nets(cls, obs_dim, action_dim, config, key) -> Nets:
-        return {"edit": TanhGaussian(obs_dim + action_dim, action_dim, config.hidden_sizes, key=key),
-                "log_alpha": LogTemperature(jnp.zeros(()))}
-
-    def _edit(self, nets: Nets, obs, flow_actions, key):
-        keys = jax.random.split(key, obs.shape[0])
-        edits, log_probs = jax.vmap(nets["edit"])(jnp.concatenate([obs, flow_actions], axis=-1), keys)
-        return jnp.clip(flow_actions + self.config.edit_scale * edits, -1.0, 1.0), log_probs
-
-    def act(self, nets: Nets, obs: Float[Array, "B O"], key: PRNGKeyArray) -> Float[Array, "B D"]:
-        flow_key, edit_key = jax.random.split(key)
-        flow_actions = super().act(nets, obs, flow_key)
-        return self._edit(nets, obs, flow_actions, edit_key)[0]
+class QAME(EditsActions, QAM):
+    """QAM plus an edit policy (trqam/edit.py): ``a = clip(a_flow + edit_scale * e)``."""
 
     def actor_loss(self, nets, batch, inputs, key) -> tuple[Array, Metrics]:
-        flow_loss, metrics = super().actor_loss(nets, batch, inputs, key)
         flow_key, edit_key = jax.random.split(key)
-        obs = batch.observations
-        flow_actions = jax.lax.stop_gradient(super().act(nets, obs, flow_key))
-        actions, log_probs = self._edit(nets, obs, flow_actions, edit_key)
-        alpha = jnp.exp(nets["log_alpha"].value)
-        # SAC actor loss on the edit, and the automatic temperature towards the target entropy.
-        edit_loss = jnp.mean(jax.lax.stop_gradient(alpha) * log_probs - mean_q(nets["critic"], obs, actions))
-        target_entropy = self.config.target_entropy_scale * actions.shape[-1]
-        alpha_loss = -jnp.mean(alpha * jax.lax.stop_gradient(log_probs + target_entropy))
-        return flow_loss + edit_loss + alpha_loss, {**metrics, "edit/loss": edit_loss, "edit/alpha": alpha,
-                                                   "edit/entropy": -log_probs.mean()}
+        flow_loss, metrics = super().actor_loss(nets, batch, inputs, flow_key)
+        edit_loss, edit_metrics = self.edit_loss(nets, batch.observations, edit_key)
+        return flow_loss + edit_loss, {**metrics, **edit_metrics}
 
 
 @dataclass(frozen=True)
