@@ -90,11 +90,11 @@ def batch(size: int = 256) -> Batch:
                  jnp.zeros((size, 1)), jnp.ones((size, 1)))
 
 
-def fine_tune(agent, steps: int, *, seed: int = 0, lr: float = 1e-3, net: str = "actor_fast"):
+def fine_tune(agent, steps: int, *, seed: int = 0, lr: float = 1e-3, net: str = "actor_fast", data: Batch | None = None):
     """Train only ``agent.nets[net]`` by the agent's own actor loss (its critic and base are exact)."""
     optimizer = optax.adam(lr)
     opt_state = optimizer.init(eqx.filter(agent.nets[net], eqx.is_array))
-    data = batch()
+    data = batch() if data is None else data
 
     @eqx.filter_jit
     def step(agent, opt_state, key):
@@ -115,12 +115,26 @@ def fine_tune(agent, steps: int, *, seed: int = 0, lr: float = 1e-3, net: str = 
     return agent, metrics
 
 
-def make_agent(cls, config, field, critic=None, extra_nets=None):
+def make_agent(cls, config, field, critic=None, extra_nets=None, extra_targets=None):
     """An agent whose base and critic are the exact ones of this problem."""
     critic = critic if critic is not None else QuadraticCritic()
     extra = cls.extra_fields(config)
     return cls(nets={"critic": critic, "actor_slow": ExactBase(), "actor_fast": field, **(extra_nets or {})},
-               targets={"critic": critic, "actor_slow": ExactBase()}, opt_state=None, config=config, **extra)
+               targets={"critic": critic, "actor_slow": ExactBase(), **(extra_targets or {})}, opt_state=None,
+               config=config, **extra)
+
+
+def data_batch(size: int = 256, seed: int = 3) -> Batch:
+    """Like `batch`, with dataset actions drawn from the base N(mu, S)."""
+    actions = jax.random.multivariate_normal(jax.random.key(seed), MU, S, (size,))
+    return Batch(jnp.zeros((size, 1)), actions, jnp.zeros(size), jnp.ones(size), jnp.zeros((size, 1)),
+                 jnp.ones((size, 1)))
+
+
+def q_value(actions) -> np.ndarray:
+    """The quadratic critic's Q of each action (no ``delta``)."""
+    d = np.asarray(actions) - np.asarray(C)
+    return -0.5 * np.einsum("bi,ij,bj->b", d, np.asarray(A), d)
 
 
 def samples(field, n: int = 20000, seed: int = 99) -> np.ndarray:
