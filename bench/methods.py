@@ -52,14 +52,15 @@ def _bc_config(profile: Profile, task: Task) -> FlowBCConfig:
                         learning_rate=profile.learning_rate, flow_steps=profile.flow_steps)
 
 
-def _flow_q(profile: Profile, task: Task) -> dict[str, Any]:
-    """Fields every critic-guided flow method shares (trqam.fine_tune.FlowQConfig)."""
+def _flow_q(profile: Profile, task: Task, *, clip: bool = True) -> dict[str, Any]:
+    """Fields every method on the shared agent has (trqam.fine_tune.FlowQConfig). Only QAM, its
+    variants, BAM, TRQAM, QSM and DAC clip the gradient norm (ALGORITHMS.md s1)."""
     d = _domain(task)
     return dict(
         hidden_sizes=profile.hidden_sizes, actor_layer_norm=profile.actor_layer_norm,
         num_critics=profile.num_critics, learning_rate=profile.learning_rate, flow_steps=profile.flow_steps,
         discount=profile.discount, rho=hp.RHO_OVERRIDES.get(d, hp.COMMON["rho"]), tau=hp.COMMON["tau"],
-        grad_clip=hp.COMMON["grad_clip"], chunk_len=task.chunk_len,
+        grad_clip=hp.COMMON["grad_clip"] if clip else None, chunk_len=task.chunk_len,
     )
 
 
@@ -82,41 +83,41 @@ def _bam(profile: Profile, task: Task) -> BAMConfig:
 
 
 def _fql(profile: Profile, task: Task) -> FQLConfig:
-    return FQLConfig(**_flow_q(profile, task), alpha=hp.FQL_ALPHA[_domain(task)])
+    return FQLConfig(**_flow_q(profile, task, clip=False), alpha=hp.FQL_ALPHA[_domain(task)])
 
 
 def _ifql(profile: Profile, task: Task) -> IFQLConfig:
-    return IFQLConfig(**_flow_q(profile, task), kappa=hp.IFQL_KAPPA[_domain(task)])
+    return IFQLConfig(**_flow_q(profile, task, clip=False), kappa=hp.IFQL_KAPPA[_domain(task)])
 
 
 def _dsrl(profile: Profile, task: Task) -> DSRLConfig:
-    return DSRLConfig(**_flow_q(profile, task), noise_scale=hp.DSRL_NOISE[_domain(task)])
+    return DSRLConfig(**_flow_q(profile, task, clip=False), noise_scale=hp.DSRL_NOISE[_domain(task)])
 
 
 def _cgql(mode: str):
     def make(profile: Profile, task: Task) -> CGQLConfig:
         d = _domain(task)
         guidance, noisy = {"simple": (hp.CGQL_GUIDANCE[d], 0.0), "mse": hp.CGQL_M[d], "linex": hp.CGQL_L[d]}[mode]
-        return CGQLConfig(**_flow_q(profile, task), mode=mode, guidance=guidance, noisy_coef=noisy,
+        return CGQLConfig(**_flow_q(profile, task, clip=False), mode=mode, guidance=guidance, noisy_coef=noisy,
                           inv_temp=hp.CGQL_INV_TEMP)
     return make
 
 
 def _rebrac(profile: Profile, task: Task) -> ReBRACConfig:
     alpha, noise = hp.REBRAC[_domain(task)]
-    return ReBRACConfig(**_flow_q(profile, task), alpha=alpha, target_noise=noise)
+    return ReBRACConfig(**_flow_q(profile, task, clip=False), alpha=alpha, target_noise=noise)
 
 
 def _fbrac(profile: Profile, task: Task) -> FBRACConfig:
-    return FBRACConfig(**_flow_q(profile, task), alpha=hp.FBRAC_ALPHA[_domain(task)])
+    return FBRACConfig(**_flow_q(profile, task, clip=False), alpha=hp.FBRAC_ALPHA[_domain(task)])
 
 
 def _fawac(profile: Profile, task: Task) -> FAWACConfig:
-    return FAWACConfig(**_flow_q(profile, task), inv_temp=hp.FAWAC_BETA[_domain(task)])
+    return FAWACConfig(**_flow_q(profile, task, clip=False), inv_temp=hp.FAWAC_BETA[_domain(task)])
 
 
 def _fedit(profile: Profile, task: Task) -> FEditConfig:
-    return FEditConfig(**_flow_q(profile, task), edit_scale=hp.FEDIT_EDIT[_domain(task)])
+    return FEditConfig(**_flow_q(profile, task, clip=False), edit_scale=hp.FEDIT_EDIT[_domain(task)])
 
 
 def _qsm(profile: Profile, task: Task) -> QSMConfig:
