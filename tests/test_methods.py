@@ -49,8 +49,17 @@ def test_trqam_cli_smoke_run_records_lambda_and_path_kl(bench_cache, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("method", sorted(set(METHODS) - {"bc", "trqam"}))  # bc and trqam: their own tests
 def test_every_method_trains_and_evaluates(bench_cache, tmp_path, method):
-    summary = train(RunConfig(method, TASK, profile="smoke", out=tmp_path / method), progress=False)
+    """`python -m bench train --method M --profile smoke`: training and evaluation on a real task."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "train", "--method", method, "--task", TASK, "--profile", "smoke",
+         "--out", str(tmp_path / method), "--no-progress"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((tmp_path / method / "summary.json").read_text())
     assert summary["method"] == method and 0.0 <= summary["final_success"] <= 1.0
+    evaluations = (tmp_path / method / "evaluations.csv").read_text().splitlines()
+    assert len(evaluations) >= 2  # header and at least the final evaluation
     if METHODS[method].pipeline == "fine-tune":
         # BC pretraining ran once (in the first run of the session) and is reused from the cache.
         assert summary["pretrain_source"] is not None
