@@ -57,7 +57,7 @@ def train(
     """Train and evaluate one method on one task; resumes an interrupted run in the same directory.
 
     Args:
-        method: Method name as in the papers' tables, lower case (bc, fql, qam, qam-e, trqam, ...).
+        method: Method name as in the papers' tables, lower case (`python -m bench methods` lists them).
         task: OGBench singletask name (cube-double-play-singletask-task1-v0) or short form (c2-task1).
         profile: smoke (seconds, for tests), quick (CPU-sized, minutes) or paper (published settings).
         seed: Run seed (network init, batches, evaluation episodes).
@@ -147,10 +147,21 @@ def tasks() -> None:
         print(f"{d.abbr:6s} {d.name:30s} h={d.chunk_len} tasks: {d.name}-singletask-task{{1..5}}-v0")
 
 
+def methods() -> None:
+    """List the methods: CLI name, pipeline (BC pretraining then fine-tuning, or from scratch) and paper."""
+    from bench.methods import METHODS, PLANNED
+
+    for m in METHODS.values():
+        print(f"{m.name:8s} {m.pipeline:10s} {m.paper}")
+    for name, why in PLANNED.items():
+        print(f"{name:8s} {'-':10s} not yet: {why}")
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         tyro.extras.subcommand_cli_from_dict(
-            {"datagen": datagen, "train": train, "reproduce": reproduce, "tasks": tasks},
+            {"datagen": datagen, "train": train, "reproduce": reproduce, "tasks": tasks,
+             "methods": methods},
             args=argv,
             description="trqam-bench: TRQAM, QAM and baselines on OGBench.",
         )

@@ -21,6 +21,14 @@ def test_help_explains_every_option(command):
         assert option in result.stdout
 
 
+def test_methods_lists_every_method_name():
+    result = _bench("methods")
+    assert result.returncode == 0
+    listed = {line.split()[0] for line in result.stdout.splitlines()}
+    assert listed == set("bc fql dsrl ifql cgql cgql-m cgql-l qam qam-e qam-f bam trqam rebrac fbrac fawac fedit "
+                         "qsm dac rlpd".split())
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
