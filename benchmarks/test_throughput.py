@@ -146,7 +146,7 @@ def test_method_updates(benchmark, method, profile):
     sampling included), with FLOPs per update from XLA's cost analysis of the compiled program."""
     data = _synthetic_data(100_000)
     agent, batch_size = _fine_tune_agent(method, profile, data)
-    updates = 10 if profile == "quick" else 3
+    updates = 5 if profile == "quick" else 2  # per timed call; 18 methods x 2 sizes compile, keep calls short
 
     run = _updates(data, batch_size, CHUNK, updates)
     params, static = eqx.partition(agent, eqx.is_array)
