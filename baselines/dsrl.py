@@ -19,7 +19,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from trqam.agent import Batch, Metrics
 from trqam.critic import CriticEnsemble, batch_q
-from trqam.fine_tune import FlowQAgent, FlowQConfig, Nets
+from trqam.fine_tune import FlowQAgent, FlowQConfig, Nets, mean_q
 from trqam.flow import euler_sample
 from trqam.nn import TanhGaussian
 from trqam.sac import LogTemperature, sac_actor_loss, temperature_loss
@@ -67,7 +67,7 @@ class DSRL(FlowQAgent):
     def actor_loss(self, nets: Nets, batch: Batch, inputs: None, key: PRNGKeyArray) -> tuple[Array, Metrics]:
         obs = batch.observations
         noise, log_probs = self.noise_actions(nets, obs, key)
-        q = jnp.mean(batch_q(jax.lax.stop_gradient(nets["noise_critic"]), obs, noise), axis=-1)
+        q = mean_q(nets["noise_critic"], obs, noise)
         actor = sac_actor_loss(log_probs, q, nets["log_alpha"])
         alpha = temperature_loss(log_probs, nets["log_alpha"], self.config.target_entropy_scale * noise.shape[-1])
         return actor + alpha, {"noise_policy/loss": actor, "noise_policy/alpha": jnp.exp(nets["log_alpha"].value),

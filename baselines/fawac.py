@@ -41,6 +41,9 @@ class FAWAC(FlowQAgent):
         weights = jnp.minimum(jnp.exp(self.config.inv_temp * (q - v)), self.config.max_weight)
         return jax.lax.stop_gradient(weights)
 
+    def actor_inputs(self, batch: Batch, key: PRNGKeyArray) -> Float[Array, " B"]:
+        return self.advantage_weights(self.nets, batch)
+
     def critic_loss(self, nets: Nets, batch: Batch, key: PRNGKeyArray) -> tuple[Array, Metrics]:
         loss, metrics = super().critic_loss(nets, batch, key)
         # V(s) regressed onto every target critic member at the dataset action.
@@ -49,10 +52,8 @@ class FAWAC(FlowQAgent):
         value_loss = jnp.mean((target_q - v) ** 2 * batch.valid[:, -1:])
         return loss + value_loss, {**metrics, "value/loss": value_loss, "value/mean": v.mean()}
 
-    def flow_loss(self, nets: Nets, batch: Batch, key: PRNGKeyArray) -> Array:
-        return bc_flow_loss(nets["actor_slow"], batch.observations, batch.actions, batch.valid, key,
-                            weights=self.advantage_weights(nets, batch))
+    def flow_loss(self, nets: Nets, batch: Batch, weights: Float[Array, " B"], key: PRNGKeyArray) -> Array:
+        return bc_flow_loss(nets["actor_slow"], batch.observations, batch.actions, batch.valid, key, weights=weights)
 
-    def actor_loss(self, nets: Nets, batch: Batch, inputs: None, key: PRNGKeyArray) -> tuple[Array, Metrics]:
-        weights = self.advantage_weights(nets, batch)
+    def actor_loss(self, nets: Nets, batch: Batch, weights: Float[Array, " B"], key: PRNGKeyArray):
         return jnp.zeros(()), {"actor/weight_mean": weights.mean(), "actor/weight_max": weights.max()}

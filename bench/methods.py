@@ -64,96 +64,58 @@ def _flow_q(profile: Profile, task: Task, *, clip: bool = True) -> dict[str, Any
     )
 
 
-def _qam(profile: Profile, task: Task) -> QAMConfig:
-    return QAMConfig(**_flow_q(profile, task), inv_temp=hp.QAM_BETA[_domain(task)])
+def _column(table: dict[str, tuple], index: int) -> dict[str, Any]:
+    """One column of a per-domain table of tuples (e.g. QAM-E's (beta, edit_scale))."""
+    return {domain: row[index] for domain, row in table.items()}
 
 
-def _qam_e(profile: Profile, task: Task) -> QAMEConfig:
-    beta, edit = hp.QAM_E[_domain(task)]
-    return QAMEConfig(**_flow_q(profile, task), inv_temp=beta, edit_scale=edit)
-
-
-def _qam_f(profile: Profile, task: Task) -> QAMFConfig:
-    beta, alpha = hp.QAM_F[_domain(task)]
-    return QAMFConfig(**_flow_q(profile, task), inv_temp=beta, fql_alpha=alpha)
-
-
-def _bam(profile: Profile, task: Task) -> BAMConfig:
-    return BAMConfig(**_flow_q(profile, task), inv_temp=hp.BAM_BETA[_domain(task)])
-
-
-def _fql(profile: Profile, task: Task) -> FQLConfig:
-    return FQLConfig(**_flow_q(profile, task, clip=False), alpha=hp.FQL_ALPHA[_domain(task)])
-
-
-def _ifql(profile: Profile, task: Task) -> IFQLConfig:
-    return IFQLConfig(**_flow_q(profile, task, clip=False), kappa=hp.IFQL_KAPPA[_domain(task)])
-
-
-def _dsrl(profile: Profile, task: Task) -> DSRLConfig:
-    return DSRLConfig(**_flow_q(profile, task, clip=False), noise_scale=hp.DSRL_NOISE[_domain(task)])
-
-
-def _cgql(mode: str):
-    def make(profile: Profile, task: Task) -> CGQLConfig:
+def _config(config_cls: type, *, clip: bool = True, **fields: Any) -> Callable[[Profile, Task], Any]:
+    """``make_config`` of a method: the shared fields, then each of ``fields``, a per-domain
+    table (looked up at the task's domain) or a constant."""
+    def make(profile: Profile, task: Task) -> Any:
         d = _domain(task)
-        guidance, noisy = {"simple": (hp.CGQL_GUIDANCE[d], 0.0), "mse": hp.CGQL_M[d], "linex": hp.CGQL_L[d]}[mode]
-        return CGQLConfig(**_flow_q(profile, task, clip=False), mode=mode, guidance=guidance, noisy_coef=noisy,
-                          inv_temp=hp.CGQL_INV_TEMP)
+        values = {k: v[d] if isinstance(v, dict) else v for k, v in fields.items()}
+        return config_cls(**_flow_q(profile, task, clip=clip), **values)
     return make
-
-
-def _rebrac(profile: Profile, task: Task) -> ReBRACConfig:
-    alpha, noise = hp.REBRAC[_domain(task)]
-    return ReBRACConfig(**_flow_q(profile, task, clip=False), alpha=alpha, target_noise=noise)
-
-
-def _fbrac(profile: Profile, task: Task) -> FBRACConfig:
-    return FBRACConfig(**_flow_q(profile, task, clip=False), alpha=hp.FBRAC_ALPHA[_domain(task)])
-
-
-def _fawac(profile: Profile, task: Task) -> FAWACConfig:
-    return FAWACConfig(**_flow_q(profile, task, clip=False), inv_temp=hp.FAWAC_BETA[_domain(task)])
-
-
-def _fedit(profile: Profile, task: Task) -> FEditConfig:
-    return FEditConfig(**_flow_q(profile, task, clip=False), edit_scale=hp.FEDIT_EDIT[_domain(task)])
-
-
-def _qsm(profile: Profile, task: Task) -> QSMConfig:
-    beta, alpha = hp.QSM[_domain(task)]
-    return QSMConfig(**_flow_q(profile, task), inv_temp=beta, alpha=alpha)
-
-
-def _dac(profile: Profile, task: Task) -> DACConfig:
-    return DACConfig(**_flow_q(profile, task), alpha=hp.DAC_ALPHA[_domain(task)])
-
-
-def _trqam(profile: Profile, task: Task) -> TRQAMConfig:
-    d = _domain(task)
-    return TRQAMConfig(**_flow_q(profile, task), kl_budget=hp.TRQAM_KL_BUDGET[d], inv_temp=hp.QAM_BETA[d])
 
 
 QAM_PAPER = "Q-learning with Adjoint Matching (Li, Levine; arXiv 2601.14234)"
 METHODS: dict[str, Method] = {
     "bc": Method("bc", FlowBC, _bc_config, "flow behaviour cloning (QAM paper, arXiv 2601.14234)", pipeline="bc"),
-    "qam": Method("qam", QAM, _qam, QAM_PAPER),
-    "qam-e": Method("qam-e", QAME, _qam_e, QAM_PAPER + ", edit-policy variant"),
-    "qam-f": Method("qam-f", QAMF, _qam_f, QAM_PAPER + ", one-step-policy variant"),
-    "bam": Method("bam", BAM, _bam, QAM_PAPER + ", basic adjoint matching baseline"),
-    "trqam": Method("trqam", TRQAM, _trqam, "Trust Region Q-Adjoint Matching (Dong et al.; arXiv 2605.27079)"),
-    "fql": Method("fql", FQL, _fql, "Flow Q-Learning (Park, Li, Levine; arXiv 2502.02538)"),
-    "ifql": Method("ifql", IFQL, _ifql, "implicit flow Q-learning (IQL with a flow actor; FQL paper, arXiv 2502.02538)"),
-    "dsrl": Method("dsrl", DSRL, _dsrl, "Diffusion Steering via RL (Wagenmaker et al.; arXiv 2506.15799)"),
-    "cgql": Method("cgql", CGQL, _cgql("simple"), "classifier-guided flow Q-learning; " + QAM_PAPER),
-    "cgql-m": Method("cgql-m", CGQL, _cgql("mse"), "CGQL with MSE noisy-critic distillation; " + QAM_PAPER),
-    "cgql-l": Method("cgql-l", CGQL, _cgql("linex"), "CGQL with linex noisy-critic distillation; " + QAM_PAPER),
-    "rebrac": Method("rebrac", ReBRAC, _rebrac, "ReBRAC (Tarasov et al.; arXiv 2305.09836)", pipeline="scratch"),
-    "fbrac": Method("fbrac", FBRAC, _fbrac, "flow BRAC, backprop through the ODE (FQL paper, arXiv 2502.02538)"),
-    "fawac": Method("fawac", FAWAC, _fawac, "AWAC with a flow actor (Nair et al.; arXiv 2006.09359)"),
-    "fedit": Method("fedit", FEdit, _fedit, "flow + EXPO edit policy (Dong et al.; arXiv 2507.07986)"),
-    "qsm": Method("qsm", QSM, _qsm, "Q-score matching (Psenka et al.; arXiv 2312.11752)", pipeline="scratch"),
-    "dac": Method("dac", DAC, _dac, "diffusion actor-critic (Fang et al.; arXiv 2405.20555)", pipeline="scratch"),
+    "qam": Method("qam", QAM, _config(QAMConfig, inv_temp=hp.QAM_BETA), QAM_PAPER),
+    "qam-e": Method("qam-e", QAME, _config(QAMEConfig, inv_temp=_column(hp.QAM_E, 0),
+                                                 edit_scale=_column(hp.QAM_E, 1)), QAM_PAPER + ", edit-policy variant"),
+    "qam-f": Method("qam-f", QAMF, _config(QAMFConfig, inv_temp=_column(hp.QAM_F, 0),
+                                                 fql_alpha=_column(hp.QAM_F, 1)), QAM_PAPER + ", one-step-policy variant"),
+    "bam": Method("bam", BAM, _config(BAMConfig, inv_temp=hp.BAM_BETA), QAM_PAPER + ", basic adjoint matching baseline"),
+    "trqam": Method("trqam", TRQAM, _config(TRQAMConfig, kl_budget=hp.TRQAM_KL_BUDGET, inv_temp=hp.QAM_BETA),
+                     "Trust Region Q-Adjoint Matching (Dong et al.; arXiv 2605.27079)"),
+    "fql": Method("fql", FQL, _config(FQLConfig, clip=False, alpha=hp.FQL_ALPHA), "Flow Q-Learning (Park, Li, Levine; arXiv 2502.02538)"),
+    "ifql": Method("ifql", IFQL, _config(IFQLConfig, clip=False, kappa=hp.IFQL_KAPPA),
+                    "implicit flow Q-learning (IQL with a flow actor; FQL paper, arXiv 2502.02538)"),
+    "dsrl": Method("dsrl", DSRL, _config(DSRLConfig, clip=False, noise_scale=hp.DSRL_NOISE),
+                    "Diffusion Steering via RL (Wagenmaker et al.; arXiv 2506.15799)"),
+    "cgql": Method("cgql", CGQL, _config(CGQLConfig, clip=False, mode="simple", guidance=hp.CGQL_GUIDANCE,
+                                         noisy_coef=0.0, inv_temp=hp.CGQL_INV_TEMP),
+                    "classifier-guided flow Q-learning; " + QAM_PAPER),
+    "cgql-m": Method("cgql-m", CGQL, _config(CGQLConfig, clip=False, mode="mse", guidance=_column(hp.CGQL_M, 0),
+                                             noisy_coef=_column(hp.CGQL_M, 1), inv_temp=hp.CGQL_INV_TEMP),
+                      "CGQL with MSE noisy-critic distillation; " + QAM_PAPER),
+    "cgql-l": Method("cgql-l", CGQL, _config(CGQLConfig, clip=False, mode="linex", guidance=_column(hp.CGQL_L, 0),
+                                             noisy_coef=_column(hp.CGQL_L, 1), inv_temp=hp.CGQL_INV_TEMP),
+                      "CGQL with linex noisy-critic distillation; " + QAM_PAPER),
+    "rebrac": Method("rebrac", ReBRAC, _config(ReBRACConfig, clip=False, alpha=_column(hp.REBRAC, 0),
+                                               target_noise=_column(hp.REBRAC, 1)),
+                      "ReBRAC (Tarasov et al.; arXiv 2305.09836)", pipeline="scratch"),
+    "fbrac": Method("fbrac", FBRAC, _config(FBRACConfig, clip=False, alpha=hp.FBRAC_ALPHA),
+                     "flow BRAC, backprop through the ODE (FQL paper, arXiv 2502.02538)"),
+    "fawac": Method("fawac", FAWAC, _config(FAWACConfig, clip=False, inv_temp=hp.FAWAC_BETA),
+                     "AWAC with a flow actor (Nair et al.; arXiv 2006.09359)"),
+    "fedit": Method("fedit", FEdit, _config(FEditConfig, clip=False, edit_scale=hp.FEDIT_EDIT),
+                     "flow + EXPO edit policy (Dong et al.; arXiv 2507.07986)"),
+    "qsm": Method("qsm", QSM, _config(QSMConfig, inv_temp=_column(hp.QSM, 0), alpha=_column(hp.QSM, 1)),
+                   "Q-score matching (Psenka et al.; arXiv 2312.11752)", pipeline="scratch"),
+    "dac": Method("dac", DAC, _config(DACConfig, alpha=hp.DAC_ALPHA), "diffusion actor-critic (Fang et al.; arXiv 2405.20555)", pipeline="scratch"),
 }
 
 # Names the suite accepts but whose phase has not landed: RLPD is online-only (the online phase).

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from trqam.agent import Metrics
+from trqam.fine_tune import mean_q
 from trqam.nn import TanhGaussian
 from trqam.sac import LogTemperature, sac_actor_loss, temperature_loss
 
@@ -42,7 +43,7 @@ class EditsActions(eqx.Module):
         flow_key, edit_key = jax.random.split(key)
         flow_actions = jax.lax.stop_gradient(super().act(nets, obs, flow_key))
         actions, log_probs = self.edit(nets, obs, flow_actions, edit_key)
-        q = jnp.mean(jax.vmap(jax.lax.stop_gradient(nets["critic"]))(obs, actions), axis=-1)
+        q = mean_q(nets["critic"], obs, actions)
         actor = sac_actor_loss(log_probs, q, nets["log_alpha"])
         alpha = temperature_loss(log_probs, nets["log_alpha"], self.config.target_entropy_scale * actions.shape[-1])
         return actor + alpha, {"edit/loss": actor, "edit/alpha": jnp.exp(nets["log_alpha"].value),

@@ -153,14 +153,16 @@ class FlowQAgent(eqx.Module):
         adjoints = lean_adjoint(v_base, obs, rollout.states, -terminal_scale * grad_q, n)
         return AdjointRollout(rollout, adjoints)
 
-    def flow_loss(self, nets: Nets, batch: Batch, key: PRNGKeyArray) -> Array:
-        """The BC flow-matching loss of ``actor_slow`` (none when frozen or absent)."""
+    def flow_loss(self, nets: Nets, batch: Batch, inputs: Any, key: PRNGKeyArray) -> Array:
+        """The BC flow-matching loss of ``actor_slow`` (none when frozen or absent); ``inputs``
+        are `actor_inputs`'s (FAWAC's advantage weights)."""
         if self.config.frozen_base or not self.HAS_BC_FLOW:
             return jnp.zeros(())
         return bc_flow_loss(nets["actor_slow"], batch.observations, batch.actions, batch.valid, key)
 
     def actor_inputs(self, batch: Batch, key: PRNGKeyArray) -> Any:
-        """Gradient-free inputs of the actor loss, computed once per update (rollouts, adjoints)."""
+        """Gradient-free inputs of the actor and flow losses, computed once per update (rollouts,
+        adjoints, advantage weights)."""
         return None
 
     def actor_loss(self, nets: Nets, batch: Batch, inputs: Any, key: PRNGKeyArray) -> tuple[Array, Metrics]:
@@ -177,7 +179,7 @@ class FlowQAgent(eqx.Module):
 
         def total_loss(nets):
             c_loss, metrics = self.critic_loss(nets, batch, critic_key)
-            f_loss = self.flow_loss(nets, batch, flow_key)
+            f_loss = self.flow_loss(nets, batch, inputs, flow_key)
             a_loss, actor_metrics = self.actor_loss(nets, batch, inputs, actor_key)
             return c_loss + f_loss + a_loss, {**metrics, "actor/flow_loss": f_loss, **actor_metrics}
 
