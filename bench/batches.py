@@ -37,6 +37,13 @@ class TransitionData(eqx.Module):
     def size(self) -> int:
         return self.observations.shape[0]
 
+    def take(self, name: str, idx: Int[Array, "..."]) -> Array:
+        """Rows ``idx`` of field ``name`` (the gather `chunk_batch` uses)."""
+        return getattr(self, name)[idx]
+
+    def sample(self, key: PRNGKeyArray, batch_size: int, chunk_len: int, discount: float) -> Batch:
+        return sample_batch(self, key, batch_size, chunk_len, discount)
+
     @classmethod
     def from_ogbench(cls, dataset: dict[str, np.ndarray], *, sparse_reward: bool) -> TransitionData:
         """Build from an ogbench singletask dataset dict: sparse option, action clipping."""
@@ -53,25 +60,26 @@ class TransitionData(eqx.Module):
         )
 
 
-def chunk_batch(
-    data: TransitionData, starts: Int[Array, " batch"], chunk_len: int, discount: float
-) -> Batch:
-    """Gather the chunks that begin at ``starts`` (each ``start + chunk_len <= size``)."""
+def chunk_batch(data, starts: Int[Array, " batch"], chunk_len: int, discount: float) -> Batch:
+    """Gather the chunks that begin at ``starts`` (each ``start + chunk_len <= size``).
+
+    ``data`` is a `TransitionData` or anything with its ``take(name, idx)`` gather (the
+    online phase's `bench.replay.ReplayBuffer`)."""
     idx = starts[:, None] + jnp.arange(chunk_len)  # [batch, chunk]
-    terminals = data.terminals[idx]
+    terminals = data.take("terminals", idx)
     ended_before = jnp.concatenate(
         [jnp.zeros_like(terminals[:, :1]), jax.lax.cummax(terminals[:, :-1], axis=1)], axis=1
     )
     valid = 1.0 - ended_before
     discounts = discount ** jnp.arange(chunk_len, dtype=jnp.float32)
-    rewards = jnp.sum(data.rewards[idx] * discounts * valid, axis=1)
-    masks = jnp.min(jnp.where(valid > 0, data.masks[idx], 1.0), axis=1)
+    rewards = jnp.sum(data.take("rewards", idx) * discounts * valid, axis=1)
+    masks = jnp.min(jnp.where(valid > 0, data.take("masks", idx), 1.0), axis=1)
     return Batch(
-        observations=data.observations[starts],
-        actions=jnp.reshape(data.actions[idx], (starts.shape[0], -1)),
+        observations=data.take("observations", starts),
+        actions=jnp.reshape(data.take("actions", idx), (starts.shape[0], -1)),
         rewards=rewards,
         masks=masks,
-        next_observations=data.next_observations[idx[:, -1]],
+        next_observations=data.take("next_observations", idx[:, -1]),
         valid=valid,
     )
 

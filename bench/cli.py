@@ -51,6 +51,7 @@ def train(
     out: Path | None = None,
     init: Literal["bc", "scratch"] = "bc",
     bc_seed: int | None = None,
+    online_steps: int | None = None,
     set: list[str] = [],  # noqa: A002, B006 (the option is --set; tyro reads the default)
     progress: bool = True,
 ) -> None:
@@ -66,6 +67,7 @@ def train(
         out: Run directory (default results/runs/PROFILE/METHOD/TASK/seedSEED).
         init: Fine-tuning methods: start from the BC checkpoint (TRQAM paper; BC pretraining is cached and reused across methods) or from scratch (QAM paper).
         bc_seed: Seed of BC pretraining (default: --seed). Fine-tuning runs with the same --bc-seed share one BC checkpoint.
+        online_steps: Online fine-tuning steps after the offline phase (0 = offline only; default: the profile's, 500000 for paper, 0 otherwise). A non-default value gets its own run directory (seedSEED-onlineN). RLPD is online-only and needs N > 0.
         set: Overrides of the method's config, KEY=VALUE (e.g. kl_budget=0.5, external_kl=true, frozen_base=true, inv_temp=3).
         progress: Show a progress bar.
     """
@@ -73,10 +75,12 @@ def train(
     from bench.training import train as run_training
 
     config = RunConfig(method=method, task=task, profile=profile, seed=seed, source=source,
-                       dataset_dir=dataset_dir, out=out, init=init, overrides=tuple(set), bc_seed=bc_seed)
+                       dataset_dir=dataset_dir, out=out, init=init, overrides=tuple(set), bc_seed=bc_seed,
+                       online_steps=online_steps)
     summary = run_training(config, progress=progress)
+    phases = ", ".join(f"{phase} {success:.3f}" for phase, success in summary["success_by_phase"].items())
     print(f"{summary['method']} on {summary['task']} (seed {summary['seed']}, {summary['profile']}, "
-          f"{summary['data']['kind']} data): success {summary['final_success']:.3f} -> {config.run_dir()}")
+          f"{summary['data']['kind']} data): success {phases} -> {config.run_dir()}")
 
 
 QUICK_TASKS = ("cube-double-play-singletask-task1-v0", "scene-play-singletask-task1-v0")
@@ -89,6 +93,7 @@ def reproduce(
     profile: Literal["smoke", "quick", "paper"] = "quick",
     source: Literal["official", "regenerated", "auto"] | None = None,
     dataset_dir: Path | None = None,
+    online_steps: int | None = None,
     report: Path = Path("reports/reproduce.md"),
 ) -> None:
     """Run methods x tasks x seeds (finished runs are kept, interrupted ones resume) and tabulate them.
@@ -100,6 +105,7 @@ def reproduce(
         profile: Run profile.
         source: Data source (default: the profile's).
         dataset_dir: Directory of the official files.
+        online_steps: Online fine-tuning steps after the offline phase (default: the profile's).
         report: Markdown table of the results.
     """
     from bench.runstore import write_atomic
@@ -111,7 +117,7 @@ def reproduce(
         for task in tasks:
             for seed in seeds:
                 config = RunConfig(method=method, task=task, profile=profile, seed=seed, source=source,
-                                   dataset_dir=dataset_dir)
+                                   dataset_dir=dataset_dir, online_steps=online_steps)
                 summary = run_training(config)
                 rows.append(summary)
                 print(f"{method} {summary['task']} seed {seed}: success {summary['final_success']:.3f}")

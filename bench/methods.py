@@ -23,6 +23,7 @@ from baselines.fql import FQL, FQLConfig
 from baselines.ifql import IFQL, IFQLConfig
 from baselines.qsm import QSM, QSMConfig
 from baselines.rebrac import ReBRAC, ReBRACConfig
+from baselines.rlpd import RLPD, RLPDConfig
 from bench import hyperparams as hp
 from bench.errors import BenchError, suggest
 from bench.profiles import Profile
@@ -39,8 +40,13 @@ class Method:
     make_config: Callable[[Profile, Task], Any]
     paper: str  # where the method comes from
     # 'fine-tune': BC pretraining, then the offline phase from the BC checkpoint (every flow method);
-    # 'scratch': the offline phase alone (no flow to pretrain: ReBRAC, QSM, DAC); 'bc': BC itself.
-    pipeline: Literal["bc", "fine-tune", "scratch"] = "fine-tune"
+    # 'scratch': the offline phase alone (no flow to pretrain: ReBRAC, QSM, DAC); 'bc': BC itself;
+    # 'online': the online phase alone (RLPD). Any but 'bc' may be followed by the online phase.
+    pipeline: Literal["bc", "fine-tune", "scratch", "online"] = "fine-tune"
+    # Online phase (PROTOCOL.md): None samples uniformly from offline + online transitions;
+    # a fraction draws that share of each batch from the offline data (RLPD: 0.5).
+    offline_fraction: float | None = None
+    random_warmup: bool = False  # act uniformly at random until the first update (RLPD)
 
 
 def _domain(task: Task) -> str:
@@ -116,10 +122,13 @@ METHODS: dict[str, Method] = {
     "qsm": Method("qsm", QSM, _config(QSMConfig, inv_temp=_column(hp.QSM, 0), alpha=_column(hp.QSM, 1)),
                    "Q-score matching (Psenka et al.; arXiv 2312.11752)", pipeline="scratch"),
     "dac": Method("dac", DAC, _config(DACConfig, alpha=hp.DAC_ALPHA), "diffusion actor-critic (Fang et al.; arXiv 2405.20555)", pipeline="scratch"),
+    "rlpd": Method("rlpd", RLPD, _config(RLPDConfig, clip=False),
+                    "RLPD: SAC with prior data (Ball et al.; arXiv 2302.02948)", pipeline="online",
+                    offline_fraction=0.5, random_warmup=True),
 }
 
-# Names the suite accepts but whose phase has not landed: RLPD is online-only (the online phase).
-PLANNED = {"rlpd": "RLPD is an online-only method and lands with the offline-to-online phase"}
+# Names the suite accepts but has not implemented yet (none at present).
+PLANNED: dict[str, str] = {}
 
 
 def get_method(name: str) -> Method:

@@ -34,6 +34,9 @@ class Profile:
     pretrain_steps: int  # BC pretraining (the `bc` method's whole run)
     offline_steps: int  # offline fine-tuning of the other methods
     eval_every: int
+    online_steps: int  # default length of the online phase (0: offline only; --online-steps overrides)
+    online_warmup: int  # online steps collected before the first update
+    online_eval_every: int  # evaluation interval of the online phase (environment steps)
     eval_episodes: int
     eval_envs: int  # environments stepped side by side during evaluation
     log_every: int
@@ -41,6 +44,7 @@ class Profile:
     shard_interval: int  # steps between dataset shards for the 10M/100M sets
     source: Source  # default data source
     regeneration: Regeneration  # used when the data is regenerated
+    machine: str  # what the profile is sized for (its replay buffer and networks must fit there)
 
     def for_task(self, task: Task) -> Profile:
         """Per-domain adjustments of the paper profile (TRQAM paper, 'Hyperparameters')."""
@@ -69,6 +73,9 @@ PROFILES: dict[str, Profile] = {
         pretrain_steps=30,
         offline_steps=30,
         eval_every=15,
+        online_steps=0,
+        online_warmup=10,
+        online_eval_every=20,
         eval_episodes=2,
         eval_envs=2,
         log_every=5,
@@ -76,6 +83,7 @@ PROFILES: dict[str, Profile] = {
         shard_interval=10,
         source="auto",
         regeneration=Regeneration(episodes=4, episode_length=100, seed=0),
+        machine="any CPU",
     ),
     "quick": Profile(
         name="quick",
@@ -89,6 +97,9 @@ PROFILES: dict[str, Profile] = {
         pretrain_steps=20_000,
         offline_steps=3_000,  # a fine-tuning update costs ~0.1 s on a 2-core CPU (nox -s bench)
         eval_every=10_000,
+        online_steps=0,  # offline only by default; `--online-steps 10000` for the committed o2o runs
+        online_warmup=5_000,  # PROTOCOL.md: updates start after 5,000 online steps
+        online_eval_every=2_000,  # a learning curve within a CPU-sized online phase
         eval_episodes=50,
         eval_envs=25,
         log_every=250,
@@ -96,6 +107,7 @@ PROFILES: dict[str, Profile] = {
         shard_interval=1_000,
         source="auto",
         regeneration=Regeneration(episodes=200, episode_length=1000, seed=0),
+        machine="2-core CPU, 24 GiB RAM",
     ),
     "paper": Profile(
         name="paper",
@@ -109,6 +121,9 @@ PROFILES: dict[str, Profile] = {
         pretrain_steps=300_000,  # TRQAM paper: BC pretraining 300K steps
         offline_steps=1_000_000,  # PROTOCOL.md: 1M offline steps
         eval_every=50_000,  # PROTOCOL.md: every 50K gradient steps
+        online_steps=500_000,  # ALGORITHMS.md s3: 1M offline + 500K online fine-tuning steps
+        online_warmup=5_000,  # PROTOCOL.md: updates start after 5,000 online steps
+        online_eval_every=50_000,  # PROTOCOL.md (the QAM curves: 1.05M .. 1.5M)
         eval_episodes=50,  # PROTOCOL.md: 50 episodes
         eval_envs=50,
         log_every=5_000,
@@ -116,6 +131,7 @@ PROFILES: dict[str, Profile] = {
         shard_interval=1_000,  # PROTOCOL.md: next shard every 1,000 gradient steps
         source="official",
         regeneration=Regeneration(episodes=1000, episode_length=1000, seed=0),  # the 1M size
+        machine="one GPU with 80 GB (A100/H100 class), 64 GB host RAM",
     ),
 }
 

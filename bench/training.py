@@ -1,10 +1,12 @@
 """The training loop shared by every method: phases, evaluation, checkpoints, resume.
 
-A run is a list of phases (``pretrain`` = BC pretraining; ``offline`` fine-tuning; the
-online phase lands later). Every random draw is a pure function of (seed, phase, step):
-the batch at step k is sampled from ``fold_in(phase_key, k)`` and evaluation seeds come
-from (seed, phase, step). A killed run therefore resumes from its last checkpoint and
-ends with exactly the parameters and metrics of an uninterrupted one.
+A run is a list of phases (``pretrain`` = BC pretraining; ``offline`` fine-tuning;
+``online`` = offline-to-online fine-tuning, `bench.online`). Every random draw is a pure
+function of (seed, phase, step): the batch at step k is sampled from ``fold_in(phase_key, k)``
+and evaluation seeds come from (seed, phase, step). A killed offline run therefore resumes
+from its last checkpoint and ends with exactly the parameters and metrics of an
+uninterrupted one; a killed online run keeps every transition it collected (see
+`bench.online` for what it can and cannot replay).
 """
 
 from __future__ import annotations
@@ -54,6 +56,10 @@ class RunConfig:
     init: Literal["bc", "scratch"] = "bc"  # fine-tuning methods: from the BC checkpoint, or from scratch
     overrides: tuple[str, ...] = ()  # "key=value" changes to the method's config
     bc_seed: int | None = None  # seed of BC pretraining (default: seed); one BC checkpoint can serve many seeds
+    online_steps: int | None = None  # length of the online phase; None: the profile's (0 = offline only)
+
+    def resolved_online_steps(self) -> int:
+        return get_profile(self.profile).online_steps if self.online_steps is None else self.online_steps
 
     def phase_seed(self, phase_name: str) -> int:
         """BC pretraining draws from ``bc_seed``; every other phase from ``seed``."""
@@ -63,7 +69,10 @@ class RunConfig:
         if self.out is not None:
             return Path(self.out)
         task = resolve_task(self.task).name  # the full name, also for the short form 'c2-task1'
-        return RESULTS_DIR / "runs" / self.profile / self.method / task / f"seed{self.seed}"
+        # A non-default online phase gets its own directory beside the profile's default run.
+        online = self.resolved_online_steps()
+        suffix = "" if online == get_profile(self.profile).online_steps else f"-online{online}"
+        return RESULTS_DIR / "runs" / self.profile / self.method / task / f"seed{self.seed}{suffix}"
 
 
 @dataclass(frozen=True)
@@ -73,22 +82,37 @@ class Phase:
     method: Method
     config: Any  # the agent config of this phase
     evaluate: bool  # evaluate every eval_every steps and at the end
+    eval_every: int = 0
 
 
 def plan_phases(method: Method, profile: Profile, task: Task, run: RunConfig) -> list[Phase]:
     """`bc` is BC pretraining evaluated as is. A fine-tuning method runs BC pretraining
     (reused from the BC cache when the same pretraining already ran) and then its offline
     phase, initialised from the BC actor; with init="scratch", or for a method with no flow
-    to pretrain (pipeline "scratch"), only the offline phase."""
+    to pretrain (pipeline "scratch"), only the offline phase. With online steps, the online
+    phase follows, continuing the offline agent; an online-only method (RLPD) has only it."""
+    online_steps = run.resolved_online_steps()
+    if online_steps < 0:
+        raise BenchError(f"--online-steps must be 0 (offline only) or positive, got {online_steps}")
     bc = get_method("bc")
     bc_config = bc.make_config(profile, task)
     if method.pipeline == "bc":
-        return [Phase("pretrain", profile.pretrain_steps, method, apply_overrides(bc_config, run.overrides), True)]
+        if online_steps:
+            raise BenchError("method 'bc' has no online phase (it is BC pretraining, evaluated as is); "
+                             "run it with --online-steps 0")
+        return [Phase("pretrain", profile.pretrain_steps, method, apply_overrides(bc_config, run.overrides), True,
+                      profile.eval_every)]
     config = apply_overrides(method.make_config(profile, task), run.overrides)
-    offline = Phase("offline", profile.offline_steps, method, config, True)
-    if run.init == "scratch" or method.pipeline == "scratch":
-        return [offline]
-    return [Phase("pretrain", profile.pretrain_steps, bc, bc_config, False), offline]
+    online = Phase("online", online_steps, method, config.for_online(), True, profile.online_eval_every)
+    if method.pipeline == "online":
+        if not online_steps:
+            raise BenchError(f"method '{method.name}' is online-only: pass --online-steps N "
+                             f"(the paper profile's default is {get_profile('paper').online_steps})")
+        return [online]
+    phases = [Phase("offline", profile.offline_steps, method, config, True, profile.eval_every)]
+    if run.init == "bc" and method.pipeline == "fine-tune":
+        phases.insert(0, Phase("pretrain", profile.pretrain_steps, bc, bc_config, False, profile.eval_every))
+    return phases + ([online] if online_steps else [])
 
 
 class ShardedData:
@@ -136,7 +160,8 @@ def _as_floats(metrics: dict[str, jax.Array]) -> dict[str, float]:
     return {k: float(v) for k, v in jax.device_get(metrics).items()}
 
 
-IDENTITY = ("method", "task", "profile", "seed", "source", "dataset_dir", "init", "overrides", "bc_seed")
+IDENTITY = ("method", "task", "profile", "seed", "source", "dataset_dir", "init", "overrides", "bc_seed",
+            "online_steps")
 
 
 class Run:
@@ -156,12 +181,14 @@ class Run:
     def config_record(self) -> dict[str, Any]:
         run = dataclasses.asdict(self.config)
         run["source"] = self.config.source or self.profile.source
+        run["online_steps"] = self.config.resolved_online_steps()
         run.pop("out")
         return {
             "run": run,
             "profile": dataclasses.asdict(self.profile),
             "method": {"name": self.method.name, "paper": self.method.paper},
             "phases": [{"name": p.name, "steps": p.steps, "method": p.method.name, "evaluate": p.evaluate,
+                        "eval_every": p.eval_every,
                         "agent_config": {"class": type(p.config).__name__, **dataclasses.asdict(p.config)}}
                        for p in self.phases],
             "task": {"name": self.task.name, "env_id": self.task.env_id, "dataset": self.task.dataset,
@@ -237,6 +264,8 @@ class Run:
                    desc=f"{cfg.method} {self.task.name} seed{cfg.seed}", dynamic_ncols=True,
                    mininterval=0.5 if sys.stderr.isatty() else 30.0)
         loop = _Loop(self, train_data, val_data, evaluator, checkpoint, logs, bar, time.perf_counter() - elapsed)
+        for row in logs["evaluations"].rows:  # evaluations kept from before a resume (in log order)
+            loop.last_success[row["phase"]] = float(row["success_rate"])
         previous, pretrain_source = None, None
         for phase_index in range(start_phase, len(phases)):
             phase = phases[phase_index]
@@ -252,7 +281,14 @@ class Run:
             elif cached is not None and cached.exists() and not phase.evaluate:  # `bc` runs evaluate: never skipped
                 agent, first, pretrain_source = load_agent(cached, agent), phase.steps, f"cache: {cached}"
                 bar.update(phase.steps)
-            agent = loop.run(phase, phase_index, agent, first, step_keys, val_keys)
+            if phase.name == "online":
+                from bench.online import OnlineLoop
+
+                online = OnlineLoop(loop, env_factory=self._make_env)
+                agent = online.run(phase, phase_index, agent, first, step_keys, val_keys)
+                loop.online_summary = online.summary
+            else:
+                agent = loop.run(phase, phase_index, agent, first, step_keys, val_keys)
             if cached is not None and not cached.exists():
                 save_agent(cached, agent)  # reused by other methods' pretraining with the same setup
                 pretrain_source = pretrain_source or "trained in this run"
@@ -267,12 +303,13 @@ class Run:
             "final_success": loop.last_success[phases[-1].name],
             "success_by_phase": loop.last_success,
             "steps": {p.name: p.steps for p in phases},
-            "init": {"bc": None, "scratch": "scratch", "fine-tune": cfg.init}[self.method.pipeline],
+            "init": {"bc": None, "scratch": "scratch", "online": "scratch", "fine-tune": cfg.init}[self.method.pipeline],
             "pretrain_source": pretrain_source,
             "eval_episodes": profile.eval_episodes,
             "final_metrics": {k: float(v) for k, v in last_metrics[-1].items() if k not in ("phase", "step")}
             if last_metrics else {},
             "traces": _traces(last_metrics),
+            "online": loop.online_summary,
             "wall_time_s": round(time.perf_counter() - loop.began, 1),
             "data": {"kind": files.kind, "dataset": files.dataset},
             "hardware": provenance.hardware(),
@@ -281,9 +318,17 @@ class Run:
         write_json(self.dir / "summary.json", summary)
         return summary
 
+    def _make_env(self):
+        import ogbench
+
+        return ogbench.make_env_and_datasets(self.task.name, env_only=True)
+
     @staticmethod
     def _create(phase: Phase, example, key, previous):
-        """A new agent for ``phase``; fine-tuning methods start from the previous phase's BC actor."""
+        """A new agent for ``phase``; fine-tuning methods start from the previous phase's BC actor,
+        and the online phase continues the offline agent (with the online phase's config)."""
+        if phase.name == "online" and previous is not None:
+            return dataclasses.replace(previous, config=phase.config)
         if phase.method.pipeline != "fine-tune":
             return phase.method.agent_cls.create(example, phase.config, key)
         bc_actor = previous.actor if previous is not None else None
@@ -319,43 +364,56 @@ class Run:
 
 
 class _Loop:
-    """The step loop of one phase: train, log, validate, evaluate, checkpoint."""
+    """The step loop of an offline phase, and what every step of any phase ends with:
+    log, validate, evaluate, checkpoint (`after_step`)."""
 
     def __init__(self, owner: Run, train_data, val_data, evaluator, checkpoint, logs, bar, began: float):
         self.owner, self.train_data, self.val_data, self.evaluator = owner, train_data, val_data, evaluator
         self.checkpoint, self.logs, self.bar, self.began = checkpoint, logs, bar, began
         self.last_success: dict[str, float] = {}
+        self.online_summary: dict[str, Any] | None = None
+        self._window = (time.perf_counter(), 0)  # start of the steps/s window, steps in it
 
     def run(self, phase: Phase, phase_index: int, agent, first: int, step_keys, val_keys):
-        profile, task, seed = self.owner.profile, self.owner.task, self.owner.config.seed
-        window_start, window_steps = time.perf_counter(), 0
+        profile, task = self.owner.profile, self.owner.task
+        self.start_window()
         for step in range(first, phase.steps):
             agent, metrics = _train_step(agent, self.train_data.at_step(step), jax.random.fold_in(step_keys, step),
                                          profile.batch_size, task.chunk_len, profile.discount)
-            done, window_steps = step + 1, window_steps + 1
-            self.bar.update(1)
-            if done % profile.log_every == 0 or done == phase.steps:
-                values = _as_floats(metrics)
-                self.owner._check_finite(values, phase.name, done, self.checkpoint)
-                val = _as_floats(_validation_step(agent, self.val_data, jax.random.fold_in(val_keys, done),
-                                                  profile.batch_size, task.chunk_len, profile.discount))
-                now = time.perf_counter()
-                self.logs["metrics"].append({"phase": phase.name, "step": done, **values,
-                                             **{f"val/{k}": v for k, v in val.items()},
-                                             "steps_per_s": round(window_steps / (now - window_start), 2),
-                                             "wall_s": round(now - self.began, 2)})
-                window_start, window_steps = now, 0
-            if phase.evaluate and (done % profile.eval_every == 0 or done == phase.steps):
-                result = self.owner._evaluate(self.evaluator, agent, _eval_seed(seed, phase_index, done))
-                self.last_success[phase.name] = result.success_rate
-                self.logs["evaluations"].append({"phase": phase.name, "step": done, **result.to_dict(),
-                                                 "wall_s": round(time.perf_counter() - self.began, 2)})
-                self.bar.set_postfix(success=f"{result.success_rate:.2f}")
-            if done % profile.checkpoint_every == 0 or done == phase.steps:
-                self.checkpoint.save(agent, phase.name, done, time.perf_counter() - self.began)
-            if self.owner.on_step is not None:
-                self.owner.on_step(phase.name, done)
+            self.after_step(phase, phase_index, agent, step + 1, metrics, val_keys)
         return agent
+
+    def start_window(self) -> None:
+        self._window = (time.perf_counter(), 0)
+
+    def after_step(self, phase: Phase, phase_index: int, agent, done: int, metrics, val_keys,
+                   extra: dict[str, float] | None = None) -> None:
+        """Bookkeeping after step ``done`` of ``phase``; ``metrics`` is None when no update ran
+        (the online warm-up); ``extra`` adds columns to the metrics row."""
+        profile, task, seed = self.owner.profile, self.owner.task, self.owner.config.seed
+        self.bar.update(1)
+        self._window = (self._window[0], self._window[1] + 1)
+        if metrics is not None and (done % profile.log_every == 0 or done == phase.steps):
+            values = _as_floats(metrics)
+            self.owner._check_finite(values, phase.name, done, self.checkpoint)
+            val = _as_floats(_validation_step(agent, self.val_data, jax.random.fold_in(val_keys, done),
+                                              profile.batch_size, task.chunk_len, profile.discount))
+            now = time.perf_counter()
+            self.logs["metrics"].append({"phase": phase.name, "step": done, **values,
+                                         **{f"val/{k}": v for k, v in val.items()}, **(extra or {}),
+                                         "steps_per_s": round(self._window[1] / (now - self._window[0]), 2),
+                                         "wall_s": round(now - self.began, 2)})
+            self._window = (now, 0)
+        if phase.evaluate and (done % phase.eval_every == 0 or done == phase.steps):
+            result = self.owner._evaluate(self.evaluator, agent, _eval_seed(seed, phase_index, done))
+            self.last_success[phase.name] = result.success_rate
+            self.logs["evaluations"].append({"phase": phase.name, "step": done, **result.to_dict(),
+                                             "wall_s": round(time.perf_counter() - self.began, 2)})
+            self.bar.set_postfix(success=f"{result.success_rate:.2f}")
+        if done % profile.checkpoint_every == 0 or done == phase.steps:
+            self.checkpoint.save(agent, phase.name, done, time.perf_counter() - self.began)
+        if self.owner.on_step is not None:
+            self.owner.on_step(phase.name, done)
 
 
 class Checkpoint:

@@ -52,6 +52,10 @@ class FlowQConfig:
     chunk_len: int = 5
     frozen_base: bool = False  # True: v_base stays the BC checkpoint (no EMA, no BC loss)
 
+    def for_online(self) -> Self:
+        """The config of the online phase (the same, unless a method has online-only values)."""
+        return self
+
 
 def mean_q(critic: CriticEnsemble, obs: Float[Array, "B O"], actions: Float[Array, "B D"]) -> Float[Array, " B"]:
     """Ensemble-mean Q of actions, with no gradient into the critic's parameters."""

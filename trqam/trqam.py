@@ -33,6 +33,12 @@ class TRQAMConfig(FlowQConfig):
     inv_temp: float = 1.0  # beta of the external-KL ablation only
     dual: DualConfig = field(default_factory=DualConfig)
 
+    def for_online(self) -> Self:
+        """The online phase tracks ``online_kl_budget`` where one is set (ALGORITHMS.md s3)."""
+        if self.online_kl_budget is None:
+            return self
+        return dataclasses.replace(self, kl_budget=self.online_kl_budget)
+
 
 class TRQAM(FlowQAgent):
     dual: DualState

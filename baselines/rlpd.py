@@ -1,0 +1,59 @@
+"""RLPD: reinforcement learning with prior data (Ball, Smith, Kostrikov, Levine; arXiv
+2302.02948), as the QAM paper (arXiv 2601.14234) runs it. ALGORITHMS.md section 4.
+
+SAC with a 10-critic ensemble, trained online only, from scratch: a tanh-Gaussian actor
+over the whole action chunk, the chunked pessimistic TD target of the shared agent (the
+target's actions are the current actor's samples, with no entropy bonus in the target),
+an actor loss ``E[alpha log pi - (mean_k Q_k - rho std_k Q_k)]`` and a temperature tuned
+towards ``-0.5 * dim``. What makes it RLPD is in the online phase (`bench.online`):
+half of each batch from the offline data and half from the online transitions, and
+uniformly random actions for the first 5,000 steps (`bench.methods` declares both).
+
+Like every method here it acts in chunks of the task's h actions (the shared harness
+executes chunks open loop).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from trqam.agent import Batch, Metrics
+from trqam.critic import batch_q, pessimistic
+from trqam.fine_tune import FlowQAgent, FlowQConfig, Nets
+from trqam.nn import TanhGaussian
+from trqam.sac import LogTemperature, sac_actor_loss, temperature_loss
+
+
+@dataclass(frozen=True)
+class RLPDConfig(FlowQConfig):
+    target_entropy_scale: float = -0.5  # target entropy = scale * chunk action dim
+
+
+class RLPD(FlowQAgent):
+    HAS_BC_FLOW = False
+    HAS_FINE_TUNED_FLOW = False
+    POLYAK_TARGETS = ("critic",)
+
+    @classmethod
+    def extra_nets(cls, obs_dim, action_dim, config, key) -> Nets:
+        return {"actor": TanhGaussian(obs_dim, action_dim, config.hidden_sizes, key=key),
+                "log_alpha": LogTemperature()}
+
+    def policy(self, nets: Nets, obs: Float[Array, "B O"], key: PRNGKeyArray):
+        """Samples of the tanh-Gaussian actor and their log-probabilities."""
+        return jax.vmap(nets["actor"])(obs, jax.random.split(key, obs.shape[0]))
+
+    def act(self, nets: Nets, obs: Float[Array, "B O"], key: PRNGKeyArray) -> Float[Array, "B D"]:
+        return self.policy(nets, obs, key)[0]
+
+    def actor_loss(self, nets: Nets, batch: Batch, inputs: None, key: PRNGKeyArray) -> tuple[Array, Metrics]:
+        actions, log_probs = self.policy(nets, batch.observations, key)
+        q = pessimistic(batch_q(jax.lax.stop_gradient(nets["critic"]), batch.observations, actions), self.config.rho)
+        actor = sac_actor_loss(log_probs, q, nets["log_alpha"])
+        alpha = temperature_loss(log_probs, nets["log_alpha"], self.config.target_entropy_scale * actions.shape[-1])
+        return actor + alpha, {"actor/sac_loss": actor, "actor/alpha": jnp.exp(nets["log_alpha"].value),
+                               "actor/entropy": -log_probs.mean(), "actor/q": q.mean()}
