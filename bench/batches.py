@@ -37,7 +37,7 @@ class TransitionData(eqx.Module):
     def size(self) -> int:
         return self.observations.shape[0]
 
-    def take(self, name: str, idx: Int[Array, "..."]) -> Array:
+    def take(self, name: str, idx: Int[Array, ...]) -> Array:
         """Rows ``idx`` of field ``name`` (the gather `chunk_batch` uses)."""
         return getattr(self, name)[idx]
 

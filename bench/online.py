@@ -81,13 +81,13 @@ class OnlineLoop:
                     f"online step {first} of {phase.steps}; the run directory is inconsistent: move it aside "
                     "and start the run again"
                 )
-            terminal = journal._cols["terminal"].start
+            terminal = journal.column_slices["terminal"].start
+            episodes_done = np.cumsum(records[:, terminal]) if collected else np.zeros(0)  # as the killed run saw it
             if 0 < collected < phase.steps and records[-1, terminal] == 0.0:
                 journal.end_episode_at(collected - 1)  # the killed run's episode ends where its records end
                 records[-1, terminal] = 1.0
             buffer = ReplayBuffer.create(self.loop.train_data.at_step(0),
-                                         online_storage(records, journal, phase.steps), collected)
-            episodes_done = np.cumsum(records[:, terminal]) if collected else np.zeros(0)
+                                         online_storage(journal.transitions(records), phase.steps), collected)
 
             def update(agent, buffer, t):
                 if t < warmup:
@@ -108,7 +108,7 @@ class OnlineLoop:
                                      {"online/transitions": t, "online/episodes": int(episodes_done[t - 1])})
 
             # Interact.
-            episodes = int(episodes_done[-1]) if collected else 0
+            episodes = int(records[:, terminal].sum())
             observation, queue = None, []
             for t in range(collected + 1, phase.steps + 1):
                 if observation is None:

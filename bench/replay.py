@@ -52,7 +52,7 @@ class ReplayBuffer(eqx.Module):
         """The same buffer seen as holding only its first ``online_size`` online transitions."""
         return eqx.tree_at(lambda b: b.online_size, self, jnp.asarray(online_size, jnp.int32))
 
-    def take(self, name: str, idx: Int[Array, "..."]) -> Array:
+    def take(self, name: str, idx: Int[Array, ...]) -> Array:
         n_off = self.offline.size
         from_offline = getattr(self.offline, name)[jnp.clip(idx, 0, n_off - 1)]
         from_online = getattr(self.online, name)[jnp.clip(idx - n_off, 0, self.capacity - 1)]
@@ -124,6 +124,12 @@ class TransitionJournal:
     only the record being written; `read` drops such a partial tail.
     """
 
+    @classmethod
+    def open(cls, path: Path) -> TransitionJournal:
+        """An existing journal, with the layout recorded beside it."""
+        layout = json.loads(Path(path).with_suffix(".json").read_text())
+        return cls(path, layout["obs_dim"], layout["action_dim"])
+
     def __init__(self, path: Path, obs_dim: int, action_dim: int):
         self.path, self.obs_dim, self.action_dim = Path(path), obs_dim, action_dim
         self.width = 2 * obs_dim + action_dim + 4
@@ -140,7 +146,7 @@ class TransitionJournal:
 
     # column offsets
     @property
-    def _cols(self) -> dict[str, slice]:
+    def column_slices(self) -> dict[str, slice]:
         o, a = self.obs_dim, self.action_dim
         return {"observation": slice(0, o), "action": slice(o, o + a), "reward": slice(o + a, o + a + 1),
                 "mask": slice(o + a + 1, o + a + 2), "terminal": slice(o + a + 2, o + a + 3),
@@ -163,7 +169,7 @@ class TransitionJournal:
     def record(self, observation, action, reward: float, terminated: bool, truncated: bool,
                next_observation) -> np.ndarray:
         row = np.empty(self.width, np.float32)
-        c = self._cols
+        c = self.column_slices
         row[c["observation"]] = observation
         row[c["action"]] = np.clip(action, -ACTION_CLIP, ACTION_CLIP)
         row[c["reward"]] = reward
@@ -183,7 +189,7 @@ class TransitionJournal:
         """Mark record ``index`` as the last of its episode (a run resumed after a kill
         starts a new episode; the interrupted one ends where its transitions end)."""
         self.close()
-        offset = 4 * (index * self.width + self._cols["terminal"].start)
+        offset = 4 * (index * self.width + self.column_slices["terminal"].start)
         with open(self.path, "r+b") as f:
             f.seek(offset)
             f.write(np.float32(1.0).tobytes())
@@ -197,32 +203,31 @@ class TransitionJournal:
 
     def transitions(self, records: np.ndarray) -> dict[str, np.ndarray]:
         """Records as the buffer's columns."""
-        c = self._cols
+        c = self.column_slices
         return {"observations": records[:, c["observation"]], "actions": records[:, c["action"]],
                 "rewards": records[:, c["reward"]][:, 0], "masks": records[:, c["mask"]][:, 0],
                 "terminals": records[:, c["terminal"]][:, 0], "truncated": records[:, c["truncated"]][:, 0],
                 "next_observations": records[:, c["next_observation"]]}
 
     def as_transition(self, row: np.ndarray) -> Transition:
-        c = self._cols
+        c = self.column_slices
         return Transition(observation=jnp.asarray(row[c["observation"]]), action=jnp.asarray(row[c["action"]]),
                           reward=jnp.asarray(row[c["reward"]][0]), mask=jnp.asarray(row[c["mask"]][0]),
                           terminal=jnp.asarray(row[c["terminal"]][0]),
                           next_observation=jnp.asarray(row[c["next_observation"]]))
 
 
-def online_storage(records: np.ndarray, journal: TransitionJournal, capacity: int) -> TransitionData:
-    """The buffer's online part: ``capacity`` rows, the journal's records first, zeros after."""
-    columns = journal.transitions(records)
-    n = len(records)
+def online_storage(columns: dict[str, np.ndarray], capacity: int) -> TransitionData:
+    """The buffer's online part: ``capacity`` rows, ``columns`` (as `TransitionJournal.transitions`
+    returns them) first, zeros after."""
+    n = len(columns["rewards"])
 
-    def column(name: str, width: int | None) -> jax.Array:
-        shape = (capacity,) if width is None else (capacity, width)
-        full = np.zeros(shape, np.float32)
-        full[:n] = columns[name]
+    def column(name: str) -> jax.Array:
+        values = np.asarray(columns[name], np.float32)
+        full = np.zeros((capacity, *values.shape[1:]), np.float32)
+        full[:n] = values
         return jnp.asarray(full)
 
-    o, a = journal.obs_dim, journal.action_dim
-    return TransitionData(observations=column("observations", o), actions=column("actions", a),
-                          rewards=column("rewards", None), masks=column("masks", None),
-                          terminals=column("terminals", None), next_observations=column("next_observations", o))
+    return TransitionData(observations=column("observations"), actions=column("actions"),
+                          rewards=column("rewards"), masks=column("masks"), terminals=column("terminals"),
+                          next_observations=column("next_observations"))

@@ -18,6 +18,7 @@ from baselines.fql import FQL, FQLConfig
 from baselines.ifql import IFQL, IFQLConfig
 from baselines.qsm import QSM, QSMConfig
 from baselines.rebrac import ReBRAC, ReBRACConfig
+from baselines.rlpd import RLPD, RLPDConfig
 from tests import gaussian_problem
 from tests.gaussian_problem import (
     A,
@@ -270,3 +271,35 @@ def test_qsm_and_dac_guidance_moves_ddpm_samples_up_the_critic():
     dac_weak_bc = _train_ddpm(DAC, DACConfig(flow_steps=10, chunk_len=1, alpha=1.0)).mean()
     dac_strong_bc = _train_ddpm(DAC, DACConfig(flow_steps=10, chunk_len=1, alpha=100.0)).mean()
     assert dac_weak_bc > max(dac_strong_bc, data_q) + 0.1, (dac_weak_bc, dac_strong_bc, data_q)
+
+
+# ---- RLPD ------------------------------------------------------------------------------
+class TwoCritics(eqx.Module):
+    """Two members around the quadratic Q, apart by ``2 (gap * a_0 + 0.1)``: their std is
+    ``|gap * a_0 + 0.1|`` (never 0, where the std has no gradient)."""
+
+    gap: float
+
+    def __call__(self, obs, action):
+        q = gaussian_problem.QuadraticCritic()(obs, action)[0]
+        spread = self.gap * action[0] + 0.1
+        return jnp.stack([q + spread, q - spread])
+
+
+def test_rlpd_sac_actor_climbs_the_pessimistic_ensemble_q():
+    """SAC on the closed-form critic: the actor moves towards c; the ensemble's disagreement
+    (std grows with |a_0|) pulls the first coordinate back towards 0 through mean - rho * std."""
+    means = {}
+    for gap in (0.0, 2.0):
+        config = RLPDConfig(chunk_len=1, rho=0.5)
+        actor = TanhGaussian(1, 2, (64, 64), key=jax.random.key(0))
+        agent = make_agent(RLPD, config, None, critic=TwoCritics(gap),
+                           extra_nets={"actor": actor, "log_alpha": LogTemperature(jnp.log(0.05))})
+        before = np.asarray(agent.act(agent.nets, jnp.zeros((4096, 1)), jax.random.key(1)))
+        agent, metrics = fine_tune(agent, 400, net="actor", lr=3e-3)
+        after = np.asarray(agent.act(agent.nets, jnp.zeros((4096, 1)), jax.random.key(1)))
+        assert q_value(after).mean() > q_value(before).mean() + 0.1 or gap > 0
+        means[gap] = after.mean(axis=0)
+    np.testing.assert_allclose(means[0.0], np.asarray(gaussian_problem.C), atol=0.08)
+    # The std grows with a_0: pessimism (rho 0.5) shrinks a_0 from 0.5 to about 0.25.
+    assert means[2.0][0] < means[0.0][0] - 0.15 and abs(means[2.0][1] - means[0.0][1]) < 0.08

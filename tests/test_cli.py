@@ -36,7 +36,9 @@ def test_methods_lists_every_method_name():
         (["train", "--method", "bc", "--task", "cube-dubble-play-singletask-task1-v0"],
          "unknown task 'cube-dubble-play-singletask-task1-v0' (did you mean: cube-double-play-singletask-task1-v0"),
         (["datagen", "cube-tripple-play-v0", "--episodes", "1"], "unknown dataset 'cube-tripple-play-v0' (did you mean: cube-triple-play"),
-        (["train", "--method", "rlpd", "--task", "c2-task1"], "RLPD is an online-only method"),
+        (["train", "--method", "rlpd", "--task", "c2-task1"], "method 'rlpd' is online-only: pass --online-steps N"),
+        (["train", "--method", "bc", "--task", "c2-task1", "--online-steps", "100"], "method 'bc' has no online phase"),
+        (["train", "--method", "fql", "--task", "c2-task1", "--online-steps", "-5"], "--online-steps must be 0"),
         (["train", "--method", "trqam", "--task", "c2-task1", "--set", "kl_bugdet=2"], "does not name a field of TRQAMConfig"),
     ],
 )

@@ -47,7 +47,8 @@ def test_trqam_cli_smoke_run_records_lambda_and_path_kl(bench_cache, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", sorted(set(METHODS) - {"bc", "trqam"}))  # bc and trqam: their own tests
+@pytest.mark.parametrize("method", sorted(m for m in METHODS if METHODS[m].pipeline in ("fine-tune", "scratch")
+                                           and m != "trqam"))  # bc, trqam, rlpd (online-only): their own tests
 def test_every_method_trains_and_evaluates(bench_cache, tmp_path, method):
     """`python -m bench train --method M --profile smoke`: training and evaluation on a real task."""
     result = subprocess.run(
