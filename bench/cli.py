@@ -145,6 +145,22 @@ def reproduce(
     print(f"wrote {report}")
 
 
+def curves(
+    runs: Annotated[list[Path], tyro.conf.Positional],
+    out: Path = Path("reports/online-quick"),
+) -> None:
+    """Draw offline-to-online learning curves of finished runs: OUT.png, OUT.pdf and a table OUT.md.
+
+    Args:
+        runs: Run directories (e.g. results/runs/quick/*/cube-single-play-singletask-task1-v0/seed0-online10000).
+        out: Output path without suffix.
+    """
+    from bench.curves import write
+
+    report, figures = write(runs, out)
+    print(f"wrote {report}, " + ", ".join(str(f) for f in figures))
+
+
 def tasks() -> None:
     """List the 50 benchmark tasks by domain."""
     from bench.tasks import DOMAINS
@@ -166,7 +182,7 @@ def methods() -> None:
 def main(argv: list[str] | None = None) -> None:
     try:
         tyro.extras.subcommand_cli_from_dict(
-            {"datagen": datagen, "train": train, "reproduce": reproduce, "tasks": tasks,
+            {"datagen": datagen, "train": train, "reproduce": reproduce, "curves": curves, "tasks": tasks,
              "methods": methods},
             args=argv,
             description="trqam-bench: TRQAM, QAM and baselines on OGBench.",

@@ -17,6 +17,7 @@ the update of that step, so a killed run loses none of them (see `bench.online`)
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -93,7 +94,7 @@ class Transition(eqx.Module):
     next_observation: Float[Array, " obs_dim"]
 
 
-@eqx.filter_jit(donate="all")
+@functools.partial(jax.jit, donate_argnums=0)  # only the online arrays are donated (written in place)
 def _write(online: TransitionData, index: Int[Array, ""], t: Transition) -> tuple[TransitionData, Int[Array, ""]]:
     """Row ``index`` of the online arrays set to ``t``; returns them and ``index + 1``."""
     written = TransitionData(

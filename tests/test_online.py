@@ -102,6 +102,9 @@ def test_added_transitions_land_in_order_and_the_journal_reads_them_back(tmp_pat
     assert 0.99 < float(online.actions[0, 1]) < 1.0  # stored like the offline data: clipped inside (-1, 1)
     np.testing.assert_array_equal(np.asarray(online.observations[5:]), 0.0)
     np.testing.assert_array_equal(np.asarray(offline.observations), 0.0)  # the offline part is never written
+    transition = journal.as_transition(rows[0])
+    buffer = add_transition(add_transition(buffer, transition), transition)  # only the buffer is donated
+    np.testing.assert_array_equal(np.asarray(buffer.online.observations[5:7, 0]), [0, 0])
 
 
 def test_journal_drops_a_partial_record_and_marks_an_episode_end(tmp_path):
