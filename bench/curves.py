@@ -123,7 +123,8 @@ def table(curves: list[dict], figure: Path, sources: list[Path]) -> str:
         values = {s: v for s, _, v in c["points"]}
         lines.append(f"| {c['method']} | {c['seed']} | "
                      + " | ".join(f"{values[s]:.2f}" if s in values else "" for s in steps) + " |")
-    lines += ["", "Runs:", ""] + [f"- `{p}`" for p in sources]
+    command = "python -m bench curves " + " ".join(str(p) for p in sources) + f" --out {figure}"
+    lines += ["", "Runs:", ""] + [f"- `{p}`" for p in sources] + ["", f"Command: `{command}`"]
     return "\n".join(lines) + "\n"
 
 

@@ -271,3 +271,33 @@ def test_killed_online_run_resumes_with_no_transition_lost(bench_cache, tmp_path
     row_25 = [r for r in _csv(resumed / "metrics.csv") if r["phase"] == "online" and r["step"] == "25"]
     straight_25 = [r for r in _csv(straight / "metrics.csv") if r["phase"] == "online" and r["step"] == "25"]
     assert strip(row_25) == strip(killed_row_25) == strip(straight_25)
+
+
+# ---- learning curves ----------------------------------------------------------------------
+def _fake_run(path, method, offline, online, evals):
+    path.mkdir(parents=True)
+    steps = ({"pretrain": 10, "offline": offline} if offline else {}) | {"online": online}
+    by_phase = {}
+    for phase, _, success in evals:
+        by_phase[phase] = success
+    (path / "summary.json").write_text(json.dumps({
+        "method": method, "task": TASK, "seed": 0, "profile": "quick", "steps": steps,
+        "success_by_phase": by_phase, "data": {"kind": "regenerated"},
+        "online": {"episodes": 3, "train_success_rate": 1 / 3}}))
+    lines = ["phase,step,success_rate"] + [f"{p},{s},{v}" for p, s, v in evals]
+    (path / "evaluations.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_curves_count_online_steps_on_from_the_offline_phase(tmp_path):
+    from bench.curves import write
+
+    _fake_run(tmp_path / "qam", "qam", 100, 50, [("offline", 100, 0.1), ("online", 25, 0.3), ("online", 50, 0.5)])
+    _fake_run(tmp_path / "rlpd", "rlpd", 0, 50, [("online", 50, 0.2)])
+    report, figures = write([tmp_path / "qam", tmp_path / "rlpd"], tmp_path / "out" / "curves")
+    assert all(f.stat().st_size > 1000 for f in figures) and {f.suffix for f in figures} == {".png", ".pdf"}
+    text = report.read_text()
+    assert "| qam | 0 | 0.10 | 0.30 | 0.50 |" in text  # steps 100, 125, 150
+    assert "| rlpd | 0 |  |  | 0.20 |" in text  # online-only: drawn over the others' online phase
+    assert "| qam | " + TASK + " | 0 | quick | 100 | 0.10 | 50 | 0.50 | 3 (0.33) |" in text
+    with pytest.raises(BenchError, match="not a finished run"):
+        write([tmp_path / "missing"], tmp_path / "out" / "x")
