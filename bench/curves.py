@@ -101,6 +101,16 @@ def table(curves: list[dict], figure: Path, sources: list[Path]) -> str:
         f"[{figure.with_suffix('.png').name}]({figure.with_suffix('.png').name}) (also PDF).",
         f"Data: {', '.join(kinds)}." + (" Regenerated data is OGBench-format data produced with ogbench's own "
                                         "oracles here, not the official datasets." if "regenerated" in kinds else ""),
+    ]
+    if any(c["profile"] != "paper" for c in curves):
+        lines.append("Runs of the smoke or quick profile are small CPU runs with one set of seeds: they show the "
+                     "phase working, not the papers' results.")
+    warmups = sorted({c["online"]["warmup"] for c in curves if (c.get("online") or {}).get("warmup") is not None})
+    if warmups:
+        lines.append(f"Online updates start after {', '.join(map(str, warmups))} online steps: evaluations before "
+                     "that are of the unchanged offline agent (with new evaluation seeds), so their spread is the "
+                     "evaluation noise.")
+    lines += [
         "",
         "| method | task | seed | profile | offline steps | success after offline | online steps | success after "
         "online | training episodes (successful) |",
