@@ -76,6 +76,12 @@ def plot(curves: list[dict], out: Path) -> list[Path]:
     for b in boundaries:
         ax.axvline(b, color="black", lw=0.8, ls="--")
         ax.text(b, 0.97, " online phase", va="top", ha="left", fontsize=8, transform=ax.get_xaxis_transform())
+    starts = {c["offline_steps"] + c["online"]["warmup"] for c in curves
+              if c["online_steps"] and (c.get("online") or {}).get("warmup")}
+    for b in starts:  # before this, the online phase only collects transitions
+        ax.axvline(b, color="grey", lw=0.8, ls=":")
+        ax.text(b, 0.90, " online updates start", va="top", ha="left", fontsize=8, color="grey",
+                transform=ax.get_xaxis_transform())
     tasks = sorted({c["task"] for c in curves})
     kinds = sorted({c["data"] for c in curves})
     profiles = sorted({c["profile"] for c in curves})
