@@ -161,6 +161,25 @@ def curves(
     print(f"wrote {report}, " + ", ".join(str(f) for f in figures))
 
 
+def tables(
+    profile: Literal["smoke", "quick", "paper"] = "quick",
+    runs: Path | None = None,
+    out: Path | None = None,
+) -> None:
+    """Tabulate stored runs (per task, per domain, overall) beside the TRQAM and QAM papers' numbers.
+
+    Args:
+        profile: Whose runs: results/runs/PROFILE.
+        runs: Another runs directory (default results/runs/PROFILE).
+        out: Output directory (default reports/tables/PROFILE): tables.md, tasks.csv, domains.csv, overall.csv.
+    """
+    from bench.tables import write
+    from bench.training import RESULTS_DIR
+
+    paths = write(runs or RESULTS_DIR / "runs" / profile, out or Path("reports/tables") / profile, profile)
+    print("wrote " + ", ".join(str(p) for p in paths))
+
+
 def tasks() -> None:
     """List the 50 benchmark tasks by domain."""
     from bench.tasks import DOMAINS
@@ -182,7 +201,8 @@ def methods() -> None:
 def main(argv: list[str] | None = None) -> None:
     try:
         tyro.extras.subcommand_cli_from_dict(
-            {"datagen": datagen, "train": train, "reproduce": reproduce, "curves": curves, "tasks": tasks,
+            {"datagen": datagen, "train": train, "reproduce": reproduce, "curves": curves, "tables": tables,
+             "tasks": tasks,
              "methods": methods},
             args=argv,
             description="trqam-bench: TRQAM, QAM and baselines on OGBench.",

@@ -1,0 +1,240 @@
+"""Success-rate tables of stored runs beside the published numbers (Markdown and CSV).
+
+    python -m bench tables --profile quick --out reports/tables
+
+Aggregation follows PROTOCOL.md: mean over seeds, then over tasks, then over domains.
+Per task: mean and standard deviation over seeds (ddof 1) and a bootstrap 95% interval of
+the mean (``scipy.stats.bootstrap``, percentile method). Per domain and overall: the mean
+of the task means, with a stratified bootstrap interval (seeds resampled within each
+task, as rliable does). Intervals need two or more seeds.
+
+Published numbers (``results/reference/``):
+
+* QAM paper, per task and per seed: the offline score at 1M steps and the online score
+  at 1.5M; shown per task and, as mean over the domain's five tasks, per domain.
+* TRQAM paper, per domain: the offline table (mean and std over 8 seeds, in %).
+
+Differences are measured minus published, in percentage points. A domain row also says
+how many of its five tasks were measured: a mean over fewer tasks is not the published
+domain mean's equal. For the ``paper`` profile on official data, each measured domain
+with all five tasks is checked against the TRQAM paper's mean: it matches when the gap
+is within ``max(5 pp, 2 x the published std)``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bench.errors import BenchError
+from bench.runstore import write_atomic
+from bench.tasks import DOMAINS_BY_NAME, resolve_task
+
+REFERENCE_DIR = Path(__file__).resolve().parent.parent / "results" / "reference"
+QAM_CURVES = "qam_2601.14234_curves.csv"
+TRQAM_TABLE = "trqam_2605.27079_offline_table.csv"
+REPORTED_STEP = {"offline": 1_000_000, "online": 1_500_000}  # QAM curves: the reported evaluations
+TOLERANCE_PP = 5.0
+CONFIDENCE = 0.95
+
+
+def paper_name(method: str) -> str:
+    """The papers' spelling of a CLI name (``qam-e`` -> ``QAM-E``, ``fedit`` -> ``FEdit``)."""
+    special = {"fedit": "FEdit", "rebrac": "ReBRAC"}
+    return special.get(method, method.upper())
+
+
+@dataclass(frozen=True)
+class Interval:
+    mean: float
+    std: float
+    low: float | None
+    high: float | None
+    n: int
+
+
+def _bootstrap(samples: list[np.ndarray], seed: int = 0) -> tuple[float | None, float | None]:
+    """Percentile interval of the mean of per-sample means, each sample resampled on its own."""
+    if min(len(s) for s in samples) < 2:
+        return None, None
+    from scipy.stats import bootstrap
+
+    if all(np.ptp(s) == 0 for s in samples):  # no spread: the interval is the point
+        value = float(np.mean([np.mean(s) for s in samples]))
+        return value, value
+    result = bootstrap(tuple(samples), lambda *xs: np.mean([np.mean(x) for x in xs]), vectorized=False,
+                       confidence_level=CONFIDENCE, n_resamples=2000, method="percentile",
+                       random_state=np.random.default_rng(seed))
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def task_interval(values: np.ndarray) -> Interval:
+    low, high = _bootstrap([values])
+    std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    return Interval(float(np.mean(values)), std, low, high, len(values))
+
+
+def group_interval(per_task: list[np.ndarray]) -> Interval:
+    means = [float(np.mean(v)) for v in per_task]
+    low, high = _bootstrap(per_task)
+    return Interval(float(np.mean(means)), float(np.std(means, ddof=1)) if len(means) > 1 else 0.0, low, high,
+                    min(len(v) for v in per_task))
+
+
+# ---- inputs ------------------------------------------------------------------------------
+def _summaries(runs_root: Path) -> list[Path]:
+    """The profile's default runs, ``METHOD/TASK/seedN``: a run with a non-default online
+    phase (``seedN-onlineM``) is another experiment and is left out."""
+    return sorted(p for p in runs_root.glob("*/*/seed*/summary.json") if re.fullmatch(r"seed\d+", p.parent.name))
+
+
+def load_measured(runs_root: Path) -> dict[tuple[str, str, str], list[float]]:
+    """``(method, task, phase) -> successes over seeds`` from every finished run under ``runs_root``."""
+    measured: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+    summaries = _summaries(runs_root)
+    if not summaries:
+        raise BenchError(f"no finished runs under {runs_root}; run `python -m bench reproduce` (or train) first")
+    for path in summaries:
+        summary = json.loads(path.read_text())
+        for phase, success in summary["success_by_phase"].items():
+            phase = "offline" if phase == "pretrain" else phase  # `bc`: its pretraining is its offline policy
+            measured[(summary["method"], summary["task"], phase)].append(float(success))
+    return measured
+
+
+def load_qam_reference(reference_dir: Path = REFERENCE_DIR) -> dict[tuple[str, str, str], np.ndarray]:
+    """``(PAPER_METHOD, task, phase) -> per-seed success`` at the reported steps."""
+    table = {}
+    with open(reference_dir / QAM_CURVES, newline="") as f:
+        for row in csv.DictReader(f):
+            if int(row["step"]) == REPORTED_STEP[row["phase"]]:
+                n = int(row["n_seeds"])
+                table[(row["method"], row["task"], row["phase"])] = np.array([float(row[f"seed{i}"]) for i in range(n)])
+    return table
+
+
+def load_trqam_reference(reference_dir: Path = REFERENCE_DIR) -> dict[tuple[str, str], tuple[float, float | None]]:
+    """``(PAPER_METHOD, domain name or 'all') -> (mean %, std %)`` of the offline table."""
+    table = {}
+    with open(reference_dir / TRQAM_TABLE, newline="") as f:
+        for row in csv.DictReader(f):
+            std = row["success_std_pct"]
+            table[(row["method"], row["domain"])] = (float(row["success_mean_pct"]), float(std) if std else None)
+    return table
+
+
+# ---- tables --------------------------------------------------------------------------------
+def _pct(x: float | None) -> str:
+    return "" if x is None else f"{100 * x:.1f}"
+
+
+def _ci(i: Interval) -> str:
+    return "" if i.low is None else f"[{100 * i.low:.1f}, {100 * i.high:.1f}]"
+
+
+def build(measured, qam_ref, trqam_ref, *, profile: str, official: bool) -> dict[str, list[dict]]:
+    """Rows of the per-task, per-domain and overall tables (values in %)."""
+    tasks_rows, domain_rows, overall_rows = [], [], []
+    by_domain: dict[tuple[str, str, str], list[np.ndarray]] = defaultdict(list)
+    for (method, task, phase), values in sorted(measured.items()):
+        interval = task_interval(np.array(values))
+        ref = qam_ref.get((paper_name(method), task, phase))
+        domain = resolve_task(task).domain
+        by_domain[(method, domain, phase)].append(np.array(values))
+        tasks_rows.append({
+            "method": method, "task": task, "phase": phase, "seeds": interval.n,
+            "mean": _pct(interval.mean), "std": _pct(interval.std) if interval.n > 1 else "", "ci95": _ci(interval),
+            "qam_paper": _pct(None if ref is None else float(np.mean(ref))),
+            "diff_qam": "" if ref is None else f"{100 * (interval.mean - float(np.mean(ref))):+.1f}",
+        })
+    per_method_domains: dict[tuple[str, str], list[np.ndarray]] = defaultdict(list)
+    for (method, domain, phase), samples in sorted(by_domain.items()):
+        interval = group_interval(samples)
+        info = DOMAINS_BY_NAME.get(domain)
+        qam_tasks = [qam_ref.get((paper_name(method), f"{domain}-singletask-task{k}-v0", phase)) for k in range(1, 6)]
+        qam_mean = float(np.mean([np.mean(v) for v in qam_tasks])) if all(v is not None for v in qam_tasks) else None
+        trqam = trqam_ref.get((paper_name(method), domain)) if phase == "offline" else None
+        row = {
+            "method": method, "domain": info.abbr if info else domain, "phase": phase,
+            "tasks_measured": f"{len(samples)}/5", "seeds": interval.n, "mean": _pct(interval.mean),
+            "ci95": _ci(interval),
+            "qam_paper": _pct(qam_mean),
+            "diff_qam": "" if qam_mean is None else f"{100 * (interval.mean - qam_mean):+.1f}",
+            "trqam_paper": "" if trqam is None else f"{trqam[0]:.1f}" + ("" if trqam[1] is None else f" ± {trqam[1]:.1f}"),
+            "diff_trqam": "" if trqam is None else f"{100 * interval.mean - trqam[0]:+.1f}",
+            "match": "",
+        }
+        if profile == "paper" and official and trqam is not None and len(samples) == 5:
+            tolerance = max(TOLERANCE_PP, 2 * (trqam[1] or 0.0))
+            row["match"] = "yes" if abs(100 * interval.mean - trqam[0]) <= tolerance else "no"
+        domain_rows.append(row)
+        per_method_domains[(method, phase)].append(np.array([np.mean(s) for s in samples]))
+    for (method, phase), domain_means in sorted(per_method_domains.items()):
+        overall = float(np.mean([np.mean(d) for d in domain_means]))
+        overall_rows.append({"method": method, "phase": phase, "domains": len(domain_means), "mean": _pct(overall)})
+    return {"tasks": tasks_rows, "domains": domain_rows, "overall": overall_rows}
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _markdown(rows: list[dict]) -> str:
+    if not rows:
+        return "(no rows)\n"
+    header = list(rows[0])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(r[k]) for k in header) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _csv(rows: list[dict]) -> str:
+    buffer = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def write(runs_root: Path, out_dir: Path, profile: str, reference_dir: Path = REFERENCE_DIR) -> list[Path]:
+    """``tables.md`` and one CSV per table under ``out_dir`` for the runs under ``runs_root``."""
+    measured = load_measured(runs_root)
+    kinds = {json.loads(p.read_text())["data"]["kind"] for p in _summaries(runs_root)}
+    tables = build(measured, load_qam_reference(reference_dir), load_trqam_reference(reference_dir),
+                   profile=profile, official=kinds == {"official"})
+    paths = []
+    for name, rows in tables.items():
+        path = out_dir / f"{name}.csv"
+        write_atomic(path, _csv(rows))
+        paths.append(path)
+    text = [
+        f"# Success rates: profile `{profile}` against the published numbers",
+        "",
+        f"Generated by `python -m bench tables --profile {profile}` from the runs under `{_shown(runs_root)}`. "
+        "Values in %;",
+        "`ci95` is a bootstrap 95% interval (two or more seeds); differences are measured minus published.",
+        f"Data: {', '.join(sorted(kinds))}." + (
+            " Runs on regenerated data or a CPU-sized profile are not a reproduction of the papers' numbers."
+            if kinds != {"official"} or profile != "paper" else ""),
+        "",
+        "## Per task", "", _markdown(tables["tasks"]),
+        "## Per domain", "",
+        "`tasks_measured` below 5/5: the measured mean covers fewer tasks than the published one. `match`: "
+        f"paper profile on official data only, |gap to the TRQAM paper| <= max({TOLERANCE_PP:g} pp, 2 x its std).",
+        "", _markdown(tables["domains"]),
+        "## Overall (mean over the measured domains)", "", _markdown(tables["overall"]),
+    ]
+    md = out_dir / "tables.md"
+    write_atomic(md, "\n".join(text))
+    return [md, *paths]

@@ -1,0 +1,78 @@
+"""Tables of stored runs beside the published numbers, from real files."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from bench.errors import BenchError
+from bench.tables import REFERENCE_DIR, write
+
+C2 = "cube-double-play-singletask-task{}-v0"
+
+
+def _run(root, method, task, seed, success, phase="offline", kind="regenerated", suffix=""):
+    run = root / method / task / f"seed{seed}{suffix}"
+    run.mkdir(parents=True)
+    (run / "summary.json").write_text(json.dumps({"method": method, "task": task, "seed": seed,
+                                                   "success_by_phase": {phase: success}, "data": {"kind": kind}}))
+
+
+def _rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _published_qam(task, phase="offline", method="QAM"):
+    step = {"offline": "1000000", "online": "1500000"}[phase]
+    with open(REFERENCE_DIR / "qam_2601.14234_curves.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            if (row["task"], row["method"], row["phase"], row["step"]) == (task, method, phase, step):
+                return 100 * np.mean([float(row[f"seed{i}"]) for i in range(int(row["n_seeds"]))])
+    raise AssertionError("not in the reference file")
+
+
+def test_task_and_domain_rows_against_the_qam_paper(tmp_path):
+    runs = tmp_path / "runs"
+    for seed, success in enumerate([0.2, 0.4, 0.6]):
+        _run(runs, "qam", C2.format(1), seed, success)
+    _run(runs, "qam", C2.format(1), 9, 0.99, suffix="-online10000")  # another experiment: left out
+    _run(runs, "bc", C2.format(1), 0, 0.04, phase="pretrain")
+    write(runs, tmp_path / "out", "quick")
+    tasks = {(r["method"], r["phase"]): r for r in _rows(tmp_path / "out" / "tasks.csv")}
+    qam = tasks[("qam", "offline")]
+    assert qam["seeds"] == "3" and qam["mean"] == "40.0" and qam["std"] == "20.0"
+    low, high = (float(x) for x in qam["ci95"].strip("[]").split(","))
+    assert 20.0 <= low < 40.0 < high <= 60.0
+    published = _published_qam(C2.format(1))
+    assert float(qam["qam_paper"]) == pytest.approx(published, abs=0.05)
+    assert float(qam["diff_qam"]) == pytest.approx(40.0 - published, abs=0.1)
+    assert tasks[("bc", "offline")]["mean"] == "4.0" and tasks[("bc", "offline")]["ci95"] == ""  # one seed
+    domain = {r["method"]: r for r in _rows(tmp_path / "out" / "domains.csv")}["qam"]
+    assert domain["tasks_measured"] == "1/5" and domain["trqam_paper"] == "71.0 ± 2.0" and domain["match"] == ""
+    domain_published = np.mean([_published_qam(C2.format(k)) for k in range(1, 6)])
+    assert float(domain["qam_paper"]) == pytest.approx(domain_published, abs=0.05)
+    text = (tmp_path / "out" / "tables.md").read_text()
+    assert "regenerated" in text and "not a reproduction" in text
+
+
+@pytest.mark.parametrize(("success", "verdict"), [(0.81, "yes"), (0.60, "no")])
+def test_paper_profile_checks_each_full_domain_against_the_trqam_table(tmp_path, success, verdict):
+    runs = tmp_path / "runs"
+    for k in range(1, 6):  # TRQAM c2: 81 +- 3 published; tolerance max(5, 2 x 3) = 6 pp
+        for seed in range(2):
+            _run(runs, "trqam", C2.format(k), seed, success + (0.01 if seed else -0.01), kind="official")
+    write(runs, tmp_path / "out", "paper")
+    (domain,) = _rows(tmp_path / "out" / "domains.csv")
+    assert domain["tasks_measured"] == "5/5" and domain["match"] == verdict
+    assert float(domain["diff_trqam"]) == pytest.approx(100 * success - 81.0, abs=0.01)
+    (overall,) = _rows(tmp_path / "out" / "overall.csv")
+    assert float(overall["mean"]) == pytest.approx(100 * success, abs=0.01)
+
+
+def test_no_runs_is_a_clear_error(tmp_path):
+    with pytest.raises(BenchError, match="no finished runs"):
+        write(tmp_path / "empty", tmp_path / "out", "quick")
