@@ -48,7 +48,7 @@ class DSRL(FlowQAgent):
 
     def noise_actions(self, nets: Nets, obs: Float[Array, "B O"], key: PRNGKeyArray):
         """``z = noise_scale * e``, ``e ~ pi_noise(. | s)``, and ``log pi_noise(e)``."""
-        e, log_probs = jax.vmap(nets["noise_policy"])(obs, jax.random.split(key, obs.shape[0]))
+        e, log_probs = nets["noise_policy"].sample_batch(obs, key)
         return self.config.noise_scale * e, log_probs
 
     def act(self, nets: Nets, obs: Float[Array, "B O"], key: PRNGKeyArray) -> Float[Array, "B D"]:

@@ -43,15 +43,11 @@ class RLPD(FlowQAgent):
         return {"actor": TanhGaussian(obs_dim, action_dim, config.hidden_sizes, key=key),
                 "log_alpha": LogTemperature()}
 
-    def policy(self, nets: Nets, obs: Float[Array, "B O"], key: PRNGKeyArray):
-        """Samples of the tanh-Gaussian actor and their log-probabilities."""
-        return jax.vmap(nets["actor"])(obs, jax.random.split(key, obs.shape[0]))
-
     def act(self, nets: Nets, obs: Float[Array, "B O"], key: PRNGKeyArray) -> Float[Array, "B D"]:
-        return self.policy(nets, obs, key)[0]
+        return nets["actor"].sample_batch(obs, key)[0]
 
     def actor_loss(self, nets: Nets, batch: Batch, inputs: None, key: PRNGKeyArray) -> tuple[Array, Metrics]:
-        actions, log_probs = self.policy(nets, batch.observations, key)
+        actions, log_probs = nets["actor"].sample_batch(batch.observations, key)
         q = pessimistic(batch_q(jax.lax.stop_gradient(nets["critic"]), batch.observations, actions), self.config.rho)
         actor = sac_actor_loss(log_probs, q, nets["log_alpha"])
         alpha = temperature_loss(log_probs, nets["log_alpha"], self.config.target_entropy_scale * actions.shape[-1])

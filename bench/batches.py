@@ -23,6 +23,11 @@ from trqam.agent import Batch
 ACTION_CLIP = 1.0 - 1e-5
 
 
+def sparse_rewards(rewards: np.ndarray | float) -> np.ndarray:
+    """The sparse reward of the references: -1 wherever the task's reward is not 0, else 0."""
+    return -(np.asarray(rewards) != 0.0).astype(np.float32)
+
+
 class TransitionData(eqx.Module):
     """Flat transitions as ogbench's ``load_dataset(compact_dataset=False)`` returns them."""
 
@@ -49,7 +54,7 @@ class TransitionData(eqx.Module):
         """Build from an ogbench singletask dataset dict: sparse option, action clipping."""
         rewards = np.asarray(dataset["rewards"], np.float32)
         if sparse_reward:
-            rewards = -(rewards != 0.0).astype(np.float32)
+            rewards = sparse_rewards(rewards)
         return cls(
             observations=jnp.asarray(dataset["observations"], jnp.float32),
             actions=jnp.asarray(np.clip(dataset["actions"], -ACTION_CLIP, ACTION_CLIP), jnp.float32),

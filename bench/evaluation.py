@@ -36,6 +36,7 @@ import numpy as np
 import ogbench
 
 from bench.errors import BenchError
+from bench.files import derived_seed
 from bench.tasks import Task, resolve_task
 
 DEFAULT_NUM_EPISODES = 50
@@ -172,7 +173,7 @@ def evaluate(
 
 def episode_seed(seed: int, episode: int) -> int:
     """The environment reset seed of episode ``episode`` of an evaluation with ``seed``."""
-    return int(np.random.SeedSequence([seed, episode]).generate_state(1)[0])
+    return derived_seed(seed, episode)
 
 
 class _Slot:

@@ -1,4 +1,5 @@
-"""Small file utilities shared by the data, datagen and run-store code."""
+"""Small utilities shared by the data, datagen, run-store and training code: atomic files,
+sha256, seeds derived from several integers."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
+
+import numpy as np
 
 
 def sha256_file(path: Path) -> str:
@@ -25,3 +28,8 @@ def temp_beside(final: Path) -> tuple[int, Path]:
     fd, name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp")
     os.fchmod(fd, 0o644)
     return fd, Path(name)
+
+
+def derived_seed(*entropy: int) -> int:
+    """A 32-bit seed that is a pure function of ``entropy`` (NumPy's SeedSequence)."""
+    return int(np.random.SeedSequence(list(entropy)).generate_state(1)[0])

@@ -35,7 +35,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bench.batches import sparse_rewards
 from bench.errors import BenchError
+from bench.files import derived_seed
 from bench.replay import ReplayBuffer, TransitionJournal, add_transition, online_storage
 from bench.runstore import write_atomic
 
@@ -48,10 +50,6 @@ def _online_update(agent, buffer: ReplayBuffer, key, batch_size: int, chunk_len:
     batch_key, update_key = jax.random.split(key)
     batch = buffer.sample(batch_key, batch_size, chunk_len, discount, offline_fraction)
     return agent.update(batch, update_key)
-
-
-def _seed(*entropy: int) -> int:
-    return int(np.random.SeedSequence(list(entropy)).generate_state(1)[0])
 
 
 class OnlineLoop:
@@ -112,10 +110,10 @@ class OnlineLoop:
             observation, queue = None, []
             for t in range(collected + 1, phase.steps + 1):
                 if observation is None:
-                    observation, _ = env.reset(seed=_seed(seed, phase_index, t))
+                    observation, _ = env.reset(seed=derived_seed(seed, phase_index, t))
                 if not queue:
                     if method.random_warmup and t <= warmup:
-                        chunk = np.random.default_rng(_seed(seed, phase_index, t, 1)).uniform(
+                        chunk = np.random.default_rng(derived_seed(seed, phase_index, t, 1)).uniform(
                             -1.0, 1.0, (task.chunk_len, action_dim))
                     else:
                         actions = _sample_actions(agent, jnp.asarray(observation, jnp.float32)[None],
@@ -125,7 +123,7 @@ class OnlineLoop:
                 action = queue.pop(0)
                 next_observation, reward, terminated, truncated, _ = env.step(action)
                 if task.sparse_reward:
-                    reward = -float(reward != 0.0)
+                    reward = float(sparse_rewards(reward))
                 row = journal.record(observation, action, reward, bool(terminated), bool(truncated),
                                      next_observation)
                 journal.append(row)  # on disk before it is used

@@ -134,6 +134,11 @@ class TransitionJournal:
     def __init__(self, path: Path, obs_dim: int, action_dim: int):
         self.path, self.obs_dim, self.action_dim = Path(path), obs_dim, action_dim
         self.width = 2 * obs_dim + action_dim + 4
+        o, a = obs_dim, action_dim
+        self.column_slices: dict[str, slice] = {  # where each field lies in a record
+            "observation": slice(0, o), "action": slice(o, o + a), "reward": slice(o + a, o + a + 1),
+            "mask": slice(o + a + 1, o + a + 2), "terminal": slice(o + a + 2, o + a + 3),
+            "truncated": slice(o + a + 3, o + a + 4), "next_observation": slice(o + a + 4, 2 * o + a + 4)}
         self._file = None
         layout = self.path.with_suffix(".json")
         expected = {"format": "float32 records", "obs_dim": obs_dim, "action_dim": action_dim,
@@ -144,14 +149,6 @@ class TransitionJournal:
                              "task or version: move the run directory aside and start again")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         layout.write_text(json.dumps(expected) + "\n")
-
-    # column offsets
-    @property
-    def column_slices(self) -> dict[str, slice]:
-        o, a = self.obs_dim, self.action_dim
-        return {"observation": slice(0, o), "action": slice(o, o + a), "reward": slice(o + a, o + a + 1),
-                "mask": slice(o + a + 1, o + a + 2), "terminal": slice(o + a + 2, o + a + 3),
-                "truncated": slice(o + a + 3, o + a + 4), "next_observation": slice(o + a + 4, 2 * o + a + 4)}
 
     def read(self) -> np.ndarray:
         """All complete records, ``[n, width]``; a partial record at the end is cut off the file."""

@@ -95,14 +95,18 @@ def _summaries(runs_root: Path) -> list[Path]:
     return sorted(p for p in runs_root.glob("*/*/seed*/summary.json") if re.fullmatch(r"seed\d+", p.parent.name))
 
 
-def load_measured(runs_root: Path) -> dict[tuple[str, str, str], list[float]]:
-    """``(method, task, phase) -> successes over seeds`` from every finished run under ``runs_root``."""
-    measured: dict[tuple[str, str, str], list[float]] = defaultdict(list)
-    summaries = _summaries(runs_root)
+def load_summaries(runs_root: Path) -> list[dict]:
+    """The summary of every finished default run under ``runs_root``."""
+    summaries = [json.loads(p.read_text()) for p in _summaries(runs_root)]
     if not summaries:
         raise BenchError(f"no finished runs under {runs_root}; run `python -m bench reproduce` (or train) first")
-    for path in summaries:
-        summary = json.loads(path.read_text())
+    return summaries
+
+
+def measured_successes(summaries: list[dict]) -> dict[tuple[str, str, str], list[float]]:
+    """``(method, task, phase) -> successes over seeds``."""
+    measured: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+    for summary in summaries:
         for phase, success in summary["success_by_phase"].items():
             phase = "offline" if phase == "pretrain" else phase  # `bc`: its pretraining is its offline policy
             measured[(summary["method"], summary["task"], phase)].append(float(success))
@@ -209,8 +213,9 @@ def _csv(rows: list[dict]) -> str:
 
 def write(runs_root: Path, out_dir: Path, profile: str, reference_dir: Path = REFERENCE_DIR) -> list[Path]:
     """``tables.md`` and one CSV per table under ``out_dir`` for the runs under ``runs_root``."""
-    measured = load_measured(runs_root)
-    kinds = {json.loads(p.read_text())["data"]["kind"] for p in _summaries(runs_root)}
+    summaries = load_summaries(runs_root)
+    measured = measured_successes(summaries)
+    kinds = {s["data"]["kind"] for s in summaries}
     tables = build(measured, load_qam_reference(reference_dir), load_trqam_reference(reference_dir),
                    profile=profile, official=kinds == {"official"})
     paths = []

@@ -26,13 +26,13 @@ from typing import Any, Literal
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 from tqdm.auto import tqdm
 
 from bench import provenance
 from bench.batches import TransitionData, sample_batch
 from bench.data import DataFiles, Source, cache_dir, load_split, resolve_files
 from bench.errors import BenchError
+from bench.files import derived_seed
 from bench.methods import Method, apply_overrides, get_method
 from bench.profiles import Profile, get_profile
 from bench.runstore import CsvLog, read_json, write_json
@@ -150,10 +150,6 @@ def _validation_step(agent, data, key, batch_size: int, chunk_len: int, discount
 @eqx.filter_jit
 def _sample_actions(agent, observations, key):
     return agent.sample_actions(observations, key)
-
-
-def _eval_seed(seed: int, phase_index: int, step: int) -> int:
-    return int(np.random.SeedSequence([seed, phase_index, step]).generate_state(1)[0])
 
 
 def _as_floats(metrics: dict[str, jax.Array]) -> dict[str, float]:
@@ -405,7 +401,7 @@ class _Loop:
                                          "wall_s": round(now - self.began, 2)})
             self._window = (now, 0)
         if phase.evaluate and (done % phase.eval_every == 0 or done == phase.steps):
-            result = self.owner._evaluate(self.evaluator, agent, _eval_seed(seed, phase_index, done))
+            result = self.owner._evaluate(self.evaluator, agent, derived_seed(seed, phase_index, done))
             self.last_success[phase.name] = result.success_rate
             self.logs["evaluations"].append({"phase": phase.name, "step": done, **result.to_dict(),
                                              "wall_s": round(time.perf_counter() - self.began, 2)})

@@ -30,8 +30,7 @@ class EditsActions(eqx.Module):
 
     def edit(self, nets, obs: Float[Array, "B O"], flow_actions: Float[Array, "B D"], key: PRNGKeyArray):
         """Edited actions ``clip(a_flow + edit_scale e)`` and ``log pi_edit(e)``."""
-        keys = jax.random.split(key, obs.shape[0])
-        edits, log_probs = jax.vmap(nets["edit"])(jnp.concatenate([obs, flow_actions], axis=-1), keys)
+        edits, log_probs = nets["edit"].sample_batch(jnp.concatenate([obs, flow_actions], axis=-1), key)
         return jnp.clip(flow_actions + self.config.edit_scale * edits, -1.0, 1.0), log_probs
 
     def act(self, nets, obs: Float[Array, "B O"], key: PRNGKeyArray) -> Float[Array, "B D"]:

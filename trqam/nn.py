@@ -80,3 +80,7 @@ class TanhGaussian(eqx.Module):
         gaussian = -0.5 * jnp.sum(noise**2 + 2 * log_std + jnp.log(2 * jnp.pi))
         log_prob = gaussian - jnp.sum(jnp.log(1.0 - sample**2 + 1e-6))
         return sample, log_prob
+
+    def sample_batch(self, x: Float[Array, "B in_size"], key: PRNGKeyArray) -> tuple[Float[Array, "B out"], Float[Array, " B"]]:
+        """One sample and its log-probability per row of ``x`` (one key per row, split from ``key``)."""
+        return jax.vmap(self)(x, jax.random.split(key, x.shape[0]))
