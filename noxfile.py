@@ -1,4 +1,4 @@
-"""Sessions: `nox -s tests`, `nox -s lint`, `nox -s bench`, `nox -s reproduce`."""
+"""Sessions: `nox -s tests`, `nox -s reproduce`, `nox -s figures`, `nox -s regress`, `nox -s lint`, `nox -s bench`."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ PYTHON = "3.11"
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
-    """The test suite (real MuJoCo episodes and regenerated data; about 13 minutes on 2 cores)."""
+    """The test suite (real MuJoCo episodes, regenerated data, a local Ray cluster; about 20 minutes on 2 cores)."""
     session.install("-e", ".[test]")
     session.run("pytest", *(session.posargs or ["tests"]))
 
@@ -39,10 +39,25 @@ def bench(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def reproduce(session: nox.Session) -> None:
-    """The main job at its default (quick profile, regenerated data): BC, TRQAM and QAM on two tasks.
+    """The main job: the quick profile by default (under an hour on 2 cores from an empty cache);
+    tables, figures and reports/REPORT.md. Arguments after `--` go to `python -m bench reproduce`:
 
-    Pass other tasks, seeds or the profile after `--`:
-    nox -s reproduce -- --tasks c2-task1 scene-task1 --seeds 0 1 --profile quick
+    nox -s reproduce -- --profile paper --domains scene p33
+    nox -s reproduce -- --profile paper --backend ray --address auto --gpus-per-run 1
     """
-    session.install("-e", ".")
+    session.install("-e", ".[ray]" if "ray" in session.posargs else ".")
     session.run("python", "-m", "bench", "reproduce", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def figures(session: nox.Session) -> None:
+    """Redraw every figure from the stored results (`-- --profile paper` for another profile)."""
+    session.install("-e", ".")
+    session.run("python", "-m", "bench", "figures", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def regress(session: nox.Session) -> None:
+    """The CI regression gate: the matrix pinned in results/regress/bands.csv, trained fresh."""
+    session.install("-e", ".")
+    session.run("python", "-m", "bench", "regress", *session.posargs)

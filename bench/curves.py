@@ -21,10 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from bench.errors import BenchError
+from bench.figures import colour as method_colour
 from bench.runstore import write_atomic
-
-COLOURS = {"trqam": "#d62728", "qam": "#1f77b4", "qam-e": "#17becf", "qam-f": "#9edae5", "fql": "#2ca02c",
-           "dsrl": "#ff7f0e", "rlpd": "#7f7f7f", "ifql": "#9467bd", "bc": "#8c564b"}
 
 
 def load_curve(run: Path) -> dict:
@@ -67,7 +65,7 @@ def plot(curves: list[dict], out: Path) -> list[Path]:
         values = [[v for c in runs for s2, _, v in c["points"] if s2 == s] for s in steps]
         mean = np.array([np.mean(v) for v in values])
         std = np.array([np.std(v) for v in values])
-        colour = COLOURS.get(method)
+        colour = method_colour(method)
         ax.plot(steps, mean, marker="o", ms=3, label=f"{method.upper()} ({len(runs)} seed{'s' * (len(runs) > 1)})",
                 color=colour)
         if len(runs) > 1:

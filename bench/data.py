@@ -24,7 +24,7 @@ from typing import Literal
 import numpy as np
 
 from bench.errors import BenchError
-from bench.files import sha256_file
+from bench.files import sha256_file, waiting_lock
 from bench.tasks import Task
 
 Source = Literal["official", "regenerated", "auto"]
@@ -120,14 +120,15 @@ def _regenerated_files(task: Task, regen: Regeneration) -> DataFiles:
             "that are only downloadable); use --source official with the official files"
         )
     directory = cache_dir() / "datasets" / task.dataset / regen.tag
-    manifest = datagen.read_manifest(directory, task.dataset)
-    if manifest is None:
-        datagen.generate(
-            task.dataset, episodes=regen.episodes, seed=regen.seed, out_dir=directory,
-            episode_length=regen.episode_length,
-        )
+    with waiting_lock(directory.parent / f"{regen.tag}.lock"):
         manifest = datagen.read_manifest(directory, task.dataset)
-        assert manifest is not None, "datagen.generate wrote no manifest"
+        if manifest is None:
+            datagen.generate(
+                task.dataset, episodes=regen.episodes, seed=regen.seed, out_dir=directory,
+                episode_length=regen.episode_length,
+            )
+            manifest = datagen.read_manifest(directory, task.dataset)
+            assert manifest is not None, "datagen.generate wrote no manifest"
     train = directory / f"{task.dataset}.npz"
     val = directory / f"{task.dataset}-val.npz"
     for path in (train, val):

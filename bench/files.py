@@ -3,9 +3,12 @@ sha256, seeds derived from several integers."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -33,3 +36,13 @@ def temp_beside(final: Path) -> tuple[int, Path]:
 def derived_seed(*entropy: int) -> int:
     """A 32-bit seed that is a pure function of ``entropy`` (NumPy's SeedSequence)."""
     return int(np.random.SeedSequence(list(entropy)).generate_state(1)[0])
+
+
+@contextlib.contextmanager
+def waiting_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path``, waiting for another process that holds it (two runs
+    that need the same dataset regenerate it once: the second waits, then finds it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield

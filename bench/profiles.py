@@ -16,9 +16,24 @@ from typing import Literal
 
 from bench.data import Regeneration, Source
 from bench.errors import BenchError, suggest
-from bench.tasks import Task
+from bench.tasks import DOMAINS, Task
 
 ProfileName = Literal["smoke", "quick", "paper"]
+
+
+@dataclass(frozen=True)
+class Study:
+    """Extra runs of one method with one config value set to each of ``values`` (the
+    KL-budget sensitivity figure): ``method`` x ``tasks`` x ``seeds`` x values."""
+
+    method: str
+    key: str  # a field of the method's config
+    values: tuple[float, ...]
+    tasks: tuple[str, ...]
+    seeds: tuple[int, ...]
+
+    def overrides(self) -> list[tuple[str, ...]]:
+        return [(f"{self.key}={v:g}",) for v in self.values]
 
 
 @dataclass(frozen=True)
@@ -45,6 +60,12 @@ class Profile:
     source: Source  # default data source
     regeneration: Regeneration  # used when the data is regenerated
     machine: str  # what the profile is sized for (its replay buffer and networks must fit there)
+    # The matrix `python -m bench reproduce` runs (narrowed on its command line):
+    methods: tuple[str, ...]
+    tasks: tuple[str, ...]  # full or short names; ALL_TASKS for the 50 of the TRQAM paper
+    seeds: tuple[int, ...]
+    studies: tuple[Study, ...] = ()  # extra runs with one config value varied
+    pretrain_eval_every: int = 0  # evaluation interval of the `bc` method's run (0: eval_every)
 
     def for_task(self, task: Task) -> Profile:
         """Per-domain adjustments of the paper profile (TRQAM paper, 'Hyperparameters')."""
@@ -59,6 +80,10 @@ class Profile:
             profile = replace(profile, discount=0.999)
         return profile
 
+
+ALL_TASKS = tuple(f"{d.abbr}-task{k}" for d in DOMAINS for k in range(1, 6))
+# The TRQAM paper's offline table (Table 1 of arXiv 2605.27079; results/reference/).
+PAPER_METHODS = ("fql", "dsrl", "ifql", "cgql-l", "qam", "qam-e", "trqam")
 
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
@@ -84,30 +109,42 @@ PROFILES: dict[str, Profile] = {
         source="auto",
         regeneration=Regeneration(episodes=4, episode_length=100, seed=0),
         machine="any CPU",
+        methods=("bc", "fql", "trqam"),
+        tasks=("cube-single-play-singletask-task1-v0",),
+        seeds=(0,),
     ),
     "quick": Profile(
         name="quick",
+        # Sized so that `nox -s reproduce` (6 methods x 2 tasks x 2 seeds, plus the KL-budget
+        # study and the closed-form figures) finishes in under an hour on 2 CPU cores from an
+        # empty cache. A fine-tuning update costs 20-55 ms here at this size.
         hidden_sizes=(256, 256, 256),
-        num_critics=10,
+        num_critics=4,
         actor_layer_norm=False,
         batch_size=256,
         learning_rate=3e-4,
         flow_steps=10,
         discount=0.995,
-        pretrain_steps=20_000,
-        offline_steps=3_000,  # a fine-tuning update costs ~0.1 s on a 2-core CPU (nox -s bench)
-        eval_every=10_000,
-        online_steps=0,  # offline only by default; `--online-steps 10000` for the committed o2o runs
+        pretrain_steps=20_000,  # BC reaches a non-zero success rate on cube-single at this length
+        offline_steps=1_500,
+        eval_every=500,  # three points of a learning curve per fine-tuning run
+        pretrain_eval_every=10_000,
+        online_steps=0,  # offline only by default; `--online-steps 10000` for offline-to-online runs
         online_warmup=5_000,  # PROTOCOL.md: updates start after 5,000 online steps
         online_eval_every=2_000,  # a learning curve within a CPU-sized online phase
         eval_episodes=50,
         eval_envs=25,
-        log_every=250,
-        checkpoint_every=1_000,
+        log_every=100,
+        checkpoint_every=500,
         shard_interval=1_000,
         source="auto",
         regeneration=Regeneration(episodes=200, episode_length=1000, seed=0),
         machine="2-core CPU, 24 GiB RAM",
+        methods=("bc", "trqam", "qam", "qam-e", "fql", "dsrl"),
+        # Two tasks of one regenerated dataset (one regeneration from an empty cache, ~5 min).
+        tasks=("cube-single-play-singletask-task1-v0", "cube-single-play-singletask-task2-v0"),
+        seeds=(0, 1),
+        studies=(Study("trqam", "kl_budget", (0.25, 4.0), ("cube-single-play-singletask-task1-v0",), (0,)),),
     ),
     "paper": Profile(
         name="paper",
@@ -132,6 +169,13 @@ PROFILES: dict[str, Profile] = {
         source="official",
         regeneration=Regeneration(episodes=1000, episode_length=1000, seed=0),  # the 1M size
         machine="one GPU with 80 GB (A100/H100 class), 64 GB host RAM",
+        methods=PAPER_METHODS,
+        tasks=ALL_TASKS,  # PROTOCOL.md: 50 tasks, 10 domains x 5
+        seeds=tuple(range(8)),  # TRQAM paper: 8 seeds
+        # ALGORITHMS.md s3: the paper sweeps the budget over {0.5, 1, ..., 4} (1 is the main matrix's).
+        # Which tasks its sensitivity figure used is not public; ours: task 1 of every domain.
+        studies=(Study("trqam", "kl_budget", (0.5, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0),
+                       tuple(f"{d.abbr}-task1" for d in DOMAINS), tuple(range(8))),),
     ),
 }
 

@@ -43,6 +43,7 @@ def hardware() -> dict:
     import jax
 
     return {
+        "host": platform.node(),
         "platform": platform.platform(),
         "cpu": _cpu_model(),
         "cpu_cores": os.cpu_count(),

@@ -6,6 +6,7 @@
     metrics.csv       training metrics every `log_every` steps
     evaluations.csv   evaluation results every `eval_every` steps and at phase ends
     summary.json      written last: the run is finished once it exists
+    train.log         the output of the run's process(es) when a sweep ran it
     checkpoint/       agent + loop state for resuming (never committed)
 
 Every file is written atomically (temp file + rename), so an interrupted run never leaves
@@ -14,13 +15,17 @@ a half-written record, and nothing is rewritten once summary.json exists.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import io
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from bench.errors import BenchError
 from bench.files import temp_beside
 
 PHASE_ORDER = ("pretrain", "offline", "online")
@@ -79,3 +84,18 @@ class CsvLog:
         writer.writeheader()
         writer.writerows(self.rows)
         write_atomic(self.path, buffer.getvalue())
+
+
+@contextlib.contextmanager
+def exclusive(directory: Path) -> Iterator[None]:
+    """Hold ``directory/run.lock`` while training: a second process on the same run (two sweeps
+    started by mistake) gets a clear error instead of interleaving checkpoints. The lock goes
+    with the process, so a killed run never leaves it held."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / "run.lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BenchError(f"run directory {directory} is in use by another process; "
+                             "let that run finish (or stop it) and run this again") from None
+        yield

@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -35,11 +36,12 @@ from bench.errors import BenchError
 from bench.files import derived_seed
 from bench.methods import Method, apply_overrides, get_method
 from bench.profiles import Profile, get_profile
-from bench.runstore import CsvLog, read_json, write_json
+from bench.runstore import CsvLog, exclusive, read_json, write_json
 from bench.tasks import Task, resolve_task
 from trqam.agent import load_agent, save_agent
 
-RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
+# The result store; TRQAM_BENCH_RESULTS moves it (tests, or a shared file system on a cluster).
+RESULTS_DIR = Path(os.environ.get("TRQAM_BENCH_RESULTS", Path(__file__).resolve().parent.parent / "results"))
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,8 @@ class RunConfig:
         # A non-default online phase gets its own directory beside the profile's default run.
         online = self.resolved_online_steps()
         suffix = "" if online == get_profile(self.profile).online_steps else f"-online{online}"
+        # So do config overrides (the KL-budget study: seed0-kl_budget=0.25).
+        suffix += "".join(f"-{o.replace('/', '_')}" for o in sorted(self.overrides))
         return RESULTS_DIR / "runs" / self.profile / self.method / task / f"seed{self.seed}{suffix}"
 
 
@@ -101,7 +105,7 @@ def plan_phases(method: Method, profile: Profile, task: Task, run: RunConfig) ->
             raise BenchError("method 'bc' has no online phase (it is BC pretraining, evaluated as is); "
                              "run it with --online-steps 0")
         return [Phase("pretrain", profile.pretrain_steps, method, apply_overrides(bc_config, run.overrides), True,
-                      profile.eval_every)]
+                      profile.pretrain_eval_every or profile.eval_every)]
     config = apply_overrides(method.make_config(profile, task), run.overrides)
     online = Phase("online", online_steps, method, config.for_online(), True, profile.online_eval_every)
     if method.pipeline == "online":
@@ -218,6 +222,10 @@ class Run:
         finished = self._check_directory()
         if finished is not None:
             return finished
+        with exclusive(self.dir):
+            return self._execute()
+
+    def _execute(self) -> dict:
         import ogbench
 
         source = self.config.source or self.profile.source
@@ -338,7 +346,8 @@ class Run:
             "config": dataclasses.asdict(phase.config), "data": files.provenance,
         }
         digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
-        return cache_dir() / "bc-checkpoints" / self.task.name / f"seed{identity['seed']}-{digest}.eqx"
+        root = Path(os.environ.get("TRQAM_BENCH_BC_CACHE", cache_dir() / "bc-checkpoints"))  # regress: its own
+        return root / self.task.name / f"seed{identity['seed']}-{digest}.eqx"
 
     def _evaluate(self, evaluator, agent, seed: int):
         def policy(observations, key):

@@ -8,8 +8,8 @@ from __future__ import annotations
 import jax
 import pytest
 
-from tests.gaussian_problem import NUM_STEPS, fine_tune, initial_field, make_agent
 from trqam.dual import DualConfig
+from trqam.gaussian_problem import NUM_STEPS, fine_tune, initial_field, make_agent
 from trqam.trqam import TRQAM, TRQAMConfig
 
 BUDGET = 0.05

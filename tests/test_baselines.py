@@ -19,8 +19,12 @@ from baselines.ifql import IFQL, IFQLConfig
 from baselines.qsm import QSM, QSMConfig
 from baselines.rebrac import ReBRAC, ReBRACConfig
 from baselines.rlpd import RLPD, RLPDConfig
-from tests import gaussian_problem
-from tests.gaussian_problem import (
+from trqam import gaussian_problem
+from trqam.critic import expectile_loss
+from trqam.ddpm import VP_BETA_MAX, VP_BETA_MIN, NoisePredictor, ddpm_sample, vp_schedule
+from trqam.fine_tune import FlowQAgent
+from trqam.flow import euler_sample
+from trqam.gaussian_problem import (
     A,
     C,
     ExactBase,
@@ -32,10 +36,6 @@ from tests.gaussian_problem import (
     q_value,
     samples,
 )
-from trqam.critic import expectile_loss
-from trqam.ddpm import VP_BETA_MAX, VP_BETA_MIN, NoisePredictor, ddpm_sample, vp_schedule
-from trqam.fine_tune import FlowQAgent
-from trqam.flow import euler_sample
 from trqam.nn import MLP, TanhGaussian
 from trqam.onestep import onestep_act
 from trqam.sac import LogTemperature

@@ -7,7 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tests.gaussian_problem import (
+from trqam.critic import CriticEnsemble, critic_loss, pessimistic, polyak, td_target
+from trqam.dual import DualConfig, DualState, dual_update
+from trqam.gaussian_problem import (
     MU,
     NUM_STEPS,
     QuadraticCritic,
@@ -22,8 +24,6 @@ from tests.gaussian_problem import (
     samples,
     tilted,
 )
-from trqam.critic import CriticEnsemble, critic_loss, pessimistic, polyak, td_target
-from trqam.dual import DualConfig, DualState, dual_update
 from trqam.qam import QAM, QAMConfig
 from trqam.soc import control_gap, lean_adjoint, path_kl, time_grid
 from trqam.trqam import TRQAM, TRQAMConfig

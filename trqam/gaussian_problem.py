@@ -1,4 +1,6 @@
-"""The closed-form problem of ALGORITHMS.md section 5, shared by the SOC tests.
+"""The closed-form problem of ALGORITHMS.md section 5: the SOC tests check QAM and TRQAM
+against it, and `bench.closed_form` draws the paper's claims on it where a CPU-sized
+OGBench run is too short to show them.
 
 Base policy N(mu, S) in 2-D, given by its exact affine flow velocity; critic
 Q(a) = -1/2 (a - c)^T A (a - c). The tilted policy pi_base exp(beta Q) is Gaussian with
@@ -90,8 +92,10 @@ def batch(size: int = 256) -> Batch:
                  jnp.zeros((size, 1)), jnp.ones((size, 1)))
 
 
-def fine_tune(agent, steps: int, *, seed: int = 0, lr: float = 1e-3, net: str = "actor_fast", data: Batch | None = None):
-    """Train only ``agent.nets[net]`` by the agent's own actor loss (its critic and base are exact)."""
+def fine_tune(agent, steps: int, *, seed: int = 0, lr: float = 1e-3, net: str = "actor_fast", data: Batch | None = None,
+              trace: list[dict[str, float]] | None = None, trace_every: int = 10):
+    """Train only ``agent.nets[net]`` by the agent's own actor loss (its critic and base are exact).
+    With ``trace``, appends the metrics of every ``trace_every``-th step to it."""
     optimizer = optax.adam(lr)
     opt_state = optimizer.init(eqx.filter(agent.nets[net], eqx.is_array))
     data = batch() if data is None else data
@@ -112,6 +116,8 @@ def fine_tune(agent, steps: int, *, seed: int = 0, lr: float = 1e-3, net: str = 
 
     for i in range(steps):
         agent, opt_state, metrics = step(agent, opt_state, jax.random.fold_in(jax.random.key(seed), i))
+        if trace is not None and (i + 1) % trace_every == 0:
+            trace.append({"step": i + 1, **{k: float(v) for k, v in metrics.items()}})
     return agent, metrics
 
 

@@ -1,0 +1,435 @@
+"""The paper's figures, drawn from stored results alone (PNG and PDF; `nox -s figures`).
+
+    python -m bench figures --profile quick
+
+Inputs: the runs under ``results/runs/PROFILE`` (summaries, ``metrics.csv``,
+``evaluations.csv``), the published numbers under ``results/reference/`` and the
+closed-form studies under ``results/closed-form/`` (`bench.closed_form`). One colour per
+method throughout (`COLOURS`). Each figure's title says the profile and the data kind;
+panels on the closed-form problem say so.
+
+* ``main_table``: success per domain, grouped bars per method with bootstrap 95% intervals;
+  the TRQAM paper's table (bar) and the QAM paper's domain mean (cross) marked where published.
+* ``learning_curves``: success over fine-tuning steps (mean over tasks and seeds, 95% band),
+  offline then online; and the QAM paper's published curves for the same domains.
+* ``kl_tracking``: TRQAM's lambda and realised KL against its budget over training, and
+  internal against external KL on the closed-form problem.
+* ``kl_budget_sensitivity``: success against the KL budget (the profile's budget study), and
+  realised KL and mean Q against the budget on the closed-form problem.
+* ``collapse``: QAM against TRQAM over training (adjoint loss, success), and Lemma 1's
+  critic-error amplification on the closed-form problem.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from bench import closed_form
+from bench.errors import BenchError
+from bench.tables import (
+    REFERENCE_DIR,
+    build,
+    load_qam_reference,
+    load_summaries,
+    load_trqam_reference,
+    measured_successes,
+    paper_name,
+    task_interval,
+)
+from bench.tasks import DOMAINS_BY_NAME
+
+COLOURS = {
+    "bc": "#8c564b", "trqam": "#d62728", "qam": "#1f77b4", "qam-e": "#17becf", "qam-f": "#9edae5",
+    "bam": "#aec7e8", "fql": "#2ca02c", "dsrl": "#ff7f0e", "ifql": "#9467bd", "cgql": "#c5b0d5",
+    "cgql-m": "#e377c2", "cgql-l": "#f7b6d2", "rebrac": "#bcbd22", "fbrac": "#dbdb8d", "fawac": "#98df8a",
+    "fedit": "#ffbb78", "qsm": "#c49c94", "dac": "#393b79", "rlpd": "#7f7f7f",
+}
+ORDER = list(COLOURS)
+
+
+def colour(method: str) -> str:
+    return COLOURS.get(method.lower(), "#333333")
+
+
+def _sorted_methods(methods) -> list[str]:
+    return sorted(set(methods), key=lambda m: ORDER.index(m) if m in ORDER else len(ORDER))
+
+
+def _csv_rows(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _runs(runs_root: Path) -> list[dict]:
+    """Every finished run under ``runs_root`` (default and study runs) with its logs."""
+    runs = []
+    for summary_path in sorted(runs_root.glob("*/*/seed*/summary.json")):
+        directory = summary_path.parent
+        config = json.loads((directory / "config.json").read_text())
+        overrides = dict(o.split("=", 1) for o in config["run"].get("overrides", []))
+        runs.append({
+            "dir": directory, "summary": json.loads(summary_path.read_text()), "overrides": overrides,
+            "default": re.fullmatch(r"seed\d+", directory.name) is not None,
+            "agent_config": config["phases"][-1]["agent_config"] if "phases" in config else config["agent_config"],
+            "metrics": _csv_rows(directory / "metrics.csv"), "evaluations": _csv_rows(directory / "evaluations.csv"),
+        })
+    if not runs:
+        raise BenchError(f"no finished runs under {runs_root}; run `nox -s reproduce` first")
+    return runs
+
+
+def _label(runs: list[dict], profile: str) -> str:
+    kinds = sorted({r["summary"]["data"]["kind"] for r in runs})
+    note = "" if kinds == ["official"] and profile == "paper" else " (not a reproduction of the papers' numbers)"
+    return f"profile {profile}, {'/'.join(kinds)} data{note}"
+
+
+def _save(fig, out_dir: Path, name: str) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for suffix in ("png", "pdf"):
+        path = out_dir / f"{name}.{suffix}"
+        tmp = path.with_name(f".{path.name}.tmp.{suffix}")
+        fig.savefig(tmp, dpi=150, bbox_inches="tight")
+        tmp.replace(path)
+        paths.append(path)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return paths
+
+
+def _mean_band(values: list[float]) -> tuple[float, float, float]:
+    interval = task_interval(np.asarray(values))
+    if interval.low is None:
+        return interval.mean, interval.mean, interval.mean
+    return interval.mean, interval.low, interval.high
+
+
+# ---- the main table ----------------------------------------------------------------------
+def main_table(runs: list[dict], runs_root: Path, reference_dir: Path, label: str):
+    import matplotlib.pyplot as plt
+
+    measured = measured_successes(load_summaries(runs_root))
+    rows = [r for r in build(measured, load_qam_reference(reference_dir), load_trqam_reference(reference_dir),
+                             profile="", official=False)["domains"] if r["phase"] == "offline"]
+    domains = list(dict.fromkeys(r["domain"] for r in rows))
+    methods = _sorted_methods(r["method"] for r in rows)
+    width = 0.8 / max(1, len(methods))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.4 * len(domains) * max(1, len(methods)) / 3), 4.0))
+    published_drawn = {"trqam": False, "qam": False}
+    for i, method in enumerate(methods):
+        for j, domain in enumerate(domains):
+            row = next((r for r in rows if r["method"] == method and r["domain"] == domain), None)
+            if row is None:
+                continue
+            x = j + (i - (len(methods) - 1) / 2) * width
+            mean = float(row["mean"])
+            err = None
+            if row["ci95"]:
+                low, high = (float(v) for v in row["ci95"].strip("[]").split(","))
+                err = [[mean - low], [high - mean]]
+            ax.bar(x, mean, width, color=colour(method), yerr=err, capsize=2,
+                   label=method if j == 0 else None, edgecolor="black", linewidth=0.4)
+            if row["trqam_paper"]:
+                ax.plot([x - width / 2, x + width / 2], [float(row["trqam_paper"].split()[0])] * 2, color="black",
+                        linewidth=2, label=None if published_drawn["trqam"] else "TRQAM paper (Table 1)")
+                published_drawn["trqam"] = True
+            if row["qam_paper"]:
+                ax.plot(x, float(row["qam_paper"]), "kx", label=None if published_drawn["qam"] else "QAM paper (1M)")
+                published_drawn["qam"] = True
+    ax.set_xticks(range(len(domains)))
+    ax.set_xticklabels([f"{d}\n({next(r['tasks_measured'] for r in rows if r['domain'] == d)} tasks)"
+                        for d in domains])
+    ax.set_ylabel("success rate (%)")
+    ax.set_ylim(0, 100)
+    if not any(published_drawn.values()):
+        ax.text(0.5, 0.97, "no published numbers for these domains", transform=ax.transAxes, ha="center",
+                va="top", fontsize=8, color="0.3")
+    ax.set_title("Offline success per domain, mean over tasks and seeds, 95% CI", fontsize=9)
+    ax.legend(fontsize=7, ncol=2)
+    return fig
+
+
+# ---- learning curves ---------------------------------------------------------------------
+def _curve_points(run: dict) -> list[tuple[int, float]]:
+    """(fine-tuning step, success): offline steps, then online steps counted on from there."""
+    offline = run["summary"]["steps"].get("offline", 0)
+    points = []
+    for row in run["evaluations"]:
+        if row["phase"] == "pretrain" and run["summary"]["method"] != "bc":
+            continue
+        step = int(row["step"]) + (offline if row["phase"] == "online" else 0)
+        points.append((0 if row["phase"] == "pretrain" else step, float(row["success_rate"])))
+    return points
+
+
+def _draw_curves(ax, grouped: dict[str, dict[int, list[float]]], bc_level: dict[str, list[float]]):
+    for method in _sorted_methods(grouped):
+        steps = sorted(grouped[method])
+        stats = [_mean_band(grouped[method][s]) for s in steps]
+        ax.plot(steps, [100 * s[0] for s in stats], color=colour(method), label=method, marker="o", markersize=3)
+        ax.fill_between(steps, [100 * s[1] for s in stats], [100 * s[2] for s in stats], color=colour(method),
+                        alpha=0.2, linewidth=0)
+    for method, values in bc_level.items():
+        ax.axhline(100 * float(np.mean(values)), color=colour(method), linestyle=":", label=f"{method} (final)")
+
+
+def learning_curves(runs: list[dict], reference_dir: Path, label: str):
+    import matplotlib.pyplot as plt
+
+    default = [r for r in runs if r["default"]]
+    grouped: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    bc_level: dict[str, list[float]] = defaultdict(list)
+    for run in default:
+        method = run["summary"]["method"]
+        if method == "bc":
+            bc_level[method].append(float(run["summary"]["final_success"]))
+            continue
+        # one value per (task, seed) at each step; averaged over tasks and seeds
+        for step, success in _curve_points(run):
+            grouped[method][step].append(success)
+    published = _published_curves(reference_dir, {r["summary"]["task"] for r in default})
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    _draw_curves(axes[0], grouped, bc_level)
+    online = max((r["summary"]["steps"].get("offline", 0) for r in default if r["summary"]["steps"].get("online")),
+                 default=None)
+    if online is not None:
+        axes[0].axvline(online, color="0.5", linestyle="--", linewidth=0.8, label="online phase starts")
+    axes[0].set_title("Measured: success over fine-tuning\n(mean over tasks and seeds, 95% CI)", fontsize=9)
+    axes[0].set_xlabel("fine-tuning step (offline gradient steps, then online environment steps)")
+    axes[0].set_ylabel("success rate (%)")
+    axes[0].set_ylim(0, 100)
+    axes[0].legend(fontsize=7)
+    tasks, curves = published
+    for method, by_step in curves.items():
+        steps = sorted(by_step)
+        means = [100 * float(np.mean(by_step[s])) for s in steps]
+        sem = [100 * 1.96 * float(np.std(by_step[s], ddof=1) / np.sqrt(len(by_step[s]))) for s in steps]
+        axes[1].plot(steps, means, color=colour(method), label=method)
+        axes[1].fill_between(steps, np.subtract(means, sem), np.add(means, sem), color=colour(method), alpha=0.15,
+                             linewidth=0)
+    axes[1].axvline(1_000_000, color="0.5", linestyle="--", linewidth=0.8)
+    domains = sorted({t.split("-singletask")[0] for t in tasks})
+    axes[1].set_title(f"Published (QAM paper, results/reference/): {', '.join(domains)}, {len(tasks)} tasks,\n"
+                      "mean over tasks and seeds, 95% CI", fontsize=9)
+    axes[1].set_xlabel("step (offline 1M, then online)")
+    axes[1].set_ylim(0, 100)
+    axes[1].legend(fontsize=7, ncol=2)
+    return fig
+
+
+def _published_curves(reference_dir: Path, measured_tasks: set[str], fallback: str = "cube-double-play"):
+    """The QAM paper's curves for the measured tasks' domains (all five tasks of each); when no
+    measured task is in the paper's domains, those of ``fallback`` (a domain the suite's quick
+    tasks resemble), so the published shape is always on the page."""
+    domains = {t.split("-singletask")[0] for t in measured_tasks} & set(DOMAINS_BY_NAME)
+    domains = domains or {fallback}
+    tasks: set[str] = set()
+    curves: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    wanted = {paper_name(m) for m in ("trqam", "qam", "qam-e", "fql", "dsrl", "rlpd")}
+    for row in _csv_rows(reference_dir / "qam_2601.14234_curves.csv"):
+        if row["task"].split("-singletask")[0] not in domains or row["method"] not in wanted:
+            continue
+        tasks.add(row["task"])
+        per_seed = [float(row[f"seed{i}"]) for i in range(int(row["n_seeds"]))]
+        curves[row["method"].lower()][int(row["step"])].append(float(np.mean(per_seed)))
+    return sorted(tasks), curves
+
+
+# ---- KL tracking -------------------------------------------------------------------------
+def _not_computed(ax) -> None:
+    ax.text(0.5, 0.5, "closed-form study not stored\n(`python -m bench reproduce` computes it)",
+            transform=ax.transAxes, ha="center", va="center", fontsize=8)
+
+
+def _trace(run: dict, column: str) -> tuple[list[int], list[float]]:
+    rows = [r for r in run["metrics"] if r["phase"] != "pretrain" and r.get(column) not in (None, "")]
+    return [int(r["step"]) for r in rows], [float(r[column]) for r in rows]
+
+
+def kl_tracking(runs: list[dict], closed_dir: Path, label: str):
+    import matplotlib.pyplot as plt
+
+    trqam = [r for r in runs if r["summary"]["method"] == "trqam"]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    budgets = sorted({float(r["agent_config"]["kl_budget"]) for r in trqam})
+    cmap = plt.get_cmap("Reds")
+    for run in trqam:
+        budget = float(run["agent_config"]["kl_budget"])
+        shade = cmap(0.4 + 0.6 * (budgets.index(budget) / max(1, len(budgets) - 1)))
+        steps, kl = _trace(run, "trqam/kl_ema")
+        axes[0].plot(steps, kl, color=shade, linewidth=0.8)
+        steps, lam = _trace(run, "trqam/lambda")
+        axes[1].plot(steps, lam, color=shade, linewidth=0.8)
+    for budget in budgets:
+        shade = cmap(0.4 + 0.6 * (budgets.index(budget) / max(1, len(budgets) - 1)))
+        axes[0].axhline(budget, color=shade, linestyle="--", linewidth=1, label=f"budget {budget:g}")
+    axes[0].set_title("TRQAM on OGBench: realised KL (EMA) vs budget", fontsize=9)
+    axes[0].set_xlabel("offline fine-tuning step")
+    axes[0].set_ylabel("path KL per action step (EMA)")
+    axes[0].set_yscale("log")
+    axes[0].legend(fontsize=7)
+    axes[1].set_title("TRQAM on OGBench: lambda (one line per run)", fontsize=9)
+    axes[1].set_xlabel("offline fine-tuning step")
+    axes[1].set_ylabel("lambda")
+    axes[1].set_yscale("log")
+    rows = closed_form.read(closed_dir, "kl_tracking")
+    if not rows:
+        _not_computed(axes[2])
+        return fig
+    for mode, style in (("internal", "-"), ("external", "--")):
+        part = [r for r in rows if r["mode"] == mode]
+        name = "TRQAM (internal KL)" if mode == "internal" else "external-KL ablation"
+        axes[2].plot([r["step"] for r in part], [r["kl_ema"] for r in part], style, color=colour("trqam"),
+                     label=f"{name}: realised KL")
+        axes[2].plot([r["step"] for r in part], [r["lambda"] / 10 for r in part], style, color="0.4",
+                     linewidth=0.8, label=f"{name}: lambda / 10")
+    axes[2].axhline(rows[0]["budget"], color="black", linewidth=1, label=f"budget {rows[0]['budget']:g}")
+    axes[2].set_title("Closed-form problem (2-D Gaussian, ALGORITHMS.md s5):\ninternal vs external KL", fontsize=9)
+    axes[2].set_xlabel("update")
+    axes[2].set_yscale("log")
+    axes[2].legend(fontsize=7)
+    return fig
+
+
+# ---- KL-budget sensitivity -----------------------------------------------------------------
+def kl_budget_sensitivity(runs: list[dict], closed_dir: Path, label: str):
+    import matplotlib.pyplot as plt
+
+    trqam = [r for r in runs if r["summary"]["method"] == "trqam"]
+    study_tasks = {(r["summary"]["task"], r["summary"]["seed"]) for r in trqam if not r["default"]}
+    by_budget: dict[float, list[float]] = defaultdict(list)
+    for run in trqam:
+        if (run["summary"]["task"], run["summary"]["seed"]) in study_tasks:
+            by_budget[float(run["agent_config"]["kl_budget"])].append(float(run["summary"]["final_success"]))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    if by_budget:
+        budgets = sorted(by_budget)
+        stats = [_mean_band(by_budget[b]) for b in budgets]
+        axes[0].errorbar(budgets, [100 * s[0] for s in stats],
+                         yerr=[[100 * (s[0] - s[1]) for s in stats], [100 * (s[2] - s[0]) for s in stats]],
+                         color=colour("trqam"), marker="o", capsize=3, label="TRQAM")
+        for b in budgets:
+            axes[0].scatter([b] * len(by_budget[b]), [100 * v for v in by_budget[b]], color=colour("trqam"), s=8,
+                            alpha=0.5)
+    else:
+        axes[0].text(0.5, 0.5, "no budget study in these runs", transform=axes[0].transAxes, ha="center")
+    axes[0].set_xscale("log")
+    axes[0].set_xlabel("KL budget")
+    axes[0].set_ylabel("final success rate (%)")
+    axes[0].set_ylim(0, 100)
+    tasks = sorted({t for t, _ in study_tasks})
+    axes[0].set_title(f"OGBench: success vs KL budget\n({len(tasks)} task(s), {len(study_tasks)} task-seed pair(s))",
+                      fontsize=9)
+    rows = closed_form.read(closed_dir, "budget_sensitivity")
+    if not rows:
+        _not_computed(axes[1])
+        return fig
+    budgets = [r["budget"] for r in rows]
+    axes[1].plot(budgets, [r["realised_kl"] for r in rows], "o-", color=colour("trqam"), label="realised KL (EMA)")
+    axes[1].plot(budgets, budgets, ":", color="black", label="KL = budget")
+    axes[1].set_xscale("log")
+    axes[1].set_yscale("log")
+    axes[1].set_xlabel("KL budget")
+    axes[1].set_ylabel("KL")
+    twin = axes[1].twinx()
+    twin.plot(budgets, [r["mean_q"] for r in rows], "s-", color="0.3", label="mean Q of TRQAM samples")
+    twin.plot(budgets, [r["exact_tilt_mean_q"] for r in rows], "s--", color="0.6", label="mean Q of the exact tilt")
+    twin.axhline(rows[0]["base_mean_q"], color="0.6", linestyle=":", label="mean Q of the base policy")
+    twin.set_ylabel("mean Q")
+    lines = axes[1].get_legend_handles_labels()
+    lines2 = twin.get_legend_handles_labels()
+    axes[1].legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=7, loc="lower right")
+    axes[1].set_title("Closed-form problem: realised KL and mean Q vs budget", fontsize=9)
+    return fig
+
+
+# ---- collapse ----------------------------------------------------------------------------
+def collapse(runs: list[dict], closed_dir: Path, label: str):
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for method in ("qam", "trqam"):
+        chosen = [r for r in runs if r["summary"]["method"] == method and r["default"]]
+        losses: dict[int, list[float]] = defaultdict(list)
+        success: dict[int, list[float]] = defaultdict(list)
+        for run in chosen:
+            for step, value in zip(*_trace(run, "actor/adjoint_loss"), strict=True):
+                losses[step].append(value)
+            for step, value in _curve_points(run):
+                success[step].append(value)
+        if losses:
+            steps = sorted(losses)
+            axes[0].plot(steps, [np.mean(losses[s]) for s in steps], color=colour(method), label=method)
+        if success:
+            steps = sorted(success)
+            stats = [_mean_band(success[s]) for s in steps]
+            axes[1].plot(steps, [100 * s[0] for s in stats], "o-", color=colour(method), label=method)
+            axes[1].fill_between(steps, [100 * s[1] for s in stats], [100 * s[2] for s in stats],
+                                 color=colour(method), alpha=0.2, linewidth=0)
+    axes[0].set_yscale("log")
+    axes[0].set_xlabel("offline fine-tuning step")
+    axes[0].set_ylabel("adjoint-matching loss (mean over runs)")
+    axes[0].set_title("OGBench: adjoint loss, QAM vs TRQAM", fontsize=9)
+    axes[0].legend(fontsize=7)
+    axes[1].set_xlabel("offline fine-tuning step")
+    axes[1].set_ylabel("success rate (%)")
+    axes[1].set_ylim(0, 100)
+    axes[1].set_title("OGBench: success over training\n(95% CI over tasks x seeds)", fontsize=9)
+    axes[1].legend(fontsize=7)
+    rows = closed_form.read(closed_dir, "critic_error")
+    if not rows:
+        _not_computed(axes[2])
+        return fig
+    betas = np.geomspace(0.1, 20, 100)
+    d = np.asarray(closed_form.DELTA)
+    from trqam import gaussian_problem as gp
+
+    analytic = [0.5 * b**2 * d @ gp.tilted(b)[1] @ d for b in betas]
+    axes[2].plot(betas, analytic, color="black", linewidth=1, label="exact: 1/2 beta^2 delta' Sigma_beta delta")
+    for row in rows:
+        axes[2].scatter(row["beta"], row["measured_shift_kl"], color=colour(row["method"].lower()), s=40, zorder=3,
+                        label=f"{row['method']} {row['setting']} (measured)")
+    axes[2].set_xscale("log")
+    axes[2].set_yscale("log")
+    axes[2].set_xlabel("beta (TRQAM: the beta whose tilt has KL = budget)")
+    axes[2].set_ylabel("KL(solution with error || without)")
+    axes[2].set_title("Closed-form problem: Lemma 1,\ncritic error amplified with beta", fontsize=9)
+    axes[2].legend(fontsize=7)
+    return fig
+
+
+FIGURES: dict[str, Callable] = {
+    "main_table": lambda runs, root, ref, closed, label: main_table(runs, root, ref, label),
+    "learning_curves": lambda runs, root, ref, closed, label: learning_curves(runs, ref, label),
+    "kl_tracking": lambda runs, root, ref, closed, label: kl_tracking(runs, closed, label),
+    "kl_budget_sensitivity": lambda runs, root, ref, closed, label: kl_budget_sensitivity(runs, closed, label),
+    "collapse": lambda runs, root, ref, closed, label: collapse(runs, closed, label),
+}
+
+
+def write(runs_root: Path, out_dir: Path, profile: str, closed_dir: Path = closed_form.CLOSED_FORM_DIR,
+          reference_dir: Path = REFERENCE_DIR) -> list[Path]:
+    """Every figure as PNG and PDF under ``out_dir``; returns their paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    runs = _runs(runs_root)
+    label = _label(runs, profile)
+    paths = []
+    for name, draw in FIGURES.items():
+        fig = draw(runs, runs_root, reference_dir, closed_dir, label)
+        fig.suptitle(label, fontsize=10, y=1.02)
+        fig.tight_layout()
+        paths += _save(fig, out_dir, name)
+    return paths

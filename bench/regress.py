@@ -1,0 +1,105 @@
+"""The CI regression gate: a pinned small matrix, run fresh, against committed bands.
+
+    python -m bench regress            (nox -s regress; .ci/run runs it after the tests)
+
+``results/regress/bands.csv`` pins the matrix: one row per run (method, task, profile, seed)
+with the lowest final success rate that still counts as healthy (``min_success``), the value
+it was set from (``measured``) and where that value came from. Every run is trained from
+scratch in a work directory (default ``.regress/``, emptied first), with its own BC checkpoint
+cache, so nothing measured by older code is reused; only the regenerated datasets are shared.
+The gate fails (exit code 1) when a run ends below its band or does not finish, and prints a
+table of every row.
+
+A band is set from a measured value m of 50 evaluation episodes as
+``m - 3 * sqrt(m (1 - m) / 50) - 0.05`` (three binomial standard deviations and 5 points for
+numerical differences between machines), so it catches a broken method, not noise.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.errors import BenchError
+from bench.runstore import read_json, write_atomic
+from bench.sweep import SweepSettings, sweep
+from bench.training import RESULTS_DIR, RunConfig
+
+BANDS = RESULTS_DIR / "regress" / "bands.csv"
+WORK_DIR = Path(".regress")
+COLUMNS = ("method", "task", "profile", "seed", "min_success", "measured", "source")
+
+
+def band_from(measured: float, episodes: int = 50) -> float:
+    return max(0.0, measured - 3 * math.sqrt(measured * (1 - measured) / episodes) - 0.05)
+
+
+@dataclass(frozen=True)
+class Band:
+    method: str
+    task: str
+    profile: str
+    seed: int
+    min_success: float
+    measured: str = ""
+    source: str = ""
+
+    def run(self, work_dir: Path) -> RunConfig:
+        return RunConfig(method=self.method, task=self.task, profile=self.profile, seed=self.seed,
+                         out=work_dir / "runs" / self.method / self.task / f"seed{self.seed}")
+
+
+def read_bands(path: Path) -> list[Band]:
+    if not path.exists():
+        raise BenchError(f"no regression bands at {path}; create it with columns {', '.join(COLUMNS)}")
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in ("method", "task", "profile", "seed", "min_success") if c not in (reader.fieldnames or [])]
+        if missing:
+            raise BenchError(f"{path} lacks the column(s) {', '.join(missing)}; expected {', '.join(COLUMNS)}")
+        bands = [Band(r["method"], r["task"], r["profile"], int(r["seed"]), float(r["min_success"]),
+                      r.get("measured", ""), r.get("source", "")) for r in reader]
+    if not bands:
+        raise BenchError(f"{path} has no rows: nothing to check")
+    return bands
+
+
+def check(bands_path: Path = BANDS, work_dir: Path = WORK_DIR, workers: int | None = None,
+          keep: bool = False) -> tuple[bool, str]:
+    """Train the pinned runs fresh and compare them with their bands: (passed, Markdown table)."""
+    bands = read_bands(bands_path)
+    if work_dir.exists() and not keep:
+        shutil.rmtree(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    runs = [b.run(work_dir.resolve()) for b in bands]
+    previous = os.environ.get("TRQAM_BENCH_BC_CACHE")
+    os.environ["TRQAM_BENCH_BC_CACHE"] = str((work_dir / "bc-checkpoints").resolve())  # inherited by the runs
+    try:
+        outcomes = {o.run_dir: o for o in sweep(runs, SweepSettings(workers=workers))}
+    finally:
+        if previous is None:
+            os.environ.pop("TRQAM_BENCH_BC_CACHE")
+        else:
+            os.environ["TRQAM_BENCH_BC_CACHE"] = previous
+    lines = ["| method | task | profile | seed | measured now | band (min) | set from | verdict |",
+             "|---|---|---|---|---|---|---|---|"]
+    passed = True
+    for band, run in zip(bands, runs, strict=True):
+        summary_path = run.run_dir() / "summary.json"
+        if summary_path.exists():
+            success = float(read_json(summary_path)["final_success"])
+            ok = success >= band.min_success
+            now, verdict = f"{success:.2f}", "ok" if ok else "REGRESSED"
+        else:
+            ok, now = False, "-"
+            verdict = f"FAILED (log: {outcomes[str(run.run_dir())].log})"
+        passed &= ok
+        lines.append(f"| {band.method} | {band.task} | {band.profile} | {band.seed} | {now} | {band.min_success:.2f} "
+                     f"| {band.measured} | {verdict} |")
+    table = "\n".join(lines) + "\n"
+    write_atomic(work_dir / "regress.md", table)
+    return passed, table

@@ -1,0 +1,151 @@
+"""``reports/REPORT.md``: what a `reproduce` invocation ran, where, on what, and what it found.
+
+Written at the end of `python -m bench reproduce` from the stored results only: the sweep's
+outcomes, the run summaries, the tables (`bench.tables`), the figures (`bench.figures`) and
+the closed-form studies (`bench.closed_form`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench import closed_form, provenance
+from bench.profiles import Profile
+from bench.runstore import write_atomic
+from bench.sweep import Outcome, failures_table
+
+CAN_AND_CANNOT = {
+    "quick": (
+        "A quick run is a CPU-sized pipeline check: small networks ({hidden}, {critics} critics), "
+        "{pretrain:,} BC steps and {offline:,} fine-tuning steps instead of 300K + 1M, {seeds} seeds, "
+        "on regenerated data (ogbench's scripted oracles, {episodes} episodes) of "
+        "{tasks}. It **can** show that every method trains, is evaluated on real MuJoCo episodes "
+        "and is tabulated end to end; whether TRQAM's dual descent tracks its KL budget and how lambda "
+        "moves; how the methods compare early in fine-tuning at this size; and, on the closed-form "
+        "problem, the paper's mechanisms (budget tracking, internal vs external KL, Lemma 1). It "
+        "**cannot** show the papers' success rates or rankings: the networks, schedules and data differ, "
+        "and 50 evaluation episodes move a success rate by about +-7 points from noise alone. Where a "
+        "task is outside the TRQAM/QAM papers' 50 tasks (cube-single), there is no published number to "
+        "compare with, and the tables leave those columns empty."
+    ),
+    "smoke": "A smoke run only checks that the pipeline runs: its numbers mean nothing.",
+    "paper": (
+        "The paper profile uses the published networks, schedules, task set and 8 seeds. On the official "
+        "datasets its per-domain means are checked against the TRQAM paper's table (see `match`). On "
+        "regenerated data it is not comparable to the published numbers."
+    ),
+}
+
+
+def _rel(path: Path, base: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(base.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _data_section(summaries: list[dict], run_dirs: list[Path]) -> list[str]:
+    lines = []
+    seen = set()
+    for directory in run_dirs:
+        data = json.loads((directory / "data.json").read_text()) if (directory / "data.json").exists() else {}
+        manifest = data.get("manifest") or {}
+        key = (data.get("kind"), manifest.get("dataset") or data.get("dataset"))
+        if key in seen or not data:
+            continue
+        seen.add(key)
+        if data.get("kind") == "regenerated":
+            lines.append(f"- `{manifest.get('dataset')}`: **regenerated** with ogbench {manifest.get('versions', {}).get('ogbench')} "
+                         f"oracles, {manifest.get('episodes')} episodes x {manifest.get('recipe', {}).get('episode_length')} "
+                         f"steps, seed {manifest.get('seed')} (not the official files)")
+        else:
+            lines.append(f"- `{key[1]}`: {data.get('kind')} files")
+    return lines or ["- (no data records)"]
+
+
+def write(path: Path, *, profile: Profile, command: str, selection: dict, outcomes: list[Outcome],
+          runs_root: Path, tables_dir: Path, figures: list[Path], closed_dir: Path, wall_s: dict[str, float]) -> Path:
+    base = path.parent
+    run_dirs = sorted(p.parent for p in runs_root.glob("*/*/seed*/summary.json"))
+    summaries = [json.loads((d / "summary.json").read_text()) for d in run_dirs]
+    counts = Counter(o.status for o in outcomes)
+    hardware = provenance.hardware()
+    versions = provenance.versions()
+    hidden = "x".join(str(h) for h in profile.hidden_sizes)
+    statement = CAN_AND_CANNOT.get(profile.name, "").format(
+        hidden=hidden, critics=profile.num_critics, pretrain=profile.pretrain_steps, offline=profile.offline_steps,
+        seeds=len(selection.get("seeds") or profile.seeds), episodes=profile.regeneration.episodes,
+        tasks=", ".join(selection.get("tasks") or profile.tasks))
+    run_seconds = sum(float(s.get("wall_time_s", 0.0)) for s in summaries)
+    lines = [
+        f"# Report: profile `{profile.name}`",
+        "",
+        f"Written by `{command}` on {datetime.now(UTC).isoformat(timespec='seconds')}, from the stored results only.",
+        "",
+        "## What this run can and cannot show",
+        "",
+        statement,
+        "",
+        "## Provenance",
+        "",
+        f"- Hardware: {hardware['cpu']} x{hardware['cpu_cores']} cores, {hardware['memory_gib']} GiB RAM, "
+        f"JAX backend `{hardware['jax_backend']}` ({', '.join(hardware['jax_devices'])}), host `{hardware['host']}`.",
+        "- Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".",
+        f"- Code revision: `{provenance.code_revision()}`.",
+        f"- Matrix: methods {', '.join(selection['methods'])}; tasks {', '.join(selection['tasks'])}; "
+        f"seeds {', '.join(map(str, selection['seeds']))}; plus the profile's studies "
+        f"({', '.join(f'{s.method} {s.key} in {list(s.values)}' for s in profile.studies) or 'none'}).",
+        f"- Runs in this invocation: {counts.get('finished', 0)} trained, {counts.get('skipped', 0)} already "
+        f"finished before it (kept, not redone), {counts.get('failed', 0)} failed.",
+        f"- Wall time of this invocation: {wall_s['total'] / 60:.1f} min (sweep {wall_s['sweep'] / 60:.1f} min, "
+        f"closed-form studies {wall_s['closed_form'] / 60:.1f} min, tables, figures and report "
+        f"{wall_s['outputs'] / 60:.1f} min). Sum of the stored runs' own wall times: {run_seconds / 60:.1f} min "
+        "(runs overlap when several workers run side by side).",
+        "- Data:",
+        *_data_section(summaries, run_dirs),
+        f"- Every run's directory (config, versions, hardware, data provenance, metrics, evaluations, log) is "
+        f"under `{_rel(runs_root, base.parent)}`; the index of all stored runs is `results/index.csv`.",
+        "",
+    ]
+    failed = failures_table(outcomes)
+    if failed:
+        lines += ["## Failed runs", "", "These runs did not finish; their logs say why. Rerun the same command to "
+                  "retry them (finished runs are kept).", "", failed, ""]
+    tables_md = (tables_dir / "tables.md").read_text().split("\n", 1)[1] if (tables_dir / "tables.md").exists() else ""
+    lines += ["## Success rates", "", f"From `{_rel(tables_dir, base.parent)}/` (CSV files beside it).",
+              tables_md.replace("\n## ", "\n### "), ""]
+    lines += ["## Figures", ""]
+    for png in [f for f in figures if f.suffix == ".png"]:
+        lines += [f"### {png.stem.replace('_', ' ')}", "", f"![{png.stem}]({_rel(png, base)})", ""]
+    lines += ["## The closed-form problem", "", *closed_form_summary(closed_dir), ""]
+    text = "\n".join(lines)
+    write_atomic(path, text)
+    return path
+
+
+def closed_form_summary(closed_dir: Path) -> list[str]:
+    """A few sentences with the numbers of the stored closed-form studies."""
+    tracking = closed_form.read(closed_dir, "kl_tracking")
+    sensitivity = closed_form.read(closed_dir, "budget_sensitivity")
+    errors = closed_form.read(closed_dir, "critic_error")
+    if not (tracking and sensitivity and errors):
+        return ["Not computed in this invocation (`--no-closed-form`, or the smoke profile)."]
+    last = {mode: [r for r in tracking if r["mode"] == mode][-1] for mode in ("internal", "external")}
+    lines = [
+        "On the 2-D Gaussian problem of ALGORITHMS.md s5 (exact base flow, quadratic critic; "
+        "`results/closed-form/`):",
+        "",
+        f"- KL tracking at budget {last['internal']['budget']:g}: TRQAM's realised KL (EMA) ends at "
+        f"{last['internal']['kl_ema']:.4f} with lambda {last['internal']['lambda']:.3f}; the external-KL ablation "
+        f"ends at {last['external']['kl_ema']:.4f} with lambda {last['external']['lambda']:.3f}.",
+        "- Budget sensitivity (realised KL / mean Q of the samples / mean Q of the exact tilt with that KL): "
+        + "; ".join(f"budget {r['budget']:g}: {r['realised_kl']:.3f} / {r['mean_q']:.3f} / {r['exact_tilt_mean_q']:.3f}"
+                    for r in sensitivity) + f" (base policy: {sensitivity[0]['base_mean_q']:.3f}).",
+        "- Lemma 1 (KL by which a critic error delta . a with |delta . a| <= 0.5 moves the solution, "
+        "measured / exact): " + "; ".join(f"{r['method']} {r['setting']}: {r['measured_shift_kl']:.4f} / "
+                                          f"{r['analytic_shift_kl']:.4f}" for r in errors) + ".",
+    ]
+    return lines

@@ -1,0 +1,325 @@
+"""Sweeps: a profile's matrix of runs, executed on this machine or on a Ray cluster.
+
+Every run is one ``python -m bench train`` process (the run function of `bench.training`,
+with its checkpoints and resume), so a crash, a NaN or an out-of-memory kill in one run
+cannot take the others down, and its log (``train.log`` in the run directory) says why.
+Both backends execute the same `execute` function; they differ only in who starts it:
+
+* ``local``: a pool of ``workers`` processes on this machine;
+* ``ray``: one Ray task per run (``--address`` joins an existing cluster; each task asks for
+  ``cpus_per_run`` CPUs and ``gpus_per_run`` GPUs). Workers must see this repository and the
+  results directory at the same path (a shared file system), as on a typical cluster.
+
+A sweep is idempotent: finished runs (``summary.json`` present) are skipped, interrupted ones
+resume from their last checkpoint. Runs that would pretrain the same BC checkpoint are ordered
+so that one of them (the ``bc`` run, where the matrix has one) trains it and the others reuse it.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from bench.errors import BenchError, suggest
+from bench.methods import METHODS, get_method
+from bench.profiles import Profile
+from bench.tasks import DOMAINS_BY_ABBR, DOMAINS_BY_NAME, resolve_task
+from bench.training import RunConfig
+
+REPO = Path(__file__).resolve().parent.parent
+Backend = Literal["local", "ray"]
+LOG_NAME = "train.log"
+LOG_TAIL_LINES = 15
+
+
+# ---- the matrix --------------------------------------------------------------------------
+def _domain_of(task_name: str) -> str:
+    return task_name.split("-singletask")[0]
+
+
+def resolve_domains(names: Sequence[str], available: Iterable[str]) -> set[str]:
+    """Domain names (``scene-play``) from abbreviations (``scene``, ``p33``) or names; a name
+    outside the ten benchmark domains is accepted when one of ``available`` tasks has it."""
+    known = {**{a: d.name for a, d in DOMAINS_BY_ABBR.items()}, **{n: n for n in DOMAINS_BY_NAME},
+             **{_domain_of(t): _domain_of(t) for t in available}}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise BenchError(f"unknown domain '{unknown[0]}'{suggest(unknown[0], known)}; "
+                         f"use an abbreviation ({', '.join(DOMAINS_BY_ABBR)}) or a domain name")
+    return {known[n] for n in names}
+
+
+def plan(profile: Profile, *, methods: Sequence[str] | None = None, domains: Sequence[str] | None = None,
+         tasks: Sequence[str] | None = None, seeds: Sequence[int] | None = None,
+         source: str | None = None, dataset_dir: Path | None = None, online_steps: int | None = None,
+         studies: bool = True) -> list[RunConfig]:
+    """The runs of ``profile``'s matrix (methods x tasks x seeds, then its studies), narrowed:
+    ``methods``, ``tasks`` and ``seeds`` replace the profile's lists; ``domains`` keeps the
+    tasks of those domains (from ``tasks`` if given, else the profile's)."""
+    for name in methods or ():
+        get_method(name)  # a clear error for an unknown name
+    chosen_methods = tuple(methods) if methods else profile.methods
+    chosen_tasks = [resolve_task(t).name for t in (tasks or profile.tasks)]
+    if domains:
+        wanted = resolve_domains(domains, chosen_tasks)
+        chosen_tasks = [t for t in chosen_tasks if _domain_of(t) in wanted]
+        if not chosen_tasks:
+            raise BenchError(f"none of the tasks of profile '{profile.name}' is in domain(s) {', '.join(domains)}; "
+                             "pass --tasks to choose tasks outside the profile")
+    chosen_seeds = tuple(seeds) if seeds else profile.seeds
+
+    def config(method, task, seed, overrides=()):
+        return RunConfig(method=method, task=task, profile=profile.name, seed=seed, source=source,
+                         dataset_dir=dataset_dir, online_steps=online_steps, overrides=tuple(overrides))
+
+    runs = [config(m, t, s) for m in chosen_methods for t in chosen_tasks for s in chosen_seeds]
+    if studies:
+        for study in profile.studies:
+            if study.method not in chosen_methods:
+                continue
+            study_tasks = [t for t in (resolve_task(x).name for x in study.tasks) if t in chosen_tasks]
+            study_seeds = [s for s in study.seeds if s in chosen_seeds]
+            runs += [config(study.method, t, s, o) for o in study.overrides() for t in study_tasks for s in study_seeds]
+    seen, unique = set(), []
+    for run in runs:
+        if run not in seen:
+            seen.add(run)
+            unique.append(run)
+    return unique
+
+
+def waves(runs: Sequence[RunConfig]) -> list[list[RunConfig]]:
+    """Two waves: first one run per BC checkpoint needed (the ``bc`` run where there is one),
+    then the rest, which reuse those checkpoints instead of pretraining them side by side."""
+    producers: dict[tuple, RunConfig] = {}
+    for run in runs:
+        pipeline = METHODS[run.method].pipeline
+        if pipeline == "bc" and not run.overrides:
+            producers[_bc_key(run)] = run
+    for run in runs:
+        if METHODS[run.method].pipeline == "fine-tune" and run.init == "bc":
+            producers.setdefault(_bc_key(run), run)
+    first = [r for r in runs if r in producers.values()]
+    return [w for w in (first, [r for r in runs if r not in first]) if w]
+
+
+def _bc_key(run: RunConfig) -> tuple:
+    return (run.task, run.profile, run.phase_seed("pretrain"), run.source, run.dataset_dir)
+
+
+# ---- one run -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Outcome:
+    run_dir: str
+    method: str
+    task: str
+    seed: int
+    overrides: tuple[str, ...]
+    status: Literal["finished", "skipped", "failed"]  # skipped: finished before this sweep
+    seconds: float
+    host: str
+    log: str
+    error: str = ""  # the log's last lines, for a failed run
+
+
+def train_command(run: RunConfig) -> list[str]:
+    command = [sys.executable, "-m", "bench", "train", "--method", run.method, "--task", run.task,
+               "--profile", run.profile, "--seed", str(run.seed), "--init", run.init]
+    if run.source is not None:
+        command += ["--source", run.source]
+    if run.dataset_dir is not None:
+        command += ["--dataset-dir", str(run.dataset_dir)]
+    if run.out is not None:
+        command += ["--out", str(run.out)]
+    if run.bc_seed is not None:
+        command += ["--bc-seed", str(run.bc_seed)]
+    if run.online_steps is not None:
+        command += ["--online-steps", str(run.online_steps)]
+    if run.overrides:
+        command += ["--set", *run.overrides]
+    return command
+
+
+def execute(run: RunConfig) -> Outcome:
+    """Run (or resume, or skip) one run in its own process; never raises for a failed run."""
+    directory = run.run_dir()
+    log = directory / LOG_NAME
+    common = dict(run_dir=str(directory), method=run.method, task=run.task, seed=run.seed,
+                  overrides=run.overrides, host=platform.node(), log=str(log))
+    if (directory / "summary.json").exists():
+        return Outcome(status="skipped", seconds=0.0, **common)
+    directory.mkdir(parents=True, exist_ok=True)
+    began = time.perf_counter()
+    with open(log, "a") as out:
+        out.write(f"\n# {datetime.now(UTC).isoformat(timespec='seconds')} on {platform.node()}: "
+                  f"{' '.join(train_command(run)[1:])}\n")
+        out.flush()
+        code = subprocess.run(train_command(run), cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+                              env={**os.environ, "PYTHONUNBUFFERED": "1"}).returncode
+    seconds = round(time.perf_counter() - began, 1)
+    if code == 0 and (directory / "summary.json").exists():
+        return Outcome(status="finished", seconds=seconds, **common)
+    tail = log.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+    return Outcome(status="failed", seconds=seconds, error=f"exit code {code}\n" + "\n".join(tail), **common)
+
+
+# ---- backends ----------------------------------------------------------------------------
+def run_local(runs: Sequence[RunConfig], workers: int, report: Callable[[Outcome], None]) -> list[Outcome]:
+    outcomes = []
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for outcome in pool.map(execute, runs):
+            report(outcome)
+            outcomes.append(outcome)
+    return outcomes
+
+
+def run_ray(runs: Sequence[RunConfig], address: str | None, cpus_per_run: float, gpus_per_run: float,
+            report: Callable[[Outcome], None]) -> list[Outcome]:
+    try:
+        import ray
+    except ImportError as exc:
+        raise BenchError("the Ray backend needs Ray: pip install 'trqam-bench[ray]' (or pip install ray)") from exc
+    started_here = not ray.is_initialized()
+    if started_here:
+        # The runs see this driver's TRQAM_BENCH_* settings (result store, data cache) on every node.
+        env = {"PYTHONPATH": str(REPO), **{k: v for k, v in os.environ.items() if k.startswith("TRQAM_BENCH_")}}
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": env})
+    remote = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=0)(execute)
+    pending = {remote.remote(run): run for run in runs}
+    outcomes = []
+    try:
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                run = pending.pop(ref)
+                try:
+                    outcome = ray.get(ref)
+                except Exception as exc:  # the worker itself died (not the run: execute never raises)
+                    outcome = Outcome(run_dir=str(run.run_dir()), method=run.method, task=run.task, seed=run.seed,
+                                      overrides=run.overrides, status="failed", seconds=0.0, host="?",
+                                      log=str(run.run_dir() / LOG_NAME), error=f"Ray task failed: {exc}")
+                report(outcome)
+                outcomes.append(outcome)
+    finally:
+        if started_here:
+            ray.shutdown()
+    return outcomes
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    backend: Backend = "local"
+    workers: int | None = None  # local: parallel runs (default: one per core, at most 2 per 12 GiB)
+    address: str | None = None  # ray: cluster address ("auto", "ray://host:10001"); None starts one here
+    cpus_per_run: float = 1.0
+    gpus_per_run: float = 0.0
+
+
+def default_workers() -> int:
+    cores = os.cpu_count() or 1
+    try:
+        memory_gib = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
+    except (ValueError, OSError, AttributeError):
+        memory_gib = 16.0
+    return max(1, min(cores, int(memory_gib // 6)))  # a quick run with 25 cube envs takes ~6 GB
+
+
+def sweep(runs: Sequence[RunConfig], settings: SweepSettings = SweepSettings(),
+          report: Callable[[Outcome], None] | None = None) -> list[Outcome]:
+    """Execute ``runs`` wave by wave; returns one outcome per run (in completion order)."""
+    report = report or _print_outcome
+    outcomes: list[Outcome] = []
+    for wave in waves(runs):
+        if settings.backend == "ray":
+            outcomes += run_ray(wave, settings.address, settings.cpus_per_run, settings.gpus_per_run, report)
+        else:
+            outcomes += run_local(wave, settings.workers or default_workers(), report)
+    return outcomes
+
+
+def _print_outcome(outcome: Outcome) -> None:
+    extra = "" if not outcome.overrides else " " + " ".join(outcome.overrides)
+    line = f"[{outcome.status}] {outcome.method}{extra} {outcome.task} seed {outcome.seed}"
+    if outcome.status == "finished":
+        line += f" ({outcome.seconds:.0f} s on {outcome.host})"
+    if outcome.status == "failed":
+        last = next((x for x in reversed(outcome.error.splitlines()) if x.strip()), "")
+        line += f": {last.strip()} (log: {outcome.log})"
+    print(line, flush=True)
+
+
+def failures_table(outcomes: Iterable[Outcome]) -> str:
+    failed = [o for o in outcomes if o.status == "failed"]
+    if not failed:
+        return ""
+    lines = ["| method | task | seed | log | last line |", "|---|---|---|---|---|"]
+    for o in failed:
+        last = next((x for x in reversed(o.error.splitlines()) if x.strip()), "")
+        lines.append(f"| {o.method} {' '.join(o.overrides)} | {o.task} | {o.seed} | {o.log} | {last[:120]} |")
+    return "\n".join(lines)
+
+
+
+
+# ---- the result store's index --------------------------------------------------------------
+INDEX_COLUMNS = ("profile", "method", "task", "seed", "variant", "final_success", "data", "host", "hardware",
+                 "wall_time_s", "finished_utc", "path")
+
+
+def write_index(results_dir: Path) -> Path:
+    """``results/index.csv``: one row per finished run under ``results_dir/runs`` (rebuilt from
+    the summaries each time, so it never disagrees with them)."""
+    import csv
+    import io
+    import json
+
+    from bench.runstore import write_atomic
+
+    rows = []
+    for path in sorted((results_dir / "runs").glob("*/*/*/seed*/summary.json")):
+        summary = json.loads(path.read_text())
+        hardware = summary.get("hardware", {})
+        devices = ",".join(sorted(set(hardware.get("jax_devices", []))))
+        rows.append({
+            "profile": summary["profile"], "method": summary["method"], "task": summary["task"],
+            "seed": summary["seed"], "variant": path.parent.name.partition("-")[2],
+            "final_success": summary["final_success"], "data": summary["data"]["kind"],
+            "host": hardware.get("host", ""),
+            "hardware": f"{hardware.get('cpu', '')} x{hardware.get('cpu_cores', '')}; {devices}",
+            "wall_time_s": summary.get("wall_time_s", ""), "finished_utc": summary.get("finished_utc", ""),
+            "path": str(path.parent.relative_to(results_dir)),
+        })
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=INDEX_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    index = results_dir / "index.csv"
+    write_atomic(index, buffer.getvalue())
+    return index
+
+
+def write_record(results_dir: Path, profile: str, selection: dict, settings: SweepSettings,
+                 outcomes: Sequence[Outcome], wall_s: float) -> Path:
+    """``results/sweeps/PROFILE-UTCSTAMP.json``: what one sweep ran, where and how it ended."""
+    from bench import provenance
+    from bench.runstore import write_json
+
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = results_dir / "sweeps" / f"{profile}-{stamp}.json"
+    write_json(path, {
+        "profile": profile, "selection": selection, "settings": asdict(settings), "wall_time_s": round(wall_s, 1),
+        "driver": {"host": platform.node(), "hardware": provenance.hardware(), "versions": provenance.versions(),
+                   "code_revision": provenance.code_revision()},
+        "counts": {s: sum(o.status == s for o in outcomes) for s in ("finished", "skipped", "failed")},
+        "runs": [asdict(o) for o in outcomes],
+    })
+    return path

@@ -1,0 +1,178 @@
+"""The main job's machinery on the smoke profile: matrix narrowing, a killed and rerun sweep,
+the Ray backend on a local cluster, the regression gate, the result-store index and the figures."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bench.errors import BenchError
+from bench.profiles import get_profile
+from bench.sweep import plan, waves
+
+REPO = Path(__file__).resolve().parent.parent
+TASK = "cube-single-play-singletask-task1-v0"
+
+
+def test_paper_profile_narrowed_by_domain():
+    runs = plan(get_profile("paper"), domains=["scene", "p33"])
+    main = [r for r in runs if not r.overrides]
+    assert {r.task for r in main} == {f"{d}-singletask-task{k}-v0" for d in ("scene-play", "puzzle-3x3-play")
+                                      for k in range(1, 6)}
+    assert {r.method for r in main} == {"fql", "dsrl", "ifql", "cgql-l", "qam", "qam-e", "trqam"}
+    assert {r.seed for r in main} == set(range(8)) and len(main) == 7 * 10 * 8
+    study = [r for r in runs if r.overrides]  # the budget study: task 1 of each chosen domain
+    assert {r.task for r in study} == {"scene-play-singletask-task1-v0", "puzzle-3x3-play-singletask-task1-v0"}
+    assert {r.overrides for r in study} == {(f"kl_budget={b:g}",) for b in (0.5, 1.5, 2, 2.5, 3, 3.5, 4)}
+    assert all(r.source is None and get_profile("paper").source == "official" for r in runs)
+
+
+def test_narrowing_by_methods_tasks_and_seeds():
+    runs = plan(get_profile("quick"), methods=["qam", "bc"], tasks=["c2-task3"], seeds=[5])
+    assert [(r.method, r.task, r.seed) for r in runs] == [
+        ("qam", "cube-double-play-singletask-task3-v0", 5), ("bc", "cube-double-play-singletask-task3-v0", 5)]
+    first, rest = waves(runs)
+    assert [r.method for r in first] == ["bc"] and [r.method for r in rest] == ["qam"]  # BC pretrains once
+    quick = plan(get_profile("quick"))
+    assert {r.method for r in quick} >= {"bc", "trqam", "qam", "qam-e", "fql", "dsrl"}
+    assert len({r.task for r in quick}) >= 2 and len({r.seed for r in quick}) >= 2
+
+
+def test_unknown_names_are_clear_errors():
+    with pytest.raises(BenchError, match="unknown domain 'scen'.*did you mean: scene"):
+        plan(get_profile("paper"), domains=["scen"])
+    with pytest.raises(BenchError, match="unknown method 'trqm'"):
+        plan(get_profile("quick"), methods=["trqm"])
+    with pytest.raises(BenchError, match="none of the tasks of profile 'quick' is in domain"):
+        plan(get_profile("quick"), domains=["c2"])
+
+
+def _env(bench_cache: Path, results: Path) -> dict[str, str]:
+    return {**os.environ, "TRQAM_BENCH_CACHE": str(bench_cache), "TRQAM_BENCH_RESULTS": str(results),
+            "PYTHONPATH": str(REPO)}
+
+
+def _reproduce(args: list[str], env: dict[str, str], **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "bench", "reproduce", "--profile", "smoke", "--no-closed-form",
+                             *args], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True, **kwargs)
+
+
+@pytest.mark.slow
+def test_killed_sweep_rerun_finishes_the_rest_without_redoing_finished_runs(bench_cache, tmp_path):
+    results, reports = tmp_path / "results", tmp_path / "reports"
+    env = _env(bench_cache, results)
+    args = ["--methods", "bc", "fql", "--seeds", "0", "1", "--workers", "1", "--reports", str(reports)]
+    runs_root = results / "runs" / "smoke"
+    process = _reproduce(args, env)
+    deadline = time.time() + 600
+    while len(list(runs_root.glob("*/*/*/summary.json"))) < 2 and time.time() < deadline:
+        assert process.poll() is None, process.stdout.read()
+        time.sleep(0.5)
+    time.sleep(4)  # the third run is under way
+    os.killpg(process.pid, signal.SIGKILL)  # the whole process group: the sweep and its run
+    process.wait()
+    finished = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in runs_root.glob("*/*/*/summary.json")}
+    assert 2 <= len(finished) < 4
+    rerun = _reproduce(args, env)
+    output, _ = rerun.communicate(timeout=900)
+    assert rerun.returncode == 0, output
+    summaries = sorted(runs_root.glob("*/*/*/summary.json"))
+    assert len(summaries) == 4
+    for path, (content, mtime) in finished.items():  # kept as they were, not redone
+        assert path.read_bytes() == content and path.stat().st_mtime_ns == mtime
+    assert output.count("[skipped]") == len(finished) and output.count("[finished]") == 4 - len(finished)
+    with open(results / "index.csv", newline="") as f:
+        index = list(csv.DictReader(f))
+    assert sorted((r["method"], r["seed"]) for r in index) == [("bc", "0"), ("bc", "1"), ("fql", "0"), ("fql", "1")]
+    assert {r["data"] for r in index} == {"regenerated"}
+    record = json.loads(max((results / "sweeps").glob("smoke-*.json")).read_text())
+    assert record["counts"] == {"finished": 4 - len(finished), "skipped": len(finished), "failed": 0}
+    report = (reports / "REPORT.md").read_text()
+    assert "regenerated" in report and "Wall time of this invocation" in report
+    for name in ("main_table", "learning_curves", "kl_tracking", "kl_budget_sensitivity", "collapse"):
+        assert (reports / "figures" / "smoke" / f"{name}.png").stat().st_size > 10_000
+        assert (reports / "figures" / "smoke" / f"{name}.pdf").exists()
+    assert (reports / "tables" / "smoke" / "tasks.csv").exists()
+
+
+@pytest.mark.slow
+def test_one_failed_run_does_not_stop_the_others_and_is_reported_with_its_log(bench_cache, tmp_path):
+    results = tmp_path / "results"
+    # A corrupt run directory: a different unfinished config is refused by that run only.
+    blocked = results / "runs" / "smoke" / "fql" / TASK / "seed0"
+    blocked.mkdir(parents=True)
+    (blocked / "config.json").write_text(json.dumps({"run": {"method": "other"}}))
+    process = _reproduce(["--methods", "bc", "fql", "--reports", str(tmp_path / "reports")],
+                         _env(bench_cache, results))
+    output, _ = process.communicate(timeout=900)
+    assert process.returncode == 1, output
+    assert (results / "runs" / "smoke" / "bc" / TASK / "seed0" / "summary.json").exists()
+    assert "[failed] fql" in output and "different configuration" in output
+    assert str(blocked / "train.log") in output and "different configuration" in (blocked / "train.log").read_text()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_ray_backend_runs_a_two_run_smoke_sweep_on_a_local_cluster(bench_cache, tmp_path):
+    pytest.importorskip("ray")
+    ray_cli = Path(sys.executable).parent / "ray"
+    port = _free_port()
+    env = _env(bench_cache, tmp_path / "results")
+    env["RAY_USAGE_STATS_ENABLED"] = "0"
+    subprocess.run([str(ray_cli), "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
+                    "--disable-usage-stats"], check=True, env=env, cwd=tmp_path, capture_output=True)
+    try:
+        process = _reproduce(["--methods", "bc", "fql", "--backend", "ray", "--address", f"127.0.0.1:{port}",
+                              "--reports", str(tmp_path / "reports")], env)
+        output, _ = process.communicate(timeout=900)
+    finally:
+        subprocess.run([str(ray_cli), "stop", "--force"], env=env, capture_output=True)
+    assert process.returncode == 0, output
+    record = json.loads(next((tmp_path / "results" / "sweeps").glob("smoke-*.json")).read_text())
+    assert record["settings"]["backend"] == "ray" and record["counts"]["finished"] == 2
+    for method in ("bc", "fql"):
+        assert (tmp_path / "results" / "runs" / "smoke" / method / TASK / "seed0" / "summary.json").exists()
+
+
+@pytest.mark.slow
+def test_regression_gate_fails_when_a_band_is_above_the_measured_value(bench_cache, tmp_path):
+    def gate(min_success: float) -> subprocess.CompletedProcess:
+        bands = tmp_path / f"bands-{min_success}.csv"
+        bands.write_text("method,task,profile,seed,min_success,measured,source\n"
+                         f"bc,{TASK},smoke,0,{min_success},,test\n")
+        return subprocess.run([sys.executable, "-m", "bench", "regress", "--bands", str(bands), "--work",
+                               str(tmp_path / "work")], cwd=REPO, env=_env(bench_cache, tmp_path / "results"),
+                              capture_output=True, text=True, timeout=900)
+
+    above = gate(1.01)  # no success rate reaches it
+    assert above.returncode == 1, above.stdout + above.stderr
+    assert "| bc | " + TASK + " | smoke | 0 |" in above.stdout and "REGRESSED" in above.stdout
+    assert "regression gate FAILED" in above.stderr
+    at_zero = gate(0.0)
+    assert at_zero.returncode == 0, at_zero.stdout + at_zero.stderr
+    assert "| ok |" in at_zero.stdout
+
+
+def test_committed_bands_pin_a_matrix_that_can_fail():
+    from bench.regress import BANDS, band_from, read_bands
+
+    bands = read_bands(BANDS)
+    assert len(bands) >= 2
+    for band in bands:
+        assert 0.0 < band.min_success < 1.0, band  # a band at 0 could never fail
+        assert band.min_success == pytest.approx(band_from(float(band.measured)), abs=0.005)
