@@ -47,6 +47,18 @@ def _rel(path: Path, base: Path) -> str:
         return str(path)
 
 
+def _sweep_history(sweeps_dir: Path, profile: str) -> list[str]:
+    """One line per stored sweep of this profile: when and where the stored runs were trained."""
+    lines = []
+    for path in sorted(sweeps_dir.glob(f"{profile}-*.json")):
+        record = json.loads(path.read_text())
+        counts = record["counts"]
+        lines.append(f"  - `{path.name}`: {counts['finished']} trained, {counts['skipped']} skipped, "
+                     f"{counts['failed']} failed; sweep wall time {record['wall_time_s'] / 60:.1f} min on "
+                     f"`{record['driver']['host']}` ({record['settings']['backend']} backend)")
+    return ["- Sweeps stored for this profile (`results/sweeps/`):", *lines] if lines else []
+
+
 def _data_section(summaries: list[dict], run_dirs: list[Path]) -> list[str]:
     lines = []
     seen = set()
@@ -104,6 +116,7 @@ def write(path: Path, *, profile: Profile, command: str, selection: dict, outcom
         f"closed-form studies {wall_s['closed_form'] / 60:.1f} min, tables, figures and report "
         f"{wall_s['outputs'] / 60:.1f} min). Sum of the stored runs' own wall times: {run_seconds / 60:.1f} min "
         "(runs overlap when several workers run side by side).",
+        *_sweep_history(runs_root.parent.parent / "sweeps", profile.name),
         "- Data:",
         *_data_section(summaries, run_dirs),
         f"- Every run's directory (config, versions, hardware, data provenance, metrics, evaluations, log) is "
