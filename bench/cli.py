@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 import tyro
 
 from bench.errors import BenchError
+from bench.profiles import ProfileName
 
 
 def datagen(
@@ -44,7 +45,7 @@ def datagen(
 def train(
     method: str,
     task: str,
-    profile: Literal["smoke", "quick", "paper"] = "quick",
+    profile: ProfileName = "quick",
     seed: int = 0,
     source: Literal["official", "regenerated", "auto"] | None = None,
     dataset_dir: Path | None = None,
@@ -84,7 +85,7 @@ def train(
 
 
 def reproduce(
-    profile: Literal["smoke", "quick", "paper"] = "quick",
+    profile: ProfileName = "quick",
     methods: list[str] | None = None,
     domains: list[str] | None = None,
     tasks: list[str] | None = None,
@@ -169,7 +170,7 @@ def reproduce(
     wall["outputs"] = time.perf_counter() - outputs_began
     wall["total"] = time.perf_counter() - began
     path = report_module.write(
-        reports / "REPORT.md", profile=chosen, command="python -m bench reproduce " + " ".join(sys.argv[2:]),
+        reports / "REPORT.md", profile=chosen, command=" ".join(["python -m bench reproduce", *sys.argv[2:]]),
         selection=selection, outcomes=outcomes, runs_root=runs_root, tables_dir=tables_dir, figures=figure_paths,
         closed_dir=RESULTS_DIR / "closed-form", wall_s=wall)
     print(f"wrote {tables_dir}/, {reports / 'figures' / profile}/, {path}; sweep record {record}")
@@ -181,7 +182,7 @@ def reproduce(
 
 
 def figures(
-    profile: Literal["smoke", "quick", "paper"] = "quick",
+    profile: ProfileName = "quick",
     runs: Path | None = None,
     out: Path | None = None,
 ) -> None:
@@ -238,7 +239,7 @@ def curves(
 
 
 def tables(
-    profile: Literal["smoke", "quick", "paper"] = "quick",
+    profile: ProfileName = "quick",
     runs: Path | None = None,
     out: Path | None = None,
 ) -> None:

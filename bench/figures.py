@@ -108,6 +108,15 @@ def _save(fig, out_dir: Path, name: str) -> list[Path]:
     return paths
 
 
+def _plain_log_ticks(axis, values) -> None:
+    """Ticks at ``values`` written plainly (0.25, 1, 4) instead of a log axis's 10^x clutter."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+    axis.set_major_locator(FixedLocator(sorted(values)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_locator(NullLocator())
+
+
 def _mean_band(values: list[float]) -> tuple[float, float, float]:
     interval = task_interval(np.asarray(values))
     if interval.low is None:
@@ -220,8 +229,11 @@ def learning_curves(runs: list[dict], reference_dir: Path, label: str):
                              linewidth=0)
     axes[1].axvline(1_000_000, color="0.5", linestyle="--", linewidth=0.8)
     domains = sorted({t.split("-singletask")[0] for t in tasks})
+    fallback = not tasks or not {r["summary"]["task"] for r in default} & set(tasks)
     axes[1].set_title(f"Published (QAM paper, results/reference/): {', '.join(domains)}, {len(tasks)} tasks,\n"
-                      "mean over tasks and seeds, 95% CI", fontsize=9)
+                      "mean over tasks and seeds, 95% CI"
+                      + ("\n(no measured task is among the papers' tasks: a comparable domain)" if fallback else ""),
+                      fontsize=9)
     axes[1].set_xlabel("step (offline 1M, then online)")
     axes[1].set_ylim(0, 100)
     axes[1].legend(fontsize=7, ncol=2)
@@ -325,6 +337,8 @@ def kl_budget_sensitivity(runs: list[dict], closed_dir: Path, label: str):
     else:
         axes[0].text(0.5, 0.5, "no budget study in these runs", transform=axes[0].transAxes, ha="center")
     axes[0].set_xscale("log")
+    if by_budget:
+        _plain_log_ticks(axes[0].xaxis, by_budget)
     axes[0].set_xlabel("KL budget")
     axes[0].set_ylabel("final success rate (%)")
     axes[0].set_ylim(0, 100)
@@ -340,6 +354,8 @@ def kl_budget_sensitivity(runs: list[dict], closed_dir: Path, label: str):
     axes[1].plot(budgets, budgets, ":", color="black", label="KL = budget")
     axes[1].set_xscale("log")
     axes[1].set_yscale("log")
+    _plain_log_ticks(axes[1].xaxis, budgets)
+    _plain_log_ticks(axes[1].yaxis, budgets)
     axes[1].set_xlabel("KL budget")
     axes[1].set_ylabel("KL")
     twin = axes[1].twinx()

@@ -70,12 +70,12 @@ def _data_section(summaries: list[dict], run_dirs: list[Path]) -> list[str]:
             continue
         seen.add(key)
         if data.get("kind") == "regenerated":
-            lines.append(f"- `{manifest.get('dataset')}`: **regenerated** with ogbench {manifest.get('versions', {}).get('ogbench')} "
+            lines.append(f"  - `{manifest.get('dataset')}`: **regenerated** with ogbench {manifest.get('versions', {}).get('ogbench')} "
                          f"oracles, {manifest.get('episodes')} episodes x {manifest.get('recipe', {}).get('episode_length')} "
                          f"steps, seed {manifest.get('seed')} (not the official files)")
         else:
-            lines.append(f"- `{key[1]}`: {data.get('kind')} files")
-    return lines or ["- (no data records)"]
+            lines.append(f"  - `{key[1]}`: {data.get('kind')} files")
+    return lines or ["  - (no data records)"]
 
 
 def write(path: Path, *, profile: Profile, command: str, selection: dict, outcomes: list[Outcome],

@@ -89,12 +89,7 @@ def plan(profile: Profile, *, methods: Sequence[str] | None = None, domains: Seq
             study_tasks = [t for t in (resolve_task(x).name for x in study.tasks) if t in chosen_tasks]
             study_seeds = [s for s in study.seeds if s in chosen_seeds]
             runs += [config(study.method, t, s, o) for o in study.overrides() for t in study_tasks for s in study_seeds]
-    seen, unique = set(), []
-    for run in runs:
-        if run not in seen:
-            seen.add(run)
-            unique.append(run)
-    return unique
+    return list(dict.fromkeys(runs))  # each run once (narrowing can list one twice), in order
 
 
 def waves(runs: Sequence[RunConfig]) -> list[list[RunConfig]]:

@@ -172,7 +172,7 @@ def test_committed_bands_pin_a_matrix_that_can_fail():
     from bench.regress import BANDS, band_from, read_bands
 
     bands = read_bands(BANDS)
-    assert len(bands) >= 2
+    assert bands
     for band in bands:
         assert 0.0 < band.min_success < 1.0, band  # a band at 0 could never fail
         assert band.min_success == pytest.approx(band_from(float(band.measured)), abs=0.005)
