@@ -21,8 +21,19 @@ from pathlib import Path
 import numpy as np
 
 from bench.errors import BenchError
-from bench.figures import colour as method_colour
 from bench.runstore import write_atomic
+
+# One colour per method in every figure of the suite.
+COLOURS = {
+    "bc": "#8c564b", "trqam": "#d62728", "qam": "#1f77b4", "qam-e": "#17becf", "qam-f": "#9edae5",
+    "bam": "#aec7e8", "fql": "#2ca02c", "dsrl": "#ff7f0e", "ifql": "#9467bd", "cgql": "#c5b0d5",
+    "cgql-m": "#e377c2", "cgql-l": "#f7b6d2", "rebrac": "#bcbd22", "fbrac": "#dbdb8d", "fawac": "#98df8a",
+    "fedit": "#ffbb78", "qsm": "#c49c94", "dac": "#393b79", "rlpd": "#7f7f7f",
+}
+
+
+def colour(method: str) -> str:
+    return COLOURS.get(method.lower(), "#333333")
 
 
 def load_curve(run: Path) -> dict:
@@ -65,11 +76,11 @@ def plot(curves: list[dict], out: Path) -> list[Path]:
         values = [[v for c in runs for s2, _, v in c["points"] if s2 == s] for s in steps]
         mean = np.array([np.mean(v) for v in values])
         std = np.array([np.std(v) for v in values])
-        colour = method_colour(method)
+        shade = colour(method)
         ax.plot(steps, mean, marker="o", ms=3, label=f"{method.upper()} ({len(runs)} seed{'s' * (len(runs) > 1)})",
-                color=colour)
+                color=shade)
         if len(runs) > 1:
-            ax.fill_between(steps, mean - std, mean + std, alpha=0.2, color=colour)
+            ax.fill_between(steps, mean - std, mean + std, alpha=0.2, color=shade)
     boundaries = {c["offline_steps"] for c in curves if c["online_steps"] and c["offline_steps"]}
     for b in boundaries:
         ax.axvline(b, color="black", lw=0.8, ls="--")

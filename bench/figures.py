@@ -5,7 +5,7 @@
 Inputs: the runs under ``results/runs/PROFILE`` (summaries, ``metrics.csv``,
 ``evaluations.csv``), the published numbers under ``results/reference/`` and the
 closed-form studies under ``results/closed-form/`` (`bench.closed_form`). One colour per
-method throughout (`COLOURS`). Each figure's title says the profile and the data kind;
+method throughout (`bench.curves.COLOURS`). Each figure's title says the profile and the data kind;
 panels on the closed-form problem say so.
 
 * ``main_table``: success per domain, grouped bars per method with bootstrap 95% intervals;
@@ -27,11 +27,13 @@ import json
 import re
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from bench import closed_form
+from bench.curves import COLOURS, colour, load_curve
 from bench.errors import BenchError
 from bench.tables import (
     REFERENCE_DIR,
@@ -45,21 +47,10 @@ from bench.tables import (
 )
 from bench.tasks import DOMAINS_BY_NAME
 
-COLOURS = {
-    "bc": "#8c564b", "trqam": "#d62728", "qam": "#1f77b4", "qam-e": "#17becf", "qam-f": "#9edae5",
-    "bam": "#aec7e8", "fql": "#2ca02c", "dsrl": "#ff7f0e", "ifql": "#9467bd", "cgql": "#c5b0d5",
-    "cgql-m": "#e377c2", "cgql-l": "#f7b6d2", "rebrac": "#bcbd22", "fbrac": "#dbdb8d", "fawac": "#98df8a",
-    "fedit": "#ffbb78", "qsm": "#c49c94", "dac": "#393b79", "rlpd": "#7f7f7f",
-}
-ORDER = list(COLOURS)
-
-
-def colour(method: str) -> str:
-    return COLOURS.get(method.lower(), "#333333")
-
 
 def _sorted_methods(methods) -> list[str]:
-    return sorted(set(methods), key=lambda m: ORDER.index(m) if m in ORDER else len(ORDER))
+    order = list(COLOURS)
+    return sorted(set(methods), key=lambda m: order.index(m) if m in order else len(order))
 
 
 def _csv_rows(path: Path) -> list[dict]:
@@ -67,6 +58,16 @@ def _csv_rows(path: Path) -> list[dict]:
         return []
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What every figure draws from: the stored runs, the published numbers, the closed-form studies."""
+
+    runs: list[dict]  # `_runs`: each finished run's summary, config and logs
+    runs_root: Path
+    reference_dir: Path
+    closed_dir: Path
 
 
 def _runs(runs_root: Path) -> list[dict]:
@@ -99,7 +100,8 @@ def _save(fig, out_dir: Path, name: str) -> list[Path]:
     for suffix in ("png", "pdf"):
         path = out_dir / f"{name}.{suffix}"
         tmp = path.with_name(f".{path.name}.tmp.{suffix}")
-        fig.savefig(tmp, dpi=150, bbox_inches="tight")
+        metadata = {"CreationDate": None} if suffix == "pdf" else None  # the same file for the same results
+        fig.savefig(tmp, dpi=150, bbox_inches="tight", metadata=metadata)
         tmp.replace(path)
         paths.append(path)
     import matplotlib.pyplot as plt
@@ -125,10 +127,11 @@ def _mean_band(values: list[float]) -> tuple[float, float, float]:
 
 
 # ---- the main table ----------------------------------------------------------------------
-def main_table(runs: list[dict], runs_root: Path, reference_dir: Path, label: str):
+def main_table(inputs: Inputs):
     import matplotlib.pyplot as plt
 
-    measured = measured_successes(load_summaries(runs_root))
+    measured = measured_successes(load_summaries(inputs.runs_root))
+    reference_dir = inputs.reference_dir
     rows = [r for r in build(measured, load_qam_reference(reference_dir), load_trqam_reference(reference_dir),
                              profile="", official=False)["domains"] if r["phase"] == "offline"]
     domains = list(dict.fromkeys(r["domain"] for r in rows))
@@ -172,14 +175,7 @@ def main_table(runs: list[dict], runs_root: Path, reference_dir: Path, label: st
 # ---- learning curves ---------------------------------------------------------------------
 def _curve_points(run: dict) -> list[tuple[int, float]]:
     """(fine-tuning step, success): offline steps, then online steps counted on from there."""
-    offline = run["summary"]["steps"].get("offline", 0)
-    points = []
-    for row in run["evaluations"]:
-        if row["phase"] == "pretrain" and run["summary"]["method"] != "bc":
-            continue
-        step = int(row["step"]) + (offline if row["phase"] == "online" else 0)
-        points.append((0 if row["phase"] == "pretrain" else step, float(row["success_rate"])))
-    return points
+    return [(step, success) for step, _, success in load_curve(run["dir"])["points"]]
 
 
 def _draw_curves(ax, grouped: dict[str, dict[int, list[float]]], bc_level: dict[str, list[float]]):
@@ -193,10 +189,10 @@ def _draw_curves(ax, grouped: dict[str, dict[int, list[float]]], bc_level: dict[
         ax.axhline(100 * float(np.mean(values)), color=colour(method), linestyle=":", label=f"{method} (final)")
 
 
-def learning_curves(runs: list[dict], reference_dir: Path, label: str):
+def learning_curves(inputs: Inputs):
     import matplotlib.pyplot as plt
 
-    default = [r for r in runs if r["default"]]
+    default = [r for r in inputs.runs if r["default"]]
     grouped: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     bc_level: dict[str, list[float]] = defaultdict(list)
     for run in default:
@@ -207,7 +203,7 @@ def learning_curves(runs: list[dict], reference_dir: Path, label: str):
         # one value per (task, seed) at each step; averaged over tasks and seeds
         for step, success in _curve_points(run):
             grouped[method][step].append(success)
-    published = _published_curves(reference_dir, {r["summary"]["task"] for r in default})
+    published = _published_curves(inputs.reference_dir, {r["summary"]["task"] for r in default})
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     _draw_curves(axes[0], grouped, bc_level)
     online = max((r["summary"]["steps"].get("offline", 0) for r in default if r["summary"]["steps"].get("online")),
@@ -269,10 +265,10 @@ def _trace(run: dict, column: str) -> tuple[list[int], list[float]]:
     return [int(r["step"]) for r in rows], [float(r[column]) for r in rows]
 
 
-def kl_tracking(runs: list[dict], closed_dir: Path, label: str):
+def kl_tracking(inputs: Inputs):
     import matplotlib.pyplot as plt
 
-    trqam = [r for r in runs if r["summary"]["method"] == "trqam"]
+    trqam = [r for r in inputs.runs if r["summary"]["method"] == "trqam"]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     budgets = sorted({float(r["agent_config"]["kl_budget"]) for r in trqam})
     cmap = plt.get_cmap("Reds")
@@ -295,7 +291,7 @@ def kl_tracking(runs: list[dict], closed_dir: Path, label: str):
     axes[1].set_xlabel("offline fine-tuning step")
     axes[1].set_ylabel("lambda")
     axes[1].set_yscale("log")
-    rows = closed_form.read(closed_dir, "kl_tracking")
+    rows = closed_form.read(inputs.closed_dir, "kl_tracking")
     if not rows:
         _not_computed(axes[2])
         return fig
@@ -315,10 +311,10 @@ def kl_tracking(runs: list[dict], closed_dir: Path, label: str):
 
 
 # ---- KL-budget sensitivity -----------------------------------------------------------------
-def kl_budget_sensitivity(runs: list[dict], closed_dir: Path, label: str):
+def kl_budget_sensitivity(inputs: Inputs):
     import matplotlib.pyplot as plt
 
-    trqam = [r for r in runs if r["summary"]["method"] == "trqam"]
+    trqam = [r for r in inputs.runs if r["summary"]["method"] == "trqam"]
     study_tasks = {(r["summary"]["task"], r["summary"]["seed"]) for r in trqam if not r["default"]}
     by_budget: dict[float, list[float]] = defaultdict(list)
     for run in trqam:
@@ -345,7 +341,7 @@ def kl_budget_sensitivity(runs: list[dict], closed_dir: Path, label: str):
     tasks = sorted({t for t, _ in study_tasks})
     axes[0].set_title(f"OGBench: success vs KL budget\n({len(tasks)} task(s), {len(study_tasks)} task-seed pair(s))",
                       fontsize=9)
-    rows = closed_form.read(closed_dir, "budget_sensitivity")
+    rows = closed_form.read(inputs.closed_dir, "budget_sensitivity")
     if not rows:
         _not_computed(axes[1])
         return fig
@@ -371,12 +367,12 @@ def kl_budget_sensitivity(runs: list[dict], closed_dir: Path, label: str):
 
 
 # ---- collapse ----------------------------------------------------------------------------
-def collapse(runs: list[dict], closed_dir: Path, label: str):
+def collapse(inputs: Inputs):
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for method in ("qam", "trqam"):
-        chosen = [r for r in runs if r["summary"]["method"] == method and r["default"]]
+        chosen = [r for r in inputs.runs if r["summary"]["method"] == method and r["default"]]
         losses: dict[int, list[float]] = defaultdict(list)
         success: dict[int, list[float]] = defaultdict(list)
         for run in chosen:
@@ -403,7 +399,7 @@ def collapse(runs: list[dict], closed_dir: Path, label: str):
     axes[1].set_ylim(0, 100)
     axes[1].set_title("OGBench: success over training\n(95% CI over tasks x seeds)", fontsize=9)
     axes[1].legend(fontsize=7)
-    rows = closed_form.read(closed_dir, "critic_error")
+    rows = closed_form.read(inputs.closed_dir, "critic_error")
     if not rows:
         _not_computed(axes[2])
         return fig
@@ -425,12 +421,9 @@ def collapse(runs: list[dict], closed_dir: Path, label: str):
     return fig
 
 
-FIGURES: dict[str, Callable] = {
-    "main_table": lambda runs, root, ref, closed, label: main_table(runs, root, ref, label),
-    "learning_curves": lambda runs, root, ref, closed, label: learning_curves(runs, ref, label),
-    "kl_tracking": lambda runs, root, ref, closed, label: kl_tracking(runs, closed, label),
-    "kl_budget_sensitivity": lambda runs, root, ref, closed, label: kl_budget_sensitivity(runs, closed, label),
-    "collapse": lambda runs, root, ref, closed, label: collapse(runs, closed, label),
+FIGURES: dict[str, Callable[[Inputs], object]] = {
+    "main_table": main_table, "learning_curves": learning_curves, "kl_tracking": kl_tracking,
+    "kl_budget_sensitivity": kl_budget_sensitivity, "collapse": collapse,
 }
 
 
@@ -440,11 +433,11 @@ def write(runs_root: Path, out_dir: Path, profile: str, closed_dir: Path = close
     import matplotlib
 
     matplotlib.use("Agg")
-    runs = _runs(runs_root)
-    label = _label(runs, profile)
+    inputs = Inputs(_runs(runs_root), runs_root, reference_dir, closed_dir)
+    label = _label(inputs.runs, profile)
     paths = []
     for name, draw in FIGURES.items():
-        fig = draw(runs, runs_root, reference_dir, closed_dir, label)
+        fig = draw(inputs)
         fig.suptitle(label, fontsize=10, y=1.02)
         fig.tight_layout()
         paths += _save(fig, out_dir, name)
