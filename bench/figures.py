@@ -298,8 +298,10 @@ def kl_tracking(inputs: Inputs):
     for mode, style in (("internal", "-"), ("external", "--")):
         part = [r for r in rows if r["mode"] == mode]
         name = "TRQAM (internal KL)" if mode == "internal" else "external-KL ablation"
+        axes[2].plot([r["step"] for r in part], [r["path_kl"] for r in part], style, color=colour("trqam"),
+                     linewidth=0.7, alpha=0.6, label=f"{name}: path KL estimate")
         axes[2].plot([r["step"] for r in part], [r["kl_ema"] for r in part], style, color=colour("trqam"),
-                     label=f"{name}: realised KL")
+                     linewidth=2, label=f"{name}: its EMA (clipped at 2 x budget)")
         axes[2].plot([r["step"] for r in part], [r["lambda"] / 10 for r in part], style, color="0.4",
                      linewidth=0.8, label=f"{name}: lambda / 10")
     axes[2].axhline(rows[0]["budget"], color="black", linewidth=1, label=f"budget {rows[0]['budget']:g}")
