@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -171,9 +171,9 @@ def execute(run: RunConfig) -> Outcome:
 def run_local(runs: Sequence[RunConfig], workers: int, report: Callable[[Outcome], None]) -> list[Outcome]:
     outcomes = []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for outcome in pool.map(execute, runs):
-            report(outcome)
-            outcomes.append(outcome)
+        for future in as_completed([pool.submit(execute, run) for run in runs]):  # reported as they end
+            outcomes.append(future.result())
+            report(outcomes[-1])
     return outcomes
 
 
