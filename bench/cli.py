@@ -181,6 +181,13 @@ def reproduce(
         sys.exit(1)
 
 
+def _runs_and_out(profile: str, runs: Path | None, out: Path | None, kind: str) -> tuple[Path, Path]:
+    """The runs directory (default results/runs/PROFILE) and output directory (reports/KIND/PROFILE)."""
+    from bench.training import RESULTS_DIR
+
+    return runs or RESULTS_DIR / "runs" / profile, out or Path("reports") / kind / profile
+
+
 def figures(
     profile: ProfileName = "quick",
     runs: Path | None = None,
@@ -194,9 +201,8 @@ def figures(
         out: Output directory (default reports/figures/PROFILE).
     """
     from bench.figures import write
-    from bench.training import RESULTS_DIR
 
-    paths = write(runs or RESULTS_DIR / "runs" / profile, out or Path("reports/figures") / profile, profile)
+    paths = write(*_runs_and_out(profile, runs, out, "figures"), profile)
     print("wrote " + ", ".join(str(p) for p in paths))
 
 
@@ -251,9 +257,8 @@ def tables(
         out: Output directory (default reports/tables/PROFILE): tables.md, tasks.csv, domains.csv, overall.csv.
     """
     from bench.tables import write
-    from bench.training import RESULTS_DIR
 
-    paths = write(runs or RESULTS_DIR / "runs" / profile, out or Path("reports/tables") / profile, profile)
+    paths = write(*_runs_and_out(profile, runs, out, "tables"), profile)
     print("wrote " + ", ".join(str(p) for p in paths))
 
 

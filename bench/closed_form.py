@@ -17,7 +17,6 @@ stored as a CSV under ``results/closed-form/`` (computed once; delete the file t
 from __future__ import annotations
 
 import csv
-import io
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bench.runstore import write_atomic, write_json
+from bench.runstore import csv_text, write_atomic, write_json
 from bench.training import RESULTS_DIR
 from trqam import gaussian_problem as gp
 from trqam.dual import DualConfig
@@ -52,14 +51,6 @@ def _trqam(budget: float, external: bool = False) -> TRQAMConfig:
 def _expected_q(mean: np.ndarray, cov: np.ndarray) -> float:
     d = mean - np.asarray(gp.C)
     return float(-0.5 * (d @ np.asarray(gp.A) @ d + np.trace(np.asarray(gp.A) @ cov)))
-
-
-def _csv(rows: list[dict]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
 
 
 def kl_tracking() -> list[dict]:
@@ -123,7 +114,7 @@ def ensure(directory: Path = CLOSED_FORM_DIR, log: Callable[[str], None] = print
         if not path.exists():
             began = time.perf_counter()
             rows = study()
-            write_atomic(path, _csv(rows))
+            write_atomic(path, csv_text(rows))
             write_json(directory / f"{name}.json", {
                 "study": name, "problem": "trqam.gaussian_problem (ALGORITHMS.md s5)",
                 "wall_time_s": round(time.perf_counter() - began, 1), "versions": provenance.versions(),

@@ -24,7 +24,7 @@ from typing import Literal
 import numpy as np
 
 from bench.errors import BenchError
-from bench.files import sha256_file, waiting_lock
+from bench.files import file_lock, sha256_file
 from bench.tasks import Task
 
 Source = Literal["official", "regenerated", "auto"]
@@ -120,7 +120,7 @@ def _regenerated_files(task: Task, regen: Regeneration) -> DataFiles:
             "that are only downloadable); use --source official with the official files"
         )
     directory = cache_dir() / "datasets" / task.dataset / regen.tag
-    with waiting_lock(directory.parent / f"{regen.tag}.lock"):
+    with file_lock(directory.parent / f"{regen.tag}.lock"):
         manifest = datagen.read_manifest(directory, task.dataset)
         if manifest is None:
             datagen.generate(

@@ -45,7 +45,7 @@ from bench.tables import (
     paper_name,
     task_interval,
 )
-from bench.tasks import DOMAINS_BY_NAME
+from bench.tasks import DOMAINS_BY_NAME, resolve_task
 
 
 def _sorted_methods(methods) -> list[str]:
@@ -224,7 +224,7 @@ def learning_curves(inputs: Inputs):
         axes[1].fill_between(steps, np.subtract(means, sem), np.add(means, sem), color=colour(method), alpha=0.15,
                              linewidth=0)
     axes[1].axvline(1_000_000, color="0.5", linestyle="--", linewidth=0.8)
-    domains = sorted({t.split("-singletask")[0] for t in tasks})
+    domains = sorted({resolve_task(t).domain for t in tasks})
     fallback = not tasks or not {r["summary"]["task"] for r in default} & set(tasks)
     axes[1].set_title(f"Published (QAM paper, results/reference/): {', '.join(domains)}, {len(tasks)} tasks,\n"
                       "mean over tasks and seeds, 95% CI"
@@ -240,13 +240,13 @@ def _published_curves(reference_dir: Path, measured_tasks: set[str], fallback: s
     """The QAM paper's curves for the measured tasks' domains (all five tasks of each); when no
     measured task is in the paper's domains, those of ``fallback`` (a domain the suite's quick
     tasks resemble), so the published shape is always on the page."""
-    domains = {t.split("-singletask")[0] for t in measured_tasks} & set(DOMAINS_BY_NAME)
+    domains = {resolve_task(t).domain for t in measured_tasks} & set(DOMAINS_BY_NAME)
     domains = domains or {fallback}
     tasks: set[str] = set()
     curves: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     wanted = {paper_name(m) for m in ("trqam", "qam", "qam-e", "fql", "dsrl", "rlpd")}
     for row in _csv_rows(reference_dir / "qam_2601.14234_curves.csv"):
-        if row["task"].split("-singletask")[0] not in domains or row["method"] not in wanted:
+        if resolve_task(row["task"]).domain not in domains or row["method"] not in wanted:
             continue
         tasks.add(row["task"])
         per_seed = [float(row[f"seed{i}"]) for i in range(int(row["n_seeds"]))]

@@ -39,10 +39,11 @@ def derived_seed(*entropy: int) -> int:
 
 
 @contextlib.contextmanager
-def waiting_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``path``, waiting for another process that holds it (two runs
-    that need the same dataset regenerate it once: the second waits, then finds it)."""
+def file_lock(path: Path, *, wait: bool = True) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (released with the process, even when it is killed).
+    ``wait``: wait for another holder (two runs that need the same dataset regenerate it once:
+    the second waits, then finds it); otherwise raise ``BlockingIOError`` at once."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         yield

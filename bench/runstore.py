@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import fcntl
 import io
 import json
 import os
@@ -26,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
-from bench.files import temp_beside
+from bench.files import file_lock, temp_beside
 
 PHASE_ORDER = ("pretrain", "offline", "online")
 
@@ -43,6 +42,17 @@ def write_atomic(path: Path, text: str) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def csv_text(rows: list[dict[str, Any]], columns: list[str] | None = None) -> str:
+    """``rows`` as CSV text; the columns are ``columns`` or the union of the rows' keys, in order."""
+    if columns is None:
+        columns = list(dict.fromkeys(k for row in rows for k in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -76,14 +86,7 @@ class CsvLog:
         self._write()
 
     def _write(self) -> None:
-        columns: dict[str, None] = {}
-        for row in self.rows:
-            columns.update(dict.fromkeys(row))
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(self.rows)
-        write_atomic(self.path, buffer.getvalue())
+        write_atomic(self.path, csv_text(self.rows))
 
 
 @contextlib.contextmanager
@@ -91,10 +94,9 @@ def exclusive(directory: Path) -> Iterator[None]:
     """Hold ``directory/run.lock`` while training: a second process on the same run (two sweeps
     started by mistake) gets a clear error instead of interleaving checkpoints. The lock goes
     with the process, so a killed run never leaves it held."""
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / "run.lock", "w") as handle:
+    with contextlib.ExitStack() as held:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held.enter_context(file_lock(directory / "run.lock", wait=False))
         except BlockingIOError:
             raise BenchError(f"run directory {directory} is in use by another process; "
                              "let that run finish (or stop it) and run this again") from None

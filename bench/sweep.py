@@ -17,6 +17,7 @@ so that one of them (the ``bc`` run, where the matrix has one) trains it and the
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
@@ -32,6 +33,7 @@ from typing import Literal
 from bench.errors import BenchError, suggest
 from bench.methods import METHODS, get_method
 from bench.profiles import Profile
+from bench.runstore import csv_text, write_atomic, write_json
 from bench.tasks import DOMAINS_BY_ABBR, DOMAINS_BY_NAME, resolve_task
 from bench.training import RunConfig
 
@@ -43,7 +45,7 @@ LOG_TAIL_LINES = 15
 
 # ---- the matrix --------------------------------------------------------------------------
 def _domain_of(task_name: str) -> str:
-    return task_name.split("-singletask")[0]
+    return resolve_task(task_name).domain
 
 
 def resolve_domains(names: Sequence[str], available: Iterable[str]) -> set[str]:
@@ -273,12 +275,6 @@ INDEX_COLUMNS = ("profile", "method", "task", "seed", "variant", "final_success"
 def write_index(results_dir: Path) -> Path:
     """``results/index.csv``: one row per finished run under ``results_dir/runs`` (rebuilt from
     the summaries each time, so it never disagrees with them)."""
-    import csv
-    import io
-    import json
-
-    from bench.runstore import write_atomic
-
     rows = []
     for path in sorted((results_dir / "runs").glob("*/*/*/seed*/summary.json")):
         summary = json.loads(path.read_text())
@@ -293,12 +289,8 @@ def write_index(results_dir: Path) -> Path:
             "wall_time_s": summary.get("wall_time_s", ""), "finished_utc": summary.get("finished_utc", ""),
             "path": str(path.parent.relative_to(results_dir)),
         })
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=INDEX_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
     index = results_dir / "index.csv"
-    write_atomic(index, buffer.getvalue())
+    write_atomic(index, csv_text(rows, list(INDEX_COLUMNS)))
     return index
 
 
@@ -306,7 +298,6 @@ def write_record(results_dir: Path, profile: str, selection: dict, settings: Swe
                  outcomes: Sequence[Outcome], wall_s: float) -> Path:
     """``results/sweeps/PROFILE-UTCSTAMP.json``: what one sweep ran, where and how it ended."""
     from bench import provenance
-    from bench.runstore import write_json
 
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     path = results_dir / "sweeps" / f"{profile}-{stamp}.json"

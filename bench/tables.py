@@ -24,7 +24,6 @@ is within ``max(5 pp, 2 x the published std)``.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import re
 from collections import defaultdict
@@ -34,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.errors import BenchError
-from bench.runstore import write_atomic
+from bench.runstore import csv_text, write_atomic
 from bench.tasks import DOMAINS_BY_NAME, resolve_task
 
 REFERENCE_DIR = Path(__file__).resolve().parent.parent / "results" / "reference"
@@ -202,15 +201,6 @@ def _markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _csv(rows: list[dict]) -> str:
-    buffer = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    return buffer.getvalue()
-
-
 def write(runs_root: Path, out_dir: Path, profile: str, reference_dir: Path = REFERENCE_DIR) -> list[Path]:
     """``tables.md`` and one CSV per table under ``out_dir`` for the runs under ``runs_root``."""
     summaries = load_summaries(runs_root)
@@ -221,7 +211,7 @@ def write(runs_root: Path, out_dir: Path, profile: str, reference_dir: Path = RE
     paths = []
     for name, rows in tables.items():
         path = out_dir / f"{name}.csv"
-        write_atomic(path, _csv(rows))
+        write_atomic(path, csv_text(rows) if rows else "")
         paths.append(path)
     text = [
         f"# Success rates: profile `{profile}` against the published numbers",
