@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bench import compiled
 from bench.batches import sparse_rewards
 from bench.errors import BenchError
 from bench.files import derived_seed
@@ -61,15 +62,14 @@ class OnlineLoop:
         self.summary: dict[str, Any] | None = None
 
     def run(self, phase, phase_index: int, agent, first: int, step_keys, val_keys):
-        from bench.training import _sample_actions
-
-        owner, profile, task = self.owner, self.owner.profile, self.owner.task
-        method, seed = phase.method, owner.config.seed
+        profile, task = self.owner.profile, self.owner.task
+        run = self.loop.seeds[0]  # the online phase trains one seed per program
+        method, seed = phase.method, run.config.seed
         update_keys, act_keys = jax.random.split(step_keys)
         warmup = profile.online_warmup
         env = self.env_factory()
         obs_dim, action_dim = env.observation_space.shape[0], env.action_space.shape[0]
-        journal = TransitionJournal(self.loop.checkpoint.dir / JOURNAL_NAME, obs_dim, action_dim)
+        journal = TransitionJournal(run.checkpoint.dir / JOURNAL_NAME, obs_dim, action_dim)
         try:
             records = journal.read()
             collected = len(records)
@@ -102,7 +102,7 @@ class OnlineLoop:
             for t in range(first + 1, collected + 1):
                 buffer = rotate(buffer, t)
                 agent, metrics = update(agent, buffer.with_size(t), t)
-                self.loop.after_step(phase, phase_index, agent, t, metrics, val_keys,
+                self.loop.after_step(phase, phase_index, t, lambda i, a=agent: a, metrics, [val_keys],
                                      {"online/transitions": t, "online/episodes": int(episodes_done[t - 1])})
 
             # Interact.
@@ -116,7 +116,7 @@ class OnlineLoop:
                         chunk = np.random.default_rng(derived_seed(seed, phase_index, t, 1)).uniform(
                             -1.0, 1.0, (task.chunk_len, action_dim))
                     else:
-                        actions = _sample_actions(agent, jnp.asarray(observation, jnp.float32)[None],
+                        actions = compiled.sample_actions(agent, jnp.asarray(observation, jnp.float32)[None],
                                                   jax.random.fold_in(act_keys, t))
                         chunk = np.asarray(actions, np.float64).reshape(task.chunk_len, action_dim)
                     queue = list(np.clip(chunk, -1.0, 1.0))
@@ -133,7 +133,7 @@ class OnlineLoop:
                 else:
                     observation = next_observation
                 agent, metrics = update(agent, buffer, t)
-                self.loop.after_step(phase, phase_index, agent, t, metrics, val_keys,
+                self.loop.after_step(phase, phase_index, t, lambda i, a=agent: a, metrics, [val_keys],
                                      {"online/transitions": t, "online/episodes": episodes})
             self.summary = self._write_episodes(journal, phase, method, warmup, buffer)
             return agent
@@ -164,7 +164,7 @@ class OnlineLoop:
                                                   "success", "end"], lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
-        write_atomic(self.owner.dir / "episodes.csv", text.getvalue())
+        write_atomic(self.loop.seeds[0].dir / "episodes.csv", text.getvalue())
         finished = [r for r in rows if r["end"] in ("goal", "time limit")]
         return {
             "steps": phase.steps,

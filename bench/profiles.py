@@ -66,6 +66,9 @@ class Profile:
     seeds: tuple[int, ...]
     studies: tuple[Study, ...] = ()  # extra runs with one config value varied
     pretrain_eval_every: int = 0  # evaluation interval of the `bc` method's run (0: eval_every)
+    # Updates per host call (a `lax.scan` in `bench.compiled`); a call also ends at every log,
+    # evaluation, checkpoint and shard boundary. Speed only: the updates are the same.
+    updates_per_call: int = 100
 
     def for_task(self, task: Task) -> Profile:
         """Per-domain adjustments of the paper profile (TRQAM paper, 'Hyperparameters')."""

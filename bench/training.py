@@ -11,14 +11,16 @@ uninterrupted one; a killed online run keeps every transition it collected (see
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import math
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,9 +29,10 @@ from typing import Any, Literal
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from tqdm.auto import tqdm
 
-from bench import provenance
+from bench import compiled, provenance
 from bench.batches import TransitionData, sample_batch
 from bench.data import DataFiles, Source, cache_dir, load_split, resolve_files
 from bench.errors import BenchError
@@ -137,51 +140,79 @@ class ShardedData:
         return self._loaded[1]
 
 
-@eqx.filter_jit
-def _train_step(agent, data, key, batch_size: int, chunk_len: int, discount: float):
-    batch_key, update_key = jax.random.split(key)
-    batch = sample_batch(data, batch_key, batch_size, chunk_len, discount)
-    return agent.update(batch, update_key)
-
-
-@eqx.filter_jit
-def _validation_step(agent, data, key, batch_size: int, chunk_len: int, discount: float):
-    batch_key, loss_key = jax.random.split(key)
-    batch = sample_batch(data, batch_key, batch_size, chunk_len, discount)
-    return agent.validation_metrics(batch, loss_key)
-
-
-@eqx.filter_jit
-def _sample_actions(agent, observations, key):
-    return agent.sample_actions(observations, key)
-
-
 def _as_floats(metrics: dict[str, jax.Array]) -> dict[str, float]:
     return {k: float(v) for k, v in jax.device_get(metrics).items()}
 
 
+def _per_seed(metrics: dict[str, jax.Array], count: int) -> list[dict[str, float]]:
+    """Stacked metrics (leaves [S]; scalars when S = 1) as one dict of floats per seed."""
+    host = jax.device_get(metrics)
+    return [{k: float(np.atleast_1d(v)[i]) for k, v in host.items()} for i in range(count)]
+
+
 IDENTITY = ("method", "task", "profile", "seed", "source", "dataset_dir", "init", "overrides", "bc_seed",
             "online_steps")
+# What the seeds trained by one program must share (they differ in seed, bc_seed and out).
+SHARED = ("method", "task", "profile", "source", "dataset_dir", "init", "overrides", "online_steps")
+
+
+@dataclass
+class _Seed:
+    """One seed of a `Run`: its directory, logs, checkpoint and what it has measured."""
+
+    config: RunConfig
+    dir: Path
+    checkpoint: Checkpoint
+    logs: dict[str, CsvLog] = dataclasses.field(default_factory=dict)
+    began: float = 0.0  # perf_counter time at which its (possibly resumed) wall clock started
+    last_success: dict[str, float] = dataclasses.field(default_factory=dict)
+    online_summary: dict[str, Any] | None = None
+    pretrain_source: str | None = None
 
 
 class Run:
-    """One training run in its directory. `execute()` starts, resumes or reports it."""
+    """The runs of one method on one task with one config, for one or more seeds: the seeds
+    are trained side by side by one compiled program (`bench.compiled`), each keeping its own
+    run directory, logs, checkpoints and summary. `execute()` starts, resumes or reports them.
 
-    def __init__(self, config: RunConfig, *, progress: bool = True, on_step: Callable[[str, int], None] | None = None):
-        self.config = config
-        self.method = get_method(config.method)
-        self.task = resolve_task(config.task)
-        self.profile = get_profile(config.profile).for_task(self.task)
-        self.phases = plan_phases(self.method, self.profile, self.task, config)
-        self.dir = config.run_dir()
+    Seeds whose runs stand at different positions (one finished, one resumed from step 500,
+    one new) are trained as separate groups, so every seed continues exactly where it was.
+    The online phase steps one environment per run, so a run with an online phase trains its
+    seeds one after the other."""
+
+    def __init__(self, configs: RunConfig | Sequence[RunConfig], *, progress: bool = True,
+                 on_step: Callable[[str, int], None] | None = None):
+        configs = [configs] if isinstance(configs, RunConfig) else list(configs)
+        if not configs:
+            raise BenchError("no runs given")
+        for other in configs[1:]:
+            differs = [k for k in SHARED if getattr(other, k) != getattr(configs[0], k)]
+            if differs:
+                raise BenchError(f"seeds trained together must share {', '.join(differs)}: "
+                                 f"{configs[0]} and {other}; train them separately")
+        dirs = [c.run_dir() for c in configs]
+        if len(set(dirs)) != len(dirs):
+            raise BenchError(f"two runs of one group share a run directory: {[str(d) for d in dirs]}")
+        self.configs = configs
+        self.config = configs[0]  # the shared fields
+        self.method = get_method(self.config.method)
+        self.task = resolve_task(self.config.task)
+        self.profile = get_profile(self.config.profile).for_task(self.task)
+        self.phases = plan_phases(self.method, self.profile, self.task, self.config)
+        self.seeds = [_Seed(c, d, Checkpoint(d / "checkpoint")) for c, d in zip(configs, dirs, strict=True)]
         self.progress = progress
-        self.on_step = on_step  # called after every step; tests use it to interrupt a run
+        self.on_step = on_step  # called after every host call; tests use it to interrupt a run
+
+    @property
+    def dir(self) -> Path:
+        return self.seeds[0].dir
 
     # ---- records -------------------------------------------------------------------
-    def config_record(self) -> dict[str, Any]:
-        run = dataclasses.asdict(self.config)
-        run["source"] = self.config.source or self.profile.source
-        run["online_steps"] = self.config.resolved_online_steps()
+    def config_record(self, config: RunConfig | None = None) -> dict[str, Any]:
+        config = config or self.config
+        run = dataclasses.asdict(config)
+        run["source"] = config.source or self.profile.source
+        run["online_steps"] = config.resolved_online_steps()
         run.pop("out")
         return {
             "run": run,
@@ -195,37 +226,41 @@ class Run:
                      "chunk_len": self.task.chunk_len, "sparse_reward": self.task.sparse_reward},
         }
 
-    def _check_directory(self) -> dict | None:
+    def _check_directory(self, seed: _Seed) -> dict | None:
         """Return the summary of a finished run, or None; refuse a different config."""
-        summary, recorded = self.dir / "summary.json", self.dir / "config.json"
+        summary, recorded = seed.dir / "summary.json", seed.dir / "config.json"
         if summary.exists():
             previous = read_json(recorded)["run"] if recorded.exists() else {}
-            current = _jsonable(self.config_record())["run"]
+            current = _jsonable(self.config_record(seed.config))["run"]
             differs = [k for k in IDENTITY if k in previous and previous[k] != current[k]]
             if differs:
                 raise BenchError(
-                    f"run directory {self.dir} holds a finished run with another {', '.join(differs)}; "
+                    f"run directory {seed.dir} holds a finished run with another {', '.join(differs)}; "
                     "finished runs are never overwritten: pass another --out"
                 )
             return read_json(summary)
         if recorded.exists():
             previous = read_json(recorded)
-            if _jsonable(previous) != _jsonable(self.config_record()):
+            if _jsonable(previous) != _jsonable(self.config_record(seed.config)):
                 raise BenchError(
-                    f"run directory {self.dir} holds an unfinished run with a different configuration; "
+                    f"run directory {seed.dir} holds an unfinished run with a different configuration; "
                     "pass another --out, or delete that directory to start over"
                 )
         return None
 
     # ---- the loop ------------------------------------------------------------------
-    def execute(self) -> dict:
-        finished = self._check_directory()
-        if finished is not None:
-            return finished
-        with exclusive(self.dir):
-            return self._execute()
+    def execute(self) -> list[dict]:
+        """The summary of every seed, in the order given."""
+        summaries = {i: self._check_directory(seed) for i, seed in enumerate(self.seeds)}
+        pending = [i for i, s in summaries.items() if s is None]
+        if pending:
+            with contextlib.ExitStack() as locks:
+                for i in pending:
+                    locks.enter_context(exclusive(self.seeds[i].dir))
+                summaries |= self._execute([self.seeds[i] for i in pending], pending)
+        return [summaries[i] for i in range(len(self.seeds))]
 
-    def _execute(self) -> dict:
+    def _execute(self, seeds: list[_Seed], indices: list[int]) -> dict[int, dict]:
         import ogbench
 
         source = self.config.source or self.profile.source
@@ -235,91 +270,131 @@ class Run:
         val_data = TransitionData.from_ogbench(
             load_split(files.val, self.task, env), sparse_reward=self.task.sparse_reward
         )
-        write_json(self.dir / "config.json", self.config_record())
-        write_json(self.dir / "environment.json", {
-            "versions": provenance.versions(), "hardware": provenance.hardware(),
-            "code_revision": provenance.code_revision(),
-        })
-        write_json(self.dir / "data.json", files.provenance)
+        environment = {"versions": provenance.versions(), "hardware": provenance.hardware(),
+                       "code_revision": provenance.code_revision()}
+        for seed in seeds:
+            write_json(seed.dir / "config.json", self.config_record(seed.config))
+            write_json(seed.dir / "environment.json", environment)
+            write_json(seed.dir / "data.json", files.provenance)
+
+        # Group the seeds by where they stand; an online phase takes one seed at a time.
+        groups: dict[tuple, list[int]] = {}
+        for i, seed in enumerate(seeds):
+            start = self._start(seed, files)
+            key = (start[0], start[1]) + ((i,) if any(p.name == "online" for p in self.phases) else ())
+            groups.setdefault(key, []).append(i)
 
         from bench.evaluation import Evaluator
 
         evaluator = Evaluator(self.task.name, num_envs=min(self.profile.eval_envs, self.profile.eval_episodes))
         try:
-            return self._train(train_data, val_data, evaluator, files)
+            summaries = {}
+            for members in groups.values():
+                group = [seeds[i] for i in members]
+                for i, summary in zip(members, self._train(group, train_data, val_data, evaluator, files),
+                                      strict=True):
+                    summaries[indices[i]] = summary
+            return summaries
         finally:
             evaluator.close()
 
-    def _train(self, train_data: ShardedData, val_data: TransitionData, evaluator, files: DataFiles) -> dict:
-        cfg, profile, phases = self.config, self.profile, self.phases
-        logs = {"metrics": CsvLog(self.dir / "metrics.csv"), "evaluations": CsvLog(self.dir / "evaluations.csv")}
-        checkpoint = Checkpoint(self.dir / "checkpoint")
-        state = checkpoint.state()
-        start_phase, start_step, elapsed = 0, 0, 0.0
+    def _start(self, seed: _Seed, files: DataFiles) -> tuple[int, int, Path | None]:
+        """(phase index, step, agent file to load) at which ``seed``'s run continues."""
+        state = seed.checkpoint.state()
         if state is not None:
-            start_phase = [p.name for p in phases].index(state["phase"])
-            start_step, elapsed = state["step"], state["elapsed_s"]
-        for log in logs.values():
-            log.truncate_after(phases[start_phase].name, start_step)
+            return [p.name for p in self.phases].index(state["phase"]), state["step"], seed.checkpoint.agent_path
+        first = self.phases[0]
+        if first.name == "pretrain" and not first.evaluate:  # `bc` runs evaluate: never skipped
+            cached = self._bc_cache_path(first, files, seed.config)
+            if cached.exists():
+                seed.pretrain_source = f"cache: {cached}"
+                return 0, first.steps, cached
+        return 0, 0, None
+
+    def _train(self, seeds: list[_Seed], train_data: ShardedData, val_data: TransitionData, evaluator,
+               files: DataFiles) -> list[dict]:
+        profile, phases = self.profile, self.phases
+        starts = [self._start(seed, files) for seed in seeds]
+        start_phase, start_step = starts[0][:2]
+        now = time.perf_counter()
+        for seed in seeds:
+            state = seed.checkpoint.state()
+            seed.began = now - (state["elapsed_s"] if state else 0.0)
+            seed.logs = {"metrics": CsvLog(seed.dir / "metrics.csv"),
+                         "evaluations": CsvLog(seed.dir / "evaluations.csv")}
+            for log in seed.logs.values():
+                log.truncate_after(phases[start_phase].name, start_step)
+            for row in seed.logs["evaluations"].rows:  # evaluations kept from before a resume (in log order)
+                seed.last_success[row["phase"]] = float(row["success_rate"])
 
         total = sum(p.steps for p in phases)
         done_before = sum(p.steps for p in phases[:start_phase]) + start_step
+        names = ",".join(str(s.config.seed) for s in seeds)
         bar = tqdm(total=total, initial=done_before, disable=not self.progress, unit="step",
-                   desc=f"{cfg.method} {self.task.name} seed{cfg.seed}", dynamic_ncols=True,
-                   mininterval=0.5 if sys.stderr.isatty() else 30.0)
-        loop = _Loop(self, train_data, val_data, evaluator, checkpoint, logs, bar, time.perf_counter() - elapsed)
-        for row in logs["evaluations"].rows:  # evaluations kept from before a resume (in log order)
-            loop.last_success[row["phase"]] = float(row["success_rate"])
-        previous, pretrain_source = None, None
+                   desc=f"{self.config.method} {self.task.name} seed{'s' if len(seeds) > 1 else ''}{names}",
+                   dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30.0)
+        loop = _Loop(self, seeds, train_data, val_data, evaluator, bar)
+        previous = None
         for phase_index in range(start_phase, len(phases)):
             phase = phases[phase_index]
-            phase_key = jax.random.fold_in(jax.random.key(cfg.phase_seed(phase.name)), phase_index)
-            init_key, step_keys, val_keys = jax.random.split(phase_key, 3)
-            example = sample_batch(train_data.at_step(0), init_key, profile.batch_size, self.task.chunk_len,
-                                   profile.discount)
-            agent = self._create(phase, example, init_key, previous)
-            cached = self._bc_cache_path(phase, files) if phase.name == "pretrain" else None
-            first = 0
-            if state is not None and phase_index == start_phase:
-                agent, first = load_agent(checkpoint.agent_path, agent), start_step
-            elif cached is not None and cached.exists() and not phase.evaluate:  # `bc` runs evaluate: never skipped
-                agent, first, pretrain_source = load_agent(cached, agent), phase.steps, f"cache: {cached}"
-                bar.update(phase.steps)
+            keys = [jax.random.split(jax.random.fold_in(jax.random.key(s.config.phase_seed(phase.name)), phase_index),
+                                     3) for s in seeds]
+            init_keys, step_keys, val_keys = (jnp.stack([k[j] for k in keys]) for j in range(3))
+            agents = []
+            for i in range(len(seeds)):
+                example = sample_batch(train_data.at_step(0), init_keys[i], profile.batch_size,
+                                       self.task.chunk_len, profile.discount)
+                agent = self._create(phase, example, init_keys[i], None if previous is None
+                                     else compiled.unstack(previous, i))
+                resume = starts[i][2]
+                agents.append(load_agent(resume, agent) if phase_index == start_phase and resume else agent)
+            first = start_step if phase_index == start_phase else 0
+            stacked = compiled.stack(agents)
             if phase.name == "online":
                 from bench.online import OnlineLoop
 
                 online = OnlineLoop(loop, env_factory=self._make_env)
-                agent = online.run(phase, phase_index, agent, first, step_keys, val_keys)
-                loop.online_summary = online.summary
+                agent = online.run(phase, phase_index, compiled.unstack(stacked, 0), first, step_keys[0],
+                                   val_keys[0])
+                seeds[0].online_summary = online.summary
+                stacked = compiled.stack([agent])
             else:
-                agent = loop.run(phase, phase_index, agent, first, step_keys, val_keys)
-            if cached is not None and not cached.exists():
-                save_agent(cached, agent)  # reused by other methods' pretraining with the same setup
-                pretrain_source = pretrain_source or "trained in this run"
-            previous, state = agent, None
+                stacked = loop.run(phase, phase_index, stacked, first, step_keys, val_keys)
+            if phase.name == "pretrain":
+                for i, seed in enumerate(seeds):
+                    cached = self._bc_cache_path(phase, files, seed.config)
+                    if not cached.exists():
+                        save_agent(cached, compiled.unstack(stacked, i))  # reused by other methods' pretraining
+                        seed.pretrain_source = seed.pretrain_source or "trained in this run"
+            previous = stacked
         bar.close()
-        last_metrics = [r for r in logs["metrics"].rows if r["phase"] == phases[-1].name]
+        return [self._summarise(seed, [s.config.seed for s in seeds], files) for seed in seeds]
+
+    def _summarise(self, seed: _Seed, together: list[int], files: DataFiles) -> dict:
+        cfg, phases = seed.config, self.phases
+        last_metrics = [r for r in seed.logs["metrics"].rows if r["phase"] == phases[-1].name]
         summary = {
             "method": cfg.method,
             "task": self.task.name,
             "seed": cfg.seed,
-            "profile": profile.name,
-            "final_success": loop.last_success[phases[-1].name],
-            "success_by_phase": loop.last_success,
+            "profile": self.profile.name,
+            "final_success": seed.last_success[phases[-1].name],
+            "success_by_phase": seed.last_success,
             "steps": {p.name: p.steps for p in phases},
             "init": {"bc": None, "scratch": "scratch", "online": "scratch", "fine-tune": cfg.init}[self.method.pipeline],
-            "pretrain_source": pretrain_source,
-            "eval_episodes": profile.eval_episodes,
+            "pretrain_source": seed.pretrain_source,
+            "eval_episodes": self.profile.eval_episodes,
             "final_metrics": {k: float(v) for k, v in last_metrics[-1].items() if k not in ("phase", "step")}
             if last_metrics else {},
             "traces": _traces(last_metrics),
-            "online": loop.online_summary,
-            "wall_time_s": round(time.perf_counter() - loop.began, 1),
+            "online": seed.online_summary,
+            "wall_time_s": round(time.perf_counter() - seed.began, 1),
+            "seeds_in_program": together,  # trained side by side, sharing this wall time
             "data": {"kind": files.kind, "dataset": files.dataset},
             "hardware": provenance.hardware(),
             "finished_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         }
-        write_json(self.dir / "summary.json", summary)
+        write_json(seed.dir / "summary.json", summary)
         return summary
 
     def _make_env(self):
@@ -338,10 +413,10 @@ class Run:
         bc_actor = previous.actor if previous is not None else None
         return phase.method.agent_cls.create(example, phase.config, key, bc_actor=bc_actor)
 
-    def _bc_cache_path(self, phase: Phase, files: DataFiles) -> Path:
+    def _bc_cache_path(self, phase: Phase, files: DataFiles, config: RunConfig) -> Path:
         """Where BC pretraining with exactly this setup (task, data, config, steps, seed) is kept."""
         identity = {
-            "task": self.task.name, "seed": self.config.phase_seed(phase.name), "steps": phase.steps,
+            "task": self.task.name, "seed": config.phase_seed(phase.name), "steps": phase.steps,
             "batch_size": self.profile.batch_size, "discount": self.profile.discount,
             "config": dataclasses.asdict(phase.config), "data": files.provenance,
         }
@@ -351,74 +426,103 @@ class Run:
 
     def _evaluate(self, evaluator, agent, seed: int):
         def policy(observations, key):
-            return _sample_actions(agent, jnp.asarray(observations), key)
+            return compiled.sample_actions(agent, jnp.asarray(observations), key)
 
         return evaluator.evaluate(policy, num_episodes=self.profile.eval_episodes, seed=seed,
                                   chunk_len=self.task.chunk_len)
 
     @staticmethod
-    def _check_finite(values: dict[str, float], phase: str, step: int, checkpoint: Checkpoint) -> None:
+    def _check_finite(values: dict[str, float], phase: str, step: int, seed: _Seed) -> None:
         bad = [k for k, v in values.items() if not math.isfinite(v)]
         if bad:
-            state = checkpoint.state()
-            last = f"{checkpoint.dir} ({state['phase']} step {state['step']})" if state else "none yet"
+            state = seed.checkpoint.state()
+            last = f"{seed.checkpoint.dir} ({state['phase']} step {state['step']})" if state else "none yet"
             raise BenchError(
-                f"training diverged: {', '.join(bad)} became non-finite at {phase} step {step}; "
-                f"last good checkpoint: {last}; lower the learning rate or check the data"
+                f"training diverged: {', '.join(bad)} became non-finite at {phase} step {step} "
+                f"(seed {seed.config.seed}); last good checkpoint: {last}; lower the learning rate or check the data"
             )
 
 
 class _Loop:
-    """The step loop of an offline phase, and what every step of any phase ends with:
-    log, validate, evaluate, checkpoint (`after_step`)."""
+    """The step loop of an offline phase, and what every host call of any phase ends with:
+    log, validate, evaluate, checkpoint (`after_step`), for every seed of the group."""
 
-    def __init__(self, owner: Run, train_data, val_data, evaluator, checkpoint, logs, bar, began: float):
-        self.owner, self.train_data, self.val_data, self.evaluator = owner, train_data, val_data, evaluator
-        self.checkpoint, self.logs, self.bar, self.began = checkpoint, logs, bar, began
-        self.last_success: dict[str, float] = {}
-        self.online_summary: dict[str, Any] | None = None
+    def __init__(self, owner: Run, seeds: list[_Seed], train_data, val_data, evaluator, bar):
+        self.owner, self.seeds, self.train_data, self.val_data = owner, seeds, train_data, val_data
+        self.evaluator, self.bar = evaluator, bar
         self._window = (time.perf_counter(), 0)  # start of the steps/s window, steps in it
 
-    def run(self, phase: Phase, phase_index: int, agent, first: int, step_keys, val_keys):
+    def boundaries(self, phase: Phase) -> list[int]:
+        """Steps at which the host must act: log, evaluate, checkpoint, change shard."""
+        profile = self.owner.profile
+        every = [profile.log_every, profile.checkpoint_every, profile.shard_interval]
+        return [b for b in every + ([phase.eval_every] if phase.evaluate else []) if b > 0]
+
+    def count(self, phase: Phase, step: int) -> int:
+        """Updates in the host call starting at ``step``: up to the profile's updates_per_call,
+        ending at the next boundary."""
+        following = min([phase.steps] + [(step // b + 1) * b for b in self.boundaries(phase)])
+        return min(self.owner.profile.updates_per_call, following - step)
+
+    def run(self, phase: Phase, phase_index: int, agents, first: int, step_keys, val_keys):
         profile, task = self.owner.profile, self.owner.task
         self.start_window()
-        for step in range(first, phase.steps):
-            agent, metrics = _train_step(agent, self.train_data.at_step(step), jax.random.fold_in(step_keys, step),
-                                         profile.batch_size, task.chunk_len, profile.discount)
-            self.after_step(phase, phase_index, agent, step + 1, metrics, val_keys)
-        return agent
+        step = first
+        while step < phase.steps:
+            count = self.count(phase, step)
+            agents, metrics = compiled.train_steps(agents, self.train_data.at_step(step), step_keys,
+                                                   jnp.asarray(step, jnp.int32), count, profile.batch_size,
+                                                   task.chunk_len, profile.discount)
+            step += count
+            self.after_step(phase, phase_index, step, functools.cache(lambda i, a=agents: compiled.unstack(a, i)),
+                            metrics, val_keys, count=count)
+        return agents
 
     def start_window(self) -> None:
         self._window = (time.perf_counter(), 0)
 
-    def after_step(self, phase: Phase, phase_index: int, agent, done: int, metrics, val_keys,
-                   extra: dict[str, float] | None = None) -> None:
-        """Bookkeeping after step ``done`` of ``phase``; ``metrics`` is None when no update ran
-        (the online warm-up); ``extra`` adds columns to the metrics row."""
-        profile, task, seed = self.owner.profile, self.owner.task, self.owner.config.seed
-        self.bar.update(1)
-        self._window = (self._window[0], self._window[1] + 1)
+    def after_step(self, phase: Phase, phase_index: int, done: int, agent_of: Callable[[int], Any], metrics,
+                   val_keys, extra: dict[str, float] | None = None, count: int = 1) -> None:
+        """Bookkeeping after step ``done`` of ``phase`` (``count`` steps since the last call).
+        ``agent_of(i)`` is seed i's agent; ``metrics`` the last update's, leaves [S] (None when
+        no update ran: the online warm-up); ``val_keys`` [S]; ``extra`` adds columns to the
+        metrics rows."""
+        profile, task = self.owner.profile, self.owner.task
+        self.bar.update(count)
+        self._window = (self._window[0], self._window[1] + count)
         if metrics is not None and (done % profile.log_every == 0 or done == phase.steps):
-            values = _as_floats(metrics)
-            self.owner._check_finite(values, phase.name, done, self.checkpoint)
-            val = _as_floats(_validation_step(agent, self.val_data, jax.random.fold_in(val_keys, done),
-                                              profile.batch_size, task.chunk_len, profile.discount))
+            values = _per_seed(metrics, len(self.seeds))
+            for seed, seed_values in zip(self.seeds, values, strict=True):
+                self.owner._check_finite(seed_values, phase.name, done, seed)
             now = time.perf_counter()
-            self.logs["metrics"].append({"phase": phase.name, "step": done, **values,
-                                         **{f"val/{k}": v for k, v in val.items()}, **(extra or {}),
-                                         "steps_per_s": round(self._window[1] / (now - self._window[0]), 2),
-                                         "wall_s": round(now - self.began, 2)})
-            self._window = (now, 0)
+            rate = round(self._window[1] / (now - self._window[0]), 2)
+            for i, seed in enumerate(self.seeds):
+                val = _as_floats(_validation_step(agent_of(i), self.val_data, jax.random.fold_in(val_keys[i], done),
+                                                  profile.batch_size, task.chunk_len, profile.discount))
+                seed.logs["metrics"].append({"phase": phase.name, "step": done, **values[i],
+                                             **{f"val/{k}": v for k, v in val.items()}, **(extra or {}),
+                                             "steps_per_s": rate, "wall_s": round(now - seed.began, 2)})
+            self._window = (time.perf_counter(), 0)
         if phase.evaluate and (done % phase.eval_every == 0 or done == phase.steps):
-            result = self.owner._evaluate(self.evaluator, agent, derived_seed(seed, phase_index, done))
-            self.last_success[phase.name] = result.success_rate
-            self.logs["evaluations"].append({"phase": phase.name, "step": done, **result.to_dict(),
-                                             "wall_s": round(time.perf_counter() - self.began, 2)})
-            self.bar.set_postfix(success=f"{result.success_rate:.2f}")
+            for i, seed in enumerate(self.seeds):
+                result = self.owner._evaluate(self.evaluator, agent_of(i), derived_seed(seed.config.seed,
+                                                                                         phase_index, done))
+                seed.last_success[phase.name] = result.success_rate
+                seed.logs["evaluations"].append({"phase": phase.name, "step": done, **result.to_dict(),
+                                                 "wall_s": round(time.perf_counter() - seed.began, 2)})
+            self.bar.set_postfix(success="/".join(f"{s.last_success[phase.name]:.2f}" for s in self.seeds))
         if done % profile.checkpoint_every == 0 or done == phase.steps:
-            self.checkpoint.save(agent, phase.name, done, time.perf_counter() - self.began)
+            for i, seed in enumerate(self.seeds):
+                seed.checkpoint.save(agent_of(i), phase.name, done, time.perf_counter() - seed.began)
         if self.owner.on_step is not None:
             self.owner.on_step(phase.name, done)
+
+
+@eqx.filter_jit
+def _validation_step(agent, data, key, batch_size: int, chunk_len: int, discount: float):
+    batch_key, loss_key = jax.random.split(key)
+    batch = sample_batch(data, batch_key, batch_size, chunk_len, discount)
+    return agent.validation_metrics(batch, loss_key)
 
 
 class Checkpoint:
@@ -467,4 +571,11 @@ def _jsonable(record: Any) -> Any:
 
 def train(config: RunConfig, *, progress: bool = True, on_step: Callable[[str, int], None] | None = None) -> dict:
     """Run (or resume, or report) one training run; returns its summary."""
-    return Run(config, progress=progress, on_step=on_step).execute()
+    return Run(config, progress=progress, on_step=on_step).execute()[0]
+
+
+def train_seeds(configs: Sequence[RunConfig], *, progress: bool = True,
+                on_step: Callable[[str, int], None] | None = None) -> list[dict]:
+    """Run (or resume, or report) the runs of several seeds of one method, task and config,
+    trained side by side in one compiled program; returns their summaries."""
+    return Run(configs, progress=progress, on_step=on_step).execute()

@@ -1,0 +1,143 @@
+"""The compiled training step: K updates per host call, S seeds per program.
+
+The agents of S seeds are stacked along a leading axis (`stack`) and trained by one
+program (`train_steps`): `eqx.filter_vmap` over the seeds (parameters, optimiser state
+and keys) of a `lax.scan` over K updates, each sampling its batch inside the program
+from ``fold_in(step_key, step)``, so the host only dispatches once per K updates and the
+batches are exactly those of a one-update-per-call loop. Every method's update is a pure
+function of (agent, batch, key), so every method vectorises this way; the dataset is
+shared by the seeds (not copied).
+
+    agents = stack([agent_seed0, agent_seed1])        # leading axis: seeds
+    agents, metrics = train_steps(agents, data, step_keys, jnp.asarray(first), count, ...)
+    unstack(agents, 1)                                # seed 1's agent, for saving or acting
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import re
+from collections.abc import Sequence
+from typing import TypeVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Int, PRNGKeyArray
+
+from bench.batches import TransitionData, sample_batch
+from trqam.agent import Metrics
+
+AgentT = TypeVar("AgentT", bound=eqx.Module)
+
+
+def stack(agents: Sequence[AgentT]) -> AgentT:
+    """S agents of one structure as one agent whose arrays have a leading seed axis."""
+    params = [eqx.filter(a, eqx.is_array) for a in agents]
+    static = eqx.filter(agents[0], eqx.is_array, inverse=True)
+    return eqx.combine(jax.tree.map(lambda *xs: jnp.stack(xs), *params), static)
+
+
+@eqx.filter_jit
+def _take(agents: AgentT, index: Int[Array, ""]) -> AgentT:
+    return jax.tree.map(lambda x: x[index] if eqx.is_array(x) else x, agents)
+
+
+def unstack(agents: AgentT, index: int) -> AgentT:
+    """Seed ``index``'s agent out of a stack (one compiled gather, whatever the index)."""
+    return _take(agents, jnp.asarray(index, jnp.int32))
+
+
+def num_seeds(agents: eqx.Module) -> int:
+    return jax.tree.leaves(eqx.filter(agents, eqx.is_array))[0].shape[0]
+
+
+@eqx.filter_jit
+def train_steps(
+    agents: AgentT,
+    data: TransitionData,
+    step_keys: PRNGKeyArray,  # [S]: each seed's phase key
+    first: Int[Array, ""],  # the steps run are first .. first + count - 1 (a traced value: no recompile)
+    count: int,
+    batch_size: int,
+    chunk_len: int,
+    discount: float,
+) -> tuple[AgentT, Metrics]:
+    """``count`` updates of every seed; returns the agents and each seed's metrics of the last
+    update (leaves [S])."""
+
+    def one_seed(agent, step_key):
+        def update(agent, step):
+            batch_key, update_key = jax.random.split(jax.random.fold_in(step_key, step))
+            return agent.update(sample_batch(data, batch_key, batch_size, chunk_len, discount), update_key)
+
+        agent, metrics = jax.lax.scan(update, agent, first + jnp.arange(count))
+        return agent, jax.tree.map(lambda m: m[-1], metrics)
+
+    return eqx.filter_vmap(one_seed)(agents, step_keys)
+
+
+@eqx.filter_jit
+def validation_metrics(agents: AgentT, data: TransitionData, keys: PRNGKeyArray, batch_size: int, chunk_len: int,
+                       discount: float) -> Metrics:
+    """Each seed's losses on a held-out batch (leaves [S]); ``keys`` [S]."""
+
+    def one_seed(agent, key):
+        batch_key, loss_key = jax.random.split(key)
+        return agent.validation_metrics(sample_batch(data, batch_key, batch_size, chunk_len, discount), loss_key)
+
+    return eqx.filter_vmap(one_seed)(agents, keys)
+
+
+@eqx.filter_jit
+def sample_actions(agent: eqx.Module, observations, key: PRNGKeyArray):
+    """One agent's actions for a batch of observations (evaluation, online acting)."""
+    return agent.sample_actions(observations, key)
+
+
+class CompileLog(logging.Handler):
+    """Records every program XLA compiles while active (``jax.log_compiles``), by name and
+    argument signature:
+
+        with CompileLog() as log:
+            ...
+        log.names       # ['jit(train_steps)', ...]
+        log.repeated(['train_steps'])  # compiled twice for the same signature: recompilations
+    """
+
+    LOGGER = "jax._src.interpreters.pxla"
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.compiled: list[tuple[str, str]] = []  # (name, argument shapes and types)
+        self._stack = contextlib.ExitStack()
+
+    @property
+    def names(self) -> list[str]:
+        return [name for name, _ in self.compiled]
+
+    def emit(self, record: logging.LogRecord) -> None:
+        match = re.match(r"Compiling (\S+) with global shapes and types (.*)\. Argument mapping", record.getMessage())
+        if match:
+            self.compiled.append((match.group(1), match.group(2)))
+
+    def count(self, name: str) -> int:
+        return self.names.count(f"jit({name})")
+
+    def repeated(self, names: Sequence[str]) -> list[str]:
+        """Those of ``names`` compiled more than once for the same argument signature. (Eager
+        primitives recompile per static parameter, which the signature does not show.)"""
+        seen = collections.Counter(c for c in self.compiled if c[0] in {f"jit({n})" for n in names})
+        return [name for (name, _), n in seen.items() if n > 1]
+
+    def __enter__(self) -> CompileLog:
+        logger = logging.getLogger(self.LOGGER)
+        self._stack.enter_context(jax.log_compiles())
+        logger.addHandler(self)
+        self._stack.callback(logger.removeHandler, self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stack.close()
