@@ -136,6 +136,7 @@ def test_training_does_not_recompile_after_warm_up_or_between_phases(bench_cache
     the loop compiles once; no program compiles twice for the same arguments (the switch to
     the online phase reuses the offline phase's acting, validation and unstacking programs);
     nothing at all compiles after the offline phase's first evaluation or the first online update."""
+    jax.clear_caches()  # programs compiled by earlier tests in this process would not show
     compiles_at: list[tuple[str, int, int]] = []
     with compiled.CompileLog() as log:
         train(RunConfig("trqam", SMOKE_TASK, profile="smoke", init="scratch", online_steps=20, out=tmp_path / "run"),
