@@ -47,6 +47,7 @@ def train(
     task: str,
     profile: ProfileName = "quick",
     seed: int = 0,
+    seeds: list[int] | None = None,
     source: Literal["official", "regenerated", "auto"] | None = None,
     dataset_dir: Path | None = None,
     out: Path | None = None,
@@ -63,6 +64,7 @@ def train(
         task: OGBench singletask name (cube-double-play-singletask-task1-v0) or short form (c2-task1).
         profile: smoke (seconds, for tests), quick (CPU-sized, minutes) or paper (published settings).
         seed: Run seed (network init, batches, evaluation episodes).
+        seeds: Several seeds instead of --seed, trained side by side by one compiled program; each keeps its own run directory (with --out: OUT/seedN).
         source: Data source: official OGBench files, regenerated with ogbench's oracles, or auto (official if present, else regenerated). Default: the profile's (auto for smoke/quick, official for paper).
         dataset_dir: Directory of the official files (default ~/.ogbench/data): DATASET.npz + DATASET-val.npz, or shards DOMAIN-...-NNN.npz.
         out: Run directory (default results/runs/PROFILE/METHOD/TASK/seedSEED).
@@ -72,16 +74,16 @@ def train(
         set: Overrides of the method's config, KEY=VALUE (e.g. kl_budget=0.5, external_kl=true, frozen_base=true, inv_temp=3).
         progress: Show a progress bar.
     """
-    from bench.training import RunConfig
-    from bench.training import train as run_training
+    from bench.training import RunConfig, train_seeds
 
-    config = RunConfig(method=method, task=task, profile=profile, seed=seed, source=source,
-                       dataset_dir=dataset_dir, out=out, init=init, overrides=tuple(set), bc_seed=bc_seed,
-                       online_steps=online_steps)
-    summary = run_training(config, progress=progress)
-    phases = ", ".join(f"{phase} {success:.3f}" for phase, success in summary["success_by_phase"].items())
-    print(f"{summary['method']} on {summary['task']} (seed {summary['seed']}, {summary['profile']}, "
-          f"{summary['data']['kind']} data): success {phases} -> {config.run_dir()}")
+    chosen = list(dict.fromkeys(seeds)) if seeds else [seed]
+    configs = [RunConfig(method=method, task=task, profile=profile, seed=s, source=source, dataset_dir=dataset_dir,
+                         out=out / f"seed{s}" if out is not None and seeds else out, init=init,
+                         overrides=tuple(set), bc_seed=bc_seed, online_steps=online_steps) for s in chosen]
+    for config, summary in zip(configs, train_seeds(configs, progress=progress), strict=True):
+        phases = ", ".join(f"{phase} {success:.3f}" for phase, success in summary["success_by_phase"].items())
+        print(f"{summary['method']} on {summary['task']} (seed {summary['seed']}, {summary['profile']}, "
+              f"{summary['data']['kind']} data): success {phases} -> {config.run_dir()}")
 
 
 def reproduce(
@@ -100,6 +102,7 @@ def reproduce(
     address: str | None = None,
     cpus_per_run: float = 1.0,
     gpus_per_run: float = 0.0,
+    seeds_per_program: int = 8,
     reports: Path = Path("reports"),
     dry_run: bool = False,
 ) -> None:
@@ -118,10 +121,11 @@ def reproduce(
         studies: Also run the profile's studies (the KL-budget sensitivity runs).
         closed_form: Compute the closed-form studies for the figures (once; stored under results/closed-form/).
         backend: local (a pool of processes on this machine) or ray (a Ray cluster).
-        workers: Local backend: runs side by side (default: one per core, at most one per 6 GiB of RAM).
+        workers: Local backend: programs side by side (default: one per core, at most one per 6 GiB of RAM).
         address: Ray backend: the cluster to join (e.g. auto, or ray://HOST:10001); default: start one here.
-        cpus_per_run: Ray backend: CPUs requested per run.
-        gpus_per_run: Ray backend: GPUs requested per run (e.g. 1, or 0.25 to pack four runs per GPU).
+        cpus_per_run: Ray backend: CPUs requested per program.
+        gpus_per_run: Ray backend: GPUs requested per program (e.g. 1, or 0.25 to pack four per GPU).
+        seeds_per_program: Runs that differ only in their seed are trained side by side by one compiled program, this many at most (1: one process per run). Runs with an online phase: one per program.
         reports: Where the tables, figures and REPORT.md go.
         dry_run: List the runs and stop.
     """
@@ -147,7 +151,7 @@ def reproduce(
         print(f"{len(runs)} runs")
         return
     settings = SweepSettings(backend=backend, workers=workers, address=address, cpus_per_run=cpus_per_run,
-                             gpus_per_run=gpus_per_run)
+                             gpus_per_run=gpus_per_run, seeds_per_program=seeds_per_program)
     print(f"{len(runs)} runs of profile {profile} ({backend} backend)", flush=True)
     outcomes = sweep(runs, settings)
     sweep_s = time.perf_counter() - began

@@ -1,14 +1,17 @@
 """Sweeps: a profile's matrix of runs, executed on this machine or on a Ray cluster.
 
-Every run is one ``python -m bench train`` process (the run function of `bench.training`,
-with its checkpoints and resume), so a crash, a NaN or an out-of-memory kill in one run
-cannot take the others down, and its log (``train.log`` in the run directory) says why.
-Both backends execute the same `execute` function; they differ only in who starts it:
+Runs that differ only in their seed are trained side by side by one compiled program
+(`bench.compiled`), up to ``seeds_per_program`` of them (runs with an online phase: one).
+Every program is one ``python -m bench train`` process (the run function of
+`bench.training`, with its checkpoints and resume), so a crash, a NaN or an out-of-memory
+kill in one program cannot take the others down, and its log (``train.log`` in each of its
+run directories) says why. Both backends execute the same `execute` function; they differ
+only in who starts it:
 
 * ``local``: a pool of ``workers`` processes on this machine;
-* ``ray``: one Ray task per run (``--address`` joins an existing cluster; each task asks for
-  ``cpus_per_run`` CPUs and ``gpus_per_run`` GPUs). Workers must see this repository and the
-  results directory at the same path (a shared file system), as on a typical cluster.
+* ``ray``: one Ray task per program (``--address`` joins an existing cluster; each task asks
+  for ``cpus_per_run`` CPUs and ``gpus_per_run`` GPUs). Workers must see this repository and
+  the results directory at the same path (a shared file system), as on a typical cluster.
 
 A sweep is idempotent: finished runs (``summary.json`` present) are skipped, interrupted ones
 resume from their last checkpoint. Runs that would pretrain the same BC checkpoint are ordered
@@ -17,6 +20,9 @@ so that one of them (the ``bc`` run, where the matrix has one) trains it and the
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import itertools
 import json
 import os
 import platform
@@ -128,9 +134,25 @@ class Outcome:
     error: str = ""  # the log's last lines, for a failed run
 
 
-def train_command(run: RunConfig) -> list[str]:
+def programs(runs: Sequence[RunConfig], seeds_per_program: int) -> list[list[RunConfig]]:
+    """The runs grouped into programs: runs equal in all but their seed, at most
+    ``seeds_per_program`` per program, in the order of their first run. A run with an
+    online phase (one environment per run) is a program of its own."""
+    groups: dict[tuple, list[RunConfig]] = {}
+    for run in runs:
+        alone = run.resolved_online_steps() > 0 or seeds_per_program <= 1
+        key = (dataclasses.replace(run, seed=0, out=None), run.seed if alone else None)
+        groups.setdefault(key, []).append(run)
+    size = max(1, seeds_per_program)
+    return [group[i:i + size] for group in groups.values() for i in range(0, len(group), size)]
+
+
+def train_command(runs: Sequence[RunConfig]) -> list[str]:
+    """The ``python -m bench train`` command of one program (runs equal in all but their seed)."""
+    run = runs[0]
+    seeds = ["--seed", str(run.seed)] if len(runs) == 1 else ["--seeds", *(str(r.seed) for r in runs)]
     command = [sys.executable, "-m", "bench", "train", "--method", run.method, "--task", run.task,
-               "--profile", run.profile, "--seed", str(run.seed), "--init", run.init]
+               "--profile", run.profile, *seeds, "--init", run.init]
     if run.source is not None:
         command += ["--source", run.source]
     if run.dataset_dir is not None:
@@ -146,40 +168,58 @@ def train_command(run: RunConfig) -> list[str]:
     return command
 
 
-def execute(run: RunConfig) -> Outcome:
-    """Run (or resume, or skip) one run in its own process; never raises for a failed run."""
-    directory = run.run_dir()
-    log = directory / LOG_NAME
-    common = dict(run_dir=str(directory), method=run.method, task=run.task, seed=run.seed,
-                  overrides=run.overrides, host=platform.node(), log=str(log))
-    if (directory / "summary.json").exists():
-        return Outcome(status="skipped", seconds=0.0, **common)
-    directory.mkdir(parents=True, exist_ok=True)
+def execute(runs: Sequence[RunConfig]) -> list[Outcome]:
+    """Run (or resume, or skip) the runs of one program in their own process; never raises
+    for a failed run. The process's output goes to ``train.log`` in every one of its run
+    directories."""
+    def outcome(run: RunConfig, status, seconds=0.0, error=""):
+        directory = run.run_dir()
+        return Outcome(run_dir=str(directory), method=run.method, task=run.task, seed=run.seed,
+                       overrides=run.overrides, status=status, seconds=seconds, host=platform.node(),
+                       log=str(directory / LOG_NAME), error=error)
+
+    finished = [r for r in runs if (r.run_dir() / "summary.json").exists()]
+    pending = [r for r in runs if r not in finished]
+    outcomes = [outcome(r, "skipped") for r in finished]
+    if not pending:
+        return outcomes
+    command = train_command(pending)
     began = time.perf_counter()
-    with open(log, "a") as out:
-        out.write(f"\n# {datetime.now(UTC).isoformat(timespec='seconds')} on {platform.node()}: "
-                  f"{' '.join(train_command(run)[1:])}\n")
-        out.flush()
-        code = subprocess.run(train_command(run), cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
-                              env={**os.environ, "PYTHONUNBUFFERED": "1"}).returncode
+    with contextlib.ExitStack() as stack:
+        logs = []
+        for run in pending:
+            run.run_dir().mkdir(parents=True, exist_ok=True)
+            logs.append(stack.enter_context(open(run.run_dir() / LOG_NAME, "a")))
+        header = f"\n# {datetime.now(UTC).isoformat(timespec='seconds')} on {platform.node()}: {' '.join(command[1:])}\n"
+        process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                   errors="replace", env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        for line in itertools.chain([header], process.stdout):
+            for log in logs:
+                log.write(line)
+                log.flush()
+        code = process.wait()
     seconds = round(time.perf_counter() - began, 1)
-    if code == 0 and (directory / "summary.json").exists():
-        return Outcome(status="finished", seconds=seconds, **common)
-    tail = log.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
-    return Outcome(status="failed", seconds=seconds, error=f"exit code {code}\n" + "\n".join(tail), **common)
-
-
-# ---- backends ----------------------------------------------------------------------------
-def run_local(runs: Sequence[RunConfig], workers: int, report: Callable[[Outcome], None]) -> list[Outcome]:
-    outcomes = []
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for future in as_completed([pool.submit(execute, run) for run in runs]):  # reported as they end
-            outcomes.append(future.result())
-            report(outcomes[-1])
+    for run in pending:
+        if code == 0 and (run.run_dir() / "summary.json").exists():
+            outcomes.append(outcome(run, "finished", seconds))
+        else:
+            tail = (run.run_dir() / LOG_NAME).read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+            outcomes.append(outcome(run, "failed", seconds, f"exit code {code}\n" + "\n".join(tail)))
     return outcomes
 
 
-def run_ray(runs: Sequence[RunConfig], address: str | None, cpus_per_run: float, gpus_per_run: float,
+# ---- backends ----------------------------------------------------------------------------
+def run_local(jobs: Sequence[Sequence[RunConfig]], workers: int, report: Callable[[Outcome], None]) -> list[Outcome]:
+    outcomes = []
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for future in as_completed([pool.submit(execute, job) for job in jobs]):  # reported as they end
+            for outcome in future.result():
+                outcomes.append(outcome)
+                report(outcome)
+    return outcomes
+
+
+def run_ray(jobs: Sequence[Sequence[RunConfig]], address: str | None, cpus_per_run: float, gpus_per_run: float,
             report: Callable[[Outcome], None]) -> list[Outcome]:
     try:
         import ray
@@ -191,21 +231,23 @@ def run_ray(runs: Sequence[RunConfig], address: str | None, cpus_per_run: float,
         env = {"PYTHONPATH": str(REPO), **{k: v for k, v in os.environ.items() if k.startswith("TRQAM_BENCH_")}}
         ray.init(address=address, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": env})
     remote = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=0)(execute)
-    pending = {remote.remote(run): run for run in runs}
+    pending = {remote.remote(list(job)): job for job in jobs}
     outcomes = []
     try:
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:
-                run = pending.pop(ref)
+                job = pending.pop(ref)
                 try:
-                    outcome = ray.get(ref)
-                except Exception as exc:  # the worker itself died (not the run: execute never raises)
-                    outcome = Outcome(run_dir=str(run.run_dir()), method=run.method, task=run.task, seed=run.seed,
-                                      overrides=run.overrides, status="failed", seconds=0.0, host="?",
-                                      log=str(run.run_dir() / LOG_NAME), error=f"Ray task failed: {exc}")
-                report(outcome)
-                outcomes.append(outcome)
+                    results = ray.get(ref)
+                except Exception as exc:  # the worker itself died (not the runs: execute never raises)
+                    results = [Outcome(run_dir=str(run.run_dir()), method=run.method, task=run.task, seed=run.seed,
+                                       overrides=run.overrides, status="failed", seconds=0.0, host="?",
+                                       log=str(run.run_dir() / LOG_NAME), error=f"Ray task failed: {exc}")
+                               for run in job]
+                for outcome in results:
+                    report(outcome)
+                    outcomes.append(outcome)
     finally:
         if started_here:
             ray.shutdown()
@@ -215,10 +257,11 @@ def run_ray(runs: Sequence[RunConfig], address: str | None, cpus_per_run: float,
 @dataclass(frozen=True)
 class SweepSettings:
     backend: Backend = "local"
-    workers: int | None = None  # local: parallel runs (default: one per core, at most 2 per 12 GiB)
+    workers: int | None = None  # local: parallel programs (default: one per core, at most 2 per 12 GiB)
     address: str | None = None  # ray: cluster address ("auto", "ray://host:10001"); None starts one here
-    cpus_per_run: float = 1.0
-    gpus_per_run: float = 0.0
+    cpus_per_run: float = 1.0  # per program
+    gpus_per_run: float = 0.0  # per program
+    seeds_per_program: int = 8  # seeds trained side by side by one compiled program (1: one process per run)
 
 
 def default_workers() -> int:
@@ -236,10 +279,11 @@ def sweep(runs: Sequence[RunConfig], settings: SweepSettings = SweepSettings(),
     report = report or _print_outcome
     outcomes: list[Outcome] = []
     for wave in waves(runs):
+        jobs = programs(wave, settings.seeds_per_program)
         if settings.backend == "ray":
-            outcomes += run_ray(wave, settings.address, settings.cpus_per_run, settings.gpus_per_run, report)
+            outcomes += run_ray(jobs, settings.address, settings.cpus_per_run, settings.gpus_per_run, report)
         else:
-            outcomes += run_local(wave, settings.workers or default_workers(), report)
+            outcomes += run_local(jobs, settings.workers or default_workers(), report)
     return outcomes
 
 

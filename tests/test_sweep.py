@@ -17,7 +17,7 @@ import pytest
 
 from bench.errors import BenchError
 from bench.profiles import get_profile
-from bench.sweep import plan, waves
+from bench.sweep import plan, programs, waves
 
 REPO = Path(__file__).resolve().parent.parent
 TASK = "cube-single-play-singletask-task1-v0"
@@ -45,6 +45,18 @@ def test_narrowing_by_methods_tasks_and_seeds():
     quick = plan(get_profile("quick"))
     assert {r.method for r in quick} >= {"bc", "trqam", "qam", "qam-e", "fql", "dsrl"}
     assert len({r.task for r in quick}) >= 2 and len({r.seed for r in quick}) >= 2
+
+
+def test_runs_differing_only_in_seed_share_a_program():
+    runs = plan(get_profile("quick"))
+    jobs = programs(runs, seeds_per_program=8)
+    assert sum(len(j) for j in jobs) == len(runs) == 26
+    assert all(len({(r.method, r.task, r.overrides) for r in job}) == 1 for job in jobs)
+    assert sorted(len(j) for j in jobs) == [1, 1] + [2] * 12  # the two study runs have one seed each
+    assert [len(j) for j in programs(runs, seeds_per_program=1)] == [1] * 26
+    online = plan(get_profile("quick"), methods=["qam"], tasks=["cube-single-play-singletask-task1-v0"],
+                  online_steps=100)
+    assert [len(j) for j in programs(online, seeds_per_program=8)] == [1, 1]  # one environment per run
 
 
 def test_unknown_names_are_clear_errors():
@@ -95,6 +107,10 @@ def test_killed_sweep_rerun_finishes_the_rest_without_redoing_finished_runs(benc
         index = list(csv.DictReader(f))
     assert sorted((r["method"], r["seed"]) for r in index) == [("bc", "0"), ("bc", "1"), ("fql", "0"), ("fql", "1")]
     assert {r["data"] for r in index} == {"regenerated"}
+    for seed in (0, 1):  # each method's two seeds were trained by one program
+        assert "--seeds 0 1" in (runs_root / "fql" / TASK / f"seed{seed}" / "train.log").read_text()
+        assert json.loads((runs_root / "fql" / TASK / f"seed{seed}" / "summary.json").read_text())[
+            "seeds_in_program"] == [0, 1]
     record = json.loads(max((results / "sweeps").glob("smoke-*.json")).read_text())
     assert record["counts"] == {"finished": 4 - len(finished), "skipped": len(finished), "failed": 0}
     report = (reports / "REPORT.md").read_text()
