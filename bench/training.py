@@ -368,9 +368,9 @@ class Run:
                         seed.pretrain_source = seed.pretrain_source or "trained in this run"
             previous = stacked
         bar.close()
-        return [self._summarise(seed, [s.config.seed for s in seeds], files) for seed in seeds]
+        return [self._summarise(seed, [s.config.seed for s in seeds], files, loop.time_split()) for seed in seeds]
 
-    def _summarise(self, seed: _Seed, together: list[int], files: DataFiles) -> dict:
+    def _summarise(self, seed: _Seed, together: list[int], files: DataFiles, split: dict[str, float]) -> dict:
         cfg, phases = seed.config, self.phases
         last_metrics = [r for r in seed.logs["metrics"].rows if r["phase"] == phases[-1].name]
         summary = {
@@ -390,6 +390,9 @@ class Run:
             "online": seed.online_summary,
             "wall_time_s": round(time.perf_counter() - seed.began, 1),
             "seeds_in_program": together,  # trained side by side, sharing this wall time
+            # This invocation of the program (after a resume: since the resume). The online
+            # phase's updates and environment steps are in the total only.
+            "time_split_s": split,
             "data": {"kind": files.kind, "dataset": files.dataset},
             "hardware": provenance.hardware(),
             "finished_utc": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -451,6 +454,15 @@ class _Loop:
         self.owner, self.seeds, self.train_data, self.val_data = owner, seeds, train_data, val_data
         self.evaluator, self.bar = evaluator, bar
         self._window = (time.perf_counter(), 0)  # start of the steps/s window, steps in it
+        # Where this invocation's wall time went (seconds): the first host call of each phase
+        # (compilation and its updates), the other compiled updates, evaluation, logging with
+        # validation, checkpoints; `time_split` adds the total.
+        self.seconds = {"first_call": 0.0, "updates": 0.0, "evaluation": 0.0, "logging": 0.0, "checkpoints": 0.0}
+        self.began = time.perf_counter()
+
+    def time_split(self) -> dict[str, float]:
+        return {**{k: round(v, 2) for k, v in self.seconds.items()},
+                "total": round(time.perf_counter() - self.began, 2)}
 
     def boundaries(self, phase: Phase) -> list[int]:
         """Steps at which the host must act: log, evaluate, checkpoint, change shard."""
@@ -470,9 +482,11 @@ class _Loop:
         step = first
         while step < phase.steps:
             count = self.count(phase, step)
-            agents, metrics = compiled.train_steps(agents, self.train_data.at_step(step), step_keys,
-                                                   jnp.asarray(step, jnp.int32), count, profile.batch_size,
-                                                   task.chunk_len, profile.discount)
+            began = time.perf_counter()
+            agents, metrics = jax.block_until_ready(compiled.train_steps(
+                agents, self.train_data.at_step(step), step_keys, jnp.asarray(step, jnp.int32), count,
+                profile.batch_size, task.chunk_len, profile.discount))
+            self.seconds["first_call" if step == first else "updates"] += time.perf_counter() - began
             step += count
             self.after_step(phase, phase_index, step, functools.cache(lambda i, a=agents: compiled.unstack(a, i)),
                             metrics, val_keys, count=count)
@@ -491,6 +505,7 @@ class _Loop:
         self.bar.update(count)
         self._window = (self._window[0], self._window[1] + count)
         if metrics is not None and (done % profile.log_every == 0 or done == phase.steps):
+            began = time.perf_counter()
             values = _per_seed(metrics, len(self.seeds))
             for seed, seed_values in zip(self.seeds, values, strict=True):
                 self.owner._check_finite(seed_values, phase.name, done, seed)
@@ -503,7 +518,9 @@ class _Loop:
                                              **{f"val/{k}": v for k, v in val.items()}, **(extra or {}),
                                              "steps_per_s": rate, "wall_s": round(now - seed.began, 2)})
             self._window = (time.perf_counter(), 0)
+            self.seconds["logging"] += self._window[0] - began
         if phase.evaluate and (done % phase.eval_every == 0 or done == phase.steps):
+            began = time.perf_counter()
             for i, seed in enumerate(self.seeds):
                 result = self.owner._evaluate(self.evaluator, agent_of(i), derived_seed(seed.config.seed,
                                                                                          phase_index, done))
@@ -511,9 +528,12 @@ class _Loop:
                 seed.logs["evaluations"].append({"phase": phase.name, "step": done, **result.to_dict(),
                                                  "wall_s": round(time.perf_counter() - seed.began, 2)})
             self.bar.set_postfix(success="/".join(f"{s.last_success[phase.name]:.2f}" for s in self.seeds))
+            self.seconds["evaluation"] += time.perf_counter() - began
         if done % profile.checkpoint_every == 0 or done == phase.steps:
+            began = time.perf_counter()
             for i, seed in enumerate(self.seeds):
                 seed.checkpoint.save(agent_of(i), phase.name, done, time.perf_counter() - seed.began)
+            self.seconds["checkpoints"] += time.perf_counter() - began
         if self.owner.on_step is not None:
             self.owner.on_step(phase.name, done)
 

@@ -49,7 +49,14 @@ class CriticEnsemble(eqx.Module):
 
 
 def batch_q(critic: CriticEnsemble, obs: Float[Array, "B obs"], actions: Float[Array, "B act"]) -> Float[Array, "B K"]:
-    return jax.vmap(critic)(obs, actions)
+    """Every member on the whole batch: the same values as ``jax.vmap(critic)``, with the
+    members as the outer axis, so each layer is one batched matrix product over members with
+    [K, B, H] activations. On the CPU this layout makes the paper-size critic's forward pass
+    ~30% and its backward pass ~20% faster than vmapping over the batch first
+    (reports/benchmarks/BENCHMARKS.md)."""
+    x = jnp.concatenate([obs, actions], axis=-1)
+    q = eqx.filter_vmap(lambda member: jax.vmap(member)(x)[:, 0])(critic.members)  # [K, B]
+    return q.T
 
 
 def pessimistic(q: Float[Array, "B K"], rho: float) -> Float[Array, " B"]:
