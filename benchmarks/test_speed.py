@@ -10,7 +10,7 @@ sampled inside the program), on a synthetic dataset with cube-double's shapes.
   bodies once), achieved FLOP/s and its ratio to the matmul ceiling measured in this run.
 * `test_vectorised_seeds`: per-seed update throughput with S = 1, 4 and 8 seeds per program.
 * `test_trqam_breakdown`: where TRQAM's paper-size update spends its time, and the critic
-  layout change that removed the largest waste (members outer, `trqam.critic.batch_q`).
+  layout change that removed the largest waste (members outer, `CriticEnsemble.on_batch`).
 * `test_training_loop_split`: a real training run (quick profile, cube-single): the share of
   wall time spent outside the compiled update.
 """
@@ -144,8 +144,6 @@ def _part(name: str, fn, subject) -> dict:
 def test_trqam_breakdown(benchmark, data):
     """The parts of TRQAM's paper-size update, each compiled alone, with FLOPs and rates;
     and the critic evaluated in the old (batch outer) and new (members outer) layouts."""
-    from trqam import critic as critic_module
-
     agent = make_agent("trqam", "paper", data)
     batch = sample_batch(data, jax.random.key(2), 256, CHUNK, 0.99)
     key = jax.random.key(3)
@@ -173,9 +171,9 @@ def test_trqam_breakdown(benchmark, data):
         "critic forward+backward, batch outer (before)": lambda c: eqx.filter_grad(
             lambda c: jnp.sum(_batch_outer_q(c, obs, actions) ** 2))(c),
         "critic forward+backward, members outer (now)": lambda c: eqx.filter_grad(
-            lambda c: jnp.sum(critic_module.batch_q(c, obs, actions) ** 2))(c),
+            lambda c: jnp.sum(c.on_batch(obs, actions) ** 2))(c),
         "grad_a Q, batch outer (before)": lambda c: jax.grad(lambda a: jnp.sum(_batch_outer_q(c, obs, a)))(actions),
-        "grad_a Q, members outer (now)": lambda c: jax.grad(lambda a: jnp.sum(critic_module.batch_q(c, obs, a)))(
+        "grad_a Q, members outer (now)": lambda c: jax.grad(lambda a: jnp.sum(c.on_batch(obs, a)))(
             actions),
     }
     rows = [_part(name, fn, subject) for table, subject in ((parts, agent), (layouts, critic))

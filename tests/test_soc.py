@@ -132,3 +132,16 @@ def test_td_target_critic_loss_and_polyak():
     mixed = polyak(critic, other, 0.25)
     w = lambda m: m.members.layers[0].weight  # noqa: E731
     np.testing.assert_allclose(w(mixed), 0.75 * w(critic) + 0.25 * w(other), rtol=1e-6)
+
+
+def test_critic_on_batch_equals_the_per_example_critic():
+    """`CriticEnsemble.on_batch` (members outer) gives exactly what vmapping the per-example
+    critic over the batch gives, values and gradients."""
+    critic = CriticEnsemble(5, 3, (16, 16), 4, key=jax.random.key(0))
+    obs = jax.random.normal(jax.random.key(1), (7, 5))
+    actions = jax.random.uniform(jax.random.key(2), (7, 3), minval=-1, maxval=1)
+    np.testing.assert_allclose(critic.on_batch(obs, actions), jax.vmap(critic)(obs, actions), rtol=1e-5, atol=1e-6)
+    assert critic.on_batch(obs, actions).shape == (7, 4)
+    by_batch = jax.grad(lambda a: jnp.sum(jnp.sin(jax.vmap(critic)(obs, a))))(actions)
+    by_members = jax.grad(lambda a: jnp.sum(jnp.sin(critic.on_batch(obs, a))))(actions)
+    np.testing.assert_allclose(by_members, by_batch, rtol=1e-5, atol=1e-6)
