@@ -93,7 +93,8 @@ def write(path: Path, *, profile: Profile, command: str, selection: dict, outcom
         hidden=hidden, critics=profile.num_critics, pretrain=profile.pretrain_steps, offline=profile.offline_steps,
         seeds=len(selection.get("seeds") or profile.seeds), episodes=profile.regeneration.episodes,
         tasks=", ".join(selection.get("tasks") or profile.tasks))
-    run_seconds = sum(float(s.get("wall_time_s", 0.0)) for s in summaries)
+    # Seeds trained by one program share its wall time: count it once.
+    run_seconds = sum(float(s.get("wall_time_s", 0.0)) / len(s.get("seeds_in_program") or [0]) for s in summaries)
     lines = [
         f"# Report: profile `{profile.name}`",
         "",
@@ -116,8 +117,8 @@ def write(path: Path, *, profile: Profile, command: str, selection: dict, outcom
         f"finished before it (kept, not redone), {counts.get('failed', 0)} failed.",
         f"- Wall time of this invocation: {wall_s['total'] / 60:.1f} min (sweep {wall_s['sweep'] / 60:.1f} min, "
         f"closed-form studies {wall_s['closed_form'] / 60:.1f} min, tables, figures and report "
-        f"{wall_s['outputs'] / 60:.1f} min). Sum of the stored runs' own wall times: {run_seconds / 60:.1f} min "
-        "(runs overlap when several workers run side by side).",
+        f"{wall_s['outputs'] / 60:.1f} min). Sum of the stored programs' own wall times: {run_seconds / 60:.1f} min "
+        "(seeds trained by one program counted once; programs overlap when several workers run side by side).",
         *_sweep_history(runs_root.parent.parent / "sweeps", profile.name),
         "- Data:",
         *_data_section(summaries, run_dirs),
