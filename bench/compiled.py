@@ -11,6 +11,9 @@ shared by the seeds (not copied).
     agents = stack([agent_seed0, agent_seed1])        # leading axis: seeds
     agents, metrics = train_steps(agents, data, step_keys, jnp.asarray(first), count, ...)
     unstack(agents, 1)                                # seed 1's agent, for saving or acting
+
+The other programs of the loop live here too: validation, acting and the online phase's
+update (one seed, one update per environment step).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Int, PRNGKeyArray
 
 from bench.batches import TransitionData, sample_batch
+from bench.replay import ReplayBuffer
 from trqam.agent import Metrics
 
 AgentT = TypeVar("AgentT", bound=eqx.Module)
@@ -80,15 +84,19 @@ def train_steps(
 
 
 @eqx.filter_jit
-def validation_metrics(agents: AgentT, data: TransitionData, keys: PRNGKeyArray, batch_size: int, chunk_len: int,
+def validation_metrics(agent: eqx.Module, data: TransitionData, key: PRNGKeyArray, batch_size: int, chunk_len: int,
                        discount: float) -> Metrics:
-    """Each seed's losses on a held-out batch (leaves [S]); ``keys`` [S]."""
+    """One agent's training losses on a held-out batch (logged beside the training metrics)."""
+    batch_key, loss_key = jax.random.split(key)
+    return agent.validation_metrics(sample_batch(data, batch_key, batch_size, chunk_len, discount), loss_key)
 
-    def one_seed(agent, key):
-        batch_key, loss_key = jax.random.split(key)
-        return agent.validation_metrics(sample_batch(data, batch_key, batch_size, chunk_len, discount), loss_key)
 
-    return eqx.filter_vmap(one_seed)(agents, keys)
+@eqx.filter_jit
+def online_update(agent: AgentT, buffer: ReplayBuffer, key: PRNGKeyArray, batch_size: int, chunk_len: int,
+                  discount: float, offline_fraction: float | None) -> tuple[AgentT, Metrics]:
+    """One update of the online phase, on a batch from the replay buffer (one per environment step)."""
+    batch_key, update_key = jax.random.split(key)
+    return agent.update(buffer.sample(batch_key, batch_size, chunk_len, discount, offline_fraction), update_key)
 
 
 @eqx.filter_jit

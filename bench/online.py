@@ -45,14 +45,6 @@ from bench.runstore import write_atomic
 JOURNAL_NAME = "online-transitions.bin"
 
 
-@eqx.filter_jit
-def _online_update(agent, buffer: ReplayBuffer, key, batch_size: int, chunk_len: int, discount: float,
-                   offline_fraction: float | None):
-    batch_key, update_key = jax.random.split(key)
-    batch = buffer.sample(batch_key, batch_size, chunk_len, discount, offline_fraction)
-    return agent.update(batch, update_key)
-
-
 class OnlineLoop:
     """Runs (or resumes) the online phase of one run; `summary` describes it afterwards."""
 
@@ -90,7 +82,7 @@ class OnlineLoop:
             def update(agent, buffer, t):
                 if t < warmup:
                     return agent, None
-                return _online_update(agent, buffer, jax.random.fold_in(update_keys, t), profile.batch_size,
+                return compiled.online_update(agent, buffer, jax.random.fold_in(update_keys, t), profile.batch_size,
                                       task.chunk_len, profile.discount, method.offline_fraction)
 
             def rotate(buffer, t):  # the 10M/100M sets: the offline part is the shard of the moment

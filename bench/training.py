@@ -26,7 +26,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -512,7 +511,7 @@ class _Loop:
             now = time.perf_counter()
             rate = round(self._window[1] / (now - self._window[0]), 2)
             for i, seed in enumerate(self.seeds):
-                val = _as_floats(_validation_step(agent_of(i), self.val_data, jax.random.fold_in(val_keys[i], done),
+                val = _as_floats(compiled.validation_metrics(agent_of(i), self.val_data, jax.random.fold_in(val_keys[i], done),
                                                   profile.batch_size, task.chunk_len, profile.discount))
                 seed.logs["metrics"].append({"phase": phase.name, "step": done, **values[i],
                                              **{f"val/{k}": v for k, v in val.items()}, **(extra or {}),
@@ -536,13 +535,6 @@ class _Loop:
             self.seconds["checkpoints"] += time.perf_counter() - began
         if self.owner.on_step is not None:
             self.owner.on_step(phase.name, done)
-
-
-@eqx.filter_jit
-def _validation_step(agent, data, key, batch_size: int, chunk_len: int, discount: float):
-    batch_key, loss_key = jax.random.split(key)
-    batch = sample_batch(data, batch_key, batch_size, chunk_len, discount)
-    return agent.validation_metrics(batch, loss_key)
 
 
 class Checkpoint:
