@@ -49,6 +49,10 @@ def _take(agents: AgentT, index: Int[Array, ""]) -> AgentT:
     return jax.tree.map(lambda x: x[index] if eqx.is_array(x) else x, agents)
 
 
+def _expand(agent: AgentT) -> AgentT:
+    return jax.tree.map(lambda x: x[None] if eqx.is_array(x) else x, agent)
+
+
 def unstack(agents: AgentT, index: int) -> AgentT:
     """Seed ``index``'s agent out of a stack (one compiled gather, whatever the index)."""
     return _take(agents, jnp.asarray(index, jnp.int32))
@@ -80,6 +84,9 @@ def train_steps(
         agent, metrics = jax.lax.scan(update, agent, first + jnp.arange(count))
         return agent, jax.tree.map(lambda m: m[-1], metrics)
 
+    if step_keys.shape[0] == 1:  # one seed: no vmap (batched products of batch size 1 are slower on the CPU)
+        agent, metrics = one_seed(_take(agents, 0), step_keys[0])
+        return _expand(agent), jax.tree.map(lambda m: m[None], metrics)
     return eqx.filter_vmap(one_seed)(agents, step_keys)
 
 
