@@ -13,7 +13,7 @@ PYTHON = "3.11"
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
-    """The test suite (real MuJoCo episodes, regenerated data, a local Ray cluster; about 17 minutes on 2 cores)."""
+    """The test suite (real MuJoCo episodes, regenerated data, a local Ray cluster; about 16 minutes on 2 cores)."""
     session.install("-e", ".[test]")
     session.run("pytest", *(session.posargs or ["tests"]))
 
