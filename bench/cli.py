@@ -234,7 +234,7 @@ def regress(
 
 def curves(
     runs: Annotated[list[Path], tyro.conf.Positional],
-    out: Path = Path("reports/online-quick"),
+    out: Path = Path("reports/curves"),
 ) -> None:
     """Draw offline-to-online learning curves of finished runs: OUT.png, OUT.pdf and a table OUT.md.
 

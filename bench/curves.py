@@ -1,6 +1,6 @@
 """Offline-to-online learning curves from stored runs: a figure (PNG and PDF) and a table.
 
-    python -m bench curves RUN_DIR [RUN_DIR ...] --out reports/online-quick
+    python -m bench curves RUN_DIR [RUN_DIR ...] --out reports/curves
 
 Each run's ``evaluations.csv`` gives success against training steps: the offline phase's
 gradient steps, then the online phase's environment steps (one update each after the
