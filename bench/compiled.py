@@ -58,10 +58,6 @@ def unstack(agents: AgentT, index: int) -> AgentT:
     return _take(agents, jnp.asarray(index, jnp.int32))
 
 
-def num_seeds(agents: eqx.Module) -> int:
-    return jax.tree.leaves(eqx.filter(agents, eqx.is_array))[0].shape[0]
-
-
 @eqx.filter_jit
 def train_steps(
     agents: AgentT,

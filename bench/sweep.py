@@ -141,7 +141,7 @@ def programs(runs: Sequence[RunConfig], seeds_per_program: int) -> list[list[Run
     groups: dict[tuple, list[RunConfig]] = {}
     for run in runs:
         alone = run.resolved_online_steps() > 0 or seeds_per_program <= 1
-        key = (dataclasses.replace(run, seed=0, out=None), run.seed if alone else None)
+        key = (dataclasses.replace(run, seed=0), run.seed if alone else None)  # runs with their own --out: alone
         groups.setdefault(key, []).append(run)
     size = max(1, seeds_per_program)
     return [group[i:i + size] for group in groups.values() for i in range(0, len(group), size)]

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -155,6 +155,15 @@ IDENTITY = ("method", "task", "profile", "seed", "source", "dataset_dir", "init"
 SHARED = ("method", "task", "profile", "source", "dataset_dir", "init", "overrides", "online_steps")
 
 
+class _Start(NamedTuple):
+    """Where a seed's run continues."""
+
+    phase: int  # index into the run's phases
+    step: int
+    agent_file: Path | None = None  # checkpoint or cached BC pretraining to load
+    elapsed_s: float = 0.0  # wall time of the run before this invocation
+
+
 @dataclass
 class _Seed:
     """One seed of a `Run`: its directory, logs, checkpoint and what it has measured."""
@@ -192,7 +201,6 @@ class Run:
         dirs = [c.run_dir() for c in configs]
         if len(set(dirs)) != len(dirs):
             raise BenchError(f"two runs of one group share a run directory: {[str(d) for d in dirs]}")
-        self.configs = configs
         self.config = configs[0]  # the shared fields
         self.method = get_method(self.config.method)
         self.task = resolve_task(self.config.task)
@@ -201,10 +209,6 @@ class Run:
         self.seeds = [_Seed(c, d, Checkpoint(d / "checkpoint")) for c, d in zip(configs, dirs, strict=True)]
         self.progress = progress
         self.on_step = on_step  # called after every host call; tests use it to interrupt a run
-
-    @property
-    def dir(self) -> Path:
-        return self.seeds[0].dir
 
     # ---- records -------------------------------------------------------------------
     def config_record(self, config: RunConfig | None = None) -> dict[str, Any]:
@@ -277,10 +281,10 @@ class Run:
             write_json(seed.dir / "data.json", files.provenance)
 
         # Group the seeds by where they stand; an online phase takes one seed at a time.
+        starts = [self._start(seed, files) for seed in seeds]
         groups: dict[tuple, list[int]] = {}
-        for i, seed in enumerate(seeds):
-            start = self._start(seed, files)
-            key = (start[0], start[1]) + ((i,) if any(p.name == "online" for p in self.phases) else ())
+        for i, start in enumerate(starts):
+            key = (start.phase, start.step) + ((i,) if any(p.name == "online" for p in self.phases) else ())
             groups.setdefault(key, []).append(i)
 
         from bench.evaluation import Evaluator
@@ -290,35 +294,35 @@ class Run:
             summaries = {}
             for members in groups.values():
                 group = [seeds[i] for i in members]
-                for i, summary in zip(members, self._train(group, train_data, val_data, evaluator, files),
-                                      strict=True):
+                trained = self._train(group, [starts[i] for i in members], train_data, val_data, evaluator, files)
+                for i, summary in zip(members, trained, strict=True):
                     summaries[indices[i]] = summary
             return summaries
         finally:
             evaluator.close()
 
-    def _start(self, seed: _Seed, files: DataFiles) -> tuple[int, int, Path | None]:
-        """(phase index, step, agent file to load) at which ``seed``'s run continues."""
+    def _start(self, seed: _Seed, files: DataFiles) -> _Start:
+        """Where ``seed``'s run continues: its checkpoint, else a cached BC pretraining, else the start."""
         state = seed.checkpoint.state()
         if state is not None:
-            return [p.name for p in self.phases].index(state["phase"]), state["step"], seed.checkpoint.agent_path
+            return _Start([p.name for p in self.phases].index(state["phase"]), state["step"],
+                          seed.checkpoint.dir / state["agent_file"], state["elapsed_s"])
         first = self.phases[0]
         if first.name == "pretrain" and not first.evaluate:  # `bc` runs evaluate: never skipped
             cached = self._bc_cache_path(first, files, seed.config)
             if cached.exists():
                 seed.pretrain_source = f"cache: {cached}"
-                return 0, first.steps, cached
-        return 0, 0, None
+                return _Start(0, first.steps, cached)
+        return _Start(0, 0)
 
-    def _train(self, seeds: list[_Seed], train_data: ShardedData, val_data: TransitionData, evaluator,
-               files: DataFiles) -> list[dict]:
+    def _train(self, seeds: list[_Seed], starts: list[_Start], train_data: ShardedData, val_data: TransitionData,
+               evaluator, files: DataFiles) -> list[dict]:
+        """Train ``seeds``, which all stand at the same (phase, step), to the end."""
         profile, phases = self.profile, self.phases
-        starts = [self._start(seed, files) for seed in seeds]
-        start_phase, start_step = starts[0][:2]
+        start_phase, start_step = starts[0].phase, starts[0].step
         now = time.perf_counter()
-        for seed in seeds:
-            state = seed.checkpoint.state()
-            seed.began = now - (state["elapsed_s"] if state else 0.0)
+        for seed, start in zip(seeds, starts, strict=True):
+            seed.began = now - start.elapsed_s
             seed.logs = {"metrics": CsvLog(seed.dir / "metrics.csv"),
                          "evaluations": CsvLog(seed.dir / "evaluations.csv")}
             for log in seed.logs.values():
@@ -345,7 +349,7 @@ class Run:
                                        self.task.chunk_len, profile.discount)
                 agent = self._create(phase, example, init_keys[i], None if previous is None
                                      else compiled.unstack(previous, i))
-                resume = starts[i][2]
+                resume = starts[i].agent_file
                 agents.append(load_agent(resume, agent) if phase_index == start_phase and resume else agent)
             first = start_step if phase_index == start_phase else 0
             stacked = compiled.stack(agents)
@@ -548,12 +552,6 @@ class Checkpoint:
 
     def state(self) -> dict | None:
         return read_json(self.state_path) if self.state_path.exists() else None
-
-    @property
-    def agent_path(self) -> Path:
-        state = self.state()
-        assert state is not None, "no checkpoint saved yet"
-        return self.dir / state["agent_file"]
 
     def save(self, agent, phase: str, step: int, elapsed_s: float) -> None:
         name = f"agent-{phase}-{step:09d}.eqx"
