@@ -55,6 +55,7 @@ def train(
     bc_seed: int | None = None,
     online_steps: int | None = None,
     set: list[str] = [],  # noqa: A002, B006 (the option is --set; tyro reads the default)
+    seed_axis: Literal["auto", "vmap", "map"] = "auto",
     progress: bool = True,
 ) -> None:
     """Train and evaluate one method on one task; resumes an interrupted run in the same directory.
@@ -72,6 +73,7 @@ def train(
         bc_seed: Seed of BC pretraining (default: --seed). Fine-tuning runs with the same --bc-seed share one BC checkpoint.
         online_steps: Online fine-tuning steps after the offline phase (0 = offline only; default: the profile's, 500000 for paper, 0 otherwise). A non-default value gets its own run directory (seedSEED-onlineN). RLPD is online-only and needs N > 0.
         set: Overrides of the method's config, KEY=VALUE (e.g. kl_budget=0.5, external_kl=true, frozen_base=true, inv_temp=3).
+        seed_axis: How one program trains several --seeds: vmap (every product batched over the seeds; for accelerators), map (one seed after another inside the program; faster on a CPU) or auto (map on a CPU, vmap otherwise). Results agree up to float rounding.
         progress: Show a progress bar.
     """
     from bench.training import RunConfig, train_seeds
@@ -80,7 +82,7 @@ def train(
     configs = [RunConfig(method=method, task=task, profile=profile, seed=s, source=source, dataset_dir=dataset_dir,
                          out=out / f"seed{s}" if out is not None and seeds else out, init=init,
                          overrides=tuple(set), bc_seed=bc_seed, online_steps=online_steps) for s in chosen]
-    for config, summary in zip(configs, train_seeds(configs, progress=progress), strict=True):
+    for config, summary in zip(configs, train_seeds(configs, progress=progress, seed_axis=seed_axis), strict=True):
         phases = ", ".join(f"{phase} {success:.3f}" for phase, success in summary["success_by_phase"].items())
         print(f"{summary['method']} on {summary['task']} (seed {summary['seed']}, {summary['profile']}, "
               f"{summary['data']['kind']} data): success {phases} -> {config.run_dir()}")
@@ -125,7 +127,7 @@ def reproduce(
         address: Ray backend: the cluster to join (e.g. auto, or ray://HOST:10001); default: start one here.
         cpus_per_run: Ray backend: CPUs requested per program.
         gpus_per_run: Ray backend: GPUs requested per program (e.g. 1, or 0.25 to pack four per GPU).
-        seeds_per_program: Runs that differ only in their seed are trained side by side by one compiled program, this many at most (1: one process per run). Runs with an online phase: one per program.
+        seeds_per_program: Runs that differ only in their seed are trained side by side by one compiled program, this many at most (1: one process per run).
         reports: Where the tables, figures and REPORT.md go.
         dry_run: List the runs and stop.
     """

@@ -1,5 +1,5 @@
-"""Small utilities shared by the data, datagen, run-store and training code: atomic files,
-sha256, seeds derived from several integers."""
+"""Small utilities shared by the data, datagen, run-store, training and report code: atomic
+files, sha256, seeds derived from several integers, paths as a document shows them."""
 
 from __future__ import annotations
 
@@ -47,3 +47,12 @@ def file_lock(path: Path, *, wait: bool = True) -> Iterator[None]:
     with open(path, "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         yield
+
+
+def relative_path(path: Path, base: Path | None = None) -> str:
+    """``path`` relative to ``base`` (default: the working directory) when it lies under it,
+    else as given: how a generated document names the files it comes from."""
+    try:
+        return str(path.resolve().relative_to((base or Path.cwd()).resolve()))
+    except ValueError:
+        return str(path)

@@ -13,8 +13,14 @@ Step t = 1 .. N of the phase:
 4. Logging, evaluation every ``online_eval_every`` steps and at the end, checkpoints: the
    same as the offline phase (`bench.training._Loop.after_step`).
 
-Kill and resume. The journal holds every transition collected (k of them); the checkpoint
-holds the agent after some step c <= k. A resumed run loads the agent at c and the k
+The seeds of a group run this side by side, each with its own environment, journal and
+online part of the buffer (`bench.replay.SeedBuffers`): at every step each collects one
+transition, then one compiled program updates every seed (and one acts for every seed
+that needs a new chunk), walking the seeds as `bench.compiled` says (``seed_axis``).
+
+Kill and resume. A seed's journal holds every transition it collected (k of them); its
+checkpoint holds the agent after some step c <= k (the seeds of a group share c, and
+may differ in k). A resumed run loads the agent at c and the k
 transitions, and redoes the updates c+1 .. k on the buffer as it was at each of those
 steps (same keys), so it reaches exactly the agent the killed run had after step k. The
 simulator's state is not saved, so the interrupted episode ends at its last recorded
@@ -26,6 +32,7 @@ run is a valid run of the protocol, not the bitwise continuation of the killed o
 from __future__ import annotations
 
 import csv
+import functools
 import io
 from collections.abc import Callable
 from typing import Any
@@ -39,102 +46,142 @@ from bench import compiled
 from bench.batches import sparse_rewards
 from bench.errors import BenchError
 from bench.files import derived_seed
-from bench.replay import ReplayBuffer, TransitionJournal, add_transition, online_storage
+from bench.replay import SeedBuffers, TransitionJournal, add_transitions, online_storage
 from bench.runstore import write_atomic
 
 JOURNAL_NAME = "online-transitions.bin"
 
 
+class _Collector:
+    """One seed's side of the online phase on the host: its environment, its journal (read
+    back on a resume), its episode and its queue of actions."""
+
+    def __init__(self, run, env, first: int, steps: int):
+        self.run, self.env, self.seed = run, env, run.config.seed
+        self.action_dim = env.action_space.shape[0]
+        self.journal = TransitionJournal(run.checkpoint.dir / JOURNAL_NAME, env.observation_space.shape[0],
+                                         self.action_dim)
+        self.records = self.journal.read()
+        self.collected = len(self.records)
+        if self.collected < first or self.collected > steps:
+            raise BenchError(
+                f"online journal {self.journal.path} holds {self.collected} transitions but the checkpoint is at "
+                f"online step {first} of {steps}; the run directory is inconsistent: move it aside "
+                "and start the run again"
+            )
+        terminal = self.journal.column_slices["terminal"].start
+        # Episodes finished by each recorded step, as the killed run saw them.
+        self.episodes_done = np.cumsum(self.records[:, terminal]) if self.collected else np.zeros(0)
+        if 0 < self.collected < steps and self.records[-1, terminal] == 0.0:
+            self.journal.end_episode_at(self.collected - 1)  # the killed run's episode ends where its records end
+            self.records[-1, terminal] = 1.0
+        self.episodes = int(self.records[:, terminal].sum())
+        self.observation, self.queue = None, []
+
+    def close(self) -> None:
+        self.journal.close()
+        self.env.close()
+
+
 class OnlineLoop:
-    """Runs (or resumes) the online phase of one run; `summary` describes it afterwards."""
+    """Runs (or resumes) the online phase of the runs of a seed group, side by side: each
+    seed steps its own environment, and at every step one compiled program updates all of
+    them (`bench.compiled.online_update`); `summaries` describe the phase afterwards, one
+    per seed."""
 
     def __init__(self, loop, env_factory: Callable[[], Any]):
         self.loop, self.env_factory = loop, env_factory
         self.owner = loop.owner
-        self.summary: dict[str, Any] | None = None
+        self.summaries: list[dict[str, Any]] | None = None
 
-    def run(self, phase, phase_index: int, agent, first: int, step_keys, val_keys):
-        profile, task = self.owner.profile, self.owner.task
-        run = self.loop.seeds[0]  # the online phase trains one seed per program
-        method, seed = phase.method, run.config.seed
-        update_keys, act_keys = jax.random.split(step_keys)
+    def run(self, phase, phase_index: int, agents, first: int, step_keys, val_keys):
+        """``agents`` stacked, every seed standing at online step ``first``; returns them at
+        the phase's end. A seed whose journal holds steps past ``first`` (it was killed after
+        its checkpoint) replays them from the journal instead of stepping its environment."""
+        profile, task, method = self.owner.profile, self.owner.task, phase.method
+        seed_axis = self.owner.seed_axis
+        keys = jax.vmap(jax.random.split)(step_keys)  # [S, 2]
+        update_keys, act_keys = keys[:, 0], keys[:, 1]
         warmup = profile.online_warmup
-        env = self.env_factory()
-        obs_dim, action_dim = env.observation_space.shape[0], env.action_space.shape[0]
-        journal = TransitionJournal(run.checkpoint.dir / JOURNAL_NAME, obs_dim, action_dim)
+        collectors: list[_Collector] = []
         try:
-            records = journal.read()
-            collected = len(records)
-            if collected < first or collected > phase.steps:
-                raise BenchError(
-                    f"online journal {journal.path} holds {collected} transitions but the checkpoint is at "
-                    f"online step {first} of {phase.steps}; the run directory is inconsistent: move it aside "
-                    "and start the run again"
-                )
-            terminal = journal.column_slices["terminal"].start
-            episodes_done = np.cumsum(records[:, terminal]) if collected else np.zeros(0)  # as the killed run saw it
-            if 0 < collected < phase.steps and records[-1, terminal] == 0.0:
-                journal.end_episode_at(collected - 1)  # the killed run's episode ends where its records end
-                records[-1, terminal] = 1.0
-            buffer = ReplayBuffer.create(self.loop.train_data.at_step(0),
-                                         online_storage(journal.transitions(records), phase.steps), collected)
-
-            def update(agent, buffer, t):
-                if t < warmup:
-                    return agent, None
-                return compiled.online_update(agent, buffer, jax.random.fold_in(update_keys, t), profile.batch_size,
-                                      task.chunk_len, profile.discount, method.offline_fraction)
-
-            def rotate(buffer, t):  # the 10M/100M sets: the offline part is the shard of the moment
-                shard = self.loop.train_data.at_step(t)
-                return buffer if shard is buffer.offline else eqx.tree_at(lambda b: b.offline, buffer, shard)
-
+            for run in self.loop.seeds:
+                env = self.env_factory()
+                try:
+                    collectors.append(_Collector(run, env, first, phase.steps))
+                except BaseException:
+                    env.close()
+                    raise
+            journal = collectors[0].journal  # the record layout, the same for every seed
+            buffers = SeedBuffers.create(
+                self.loop.train_data.at_step(0),
+                online_storage([c.journal.transitions(c.records) for c in collectors], phase.steps), first)
+            obs_dim = journal.obs_dim
             self.loop.start_window()
-            # Redo the updates the killed run made after its last checkpoint, on the buffer as it was.
-            for t in range(first + 1, collected + 1):
-                buffer = rotate(buffer, t)
-                agent, metrics = update(agent, buffer.with_size(t), t)
-                self.loop.after_step(phase, phase_index, t, lambda i, a=agent: a, metrics, [val_keys],
-                                     {"online/transitions": t, "online/episodes": int(episodes_done[t - 1])})
-
-            # Interact.
-            episodes = int(records[:, terminal].sum())
-            observation, queue = None, []
-            for t in range(collected + 1, phase.steps + 1):
-                if observation is None:
-                    observation, _ = env.reset(seed=derived_seed(seed, phase_index, t))
-                if not queue:
-                    if method.random_warmup and t <= warmup:
-                        chunk = np.random.default_rng(derived_seed(seed, phase_index, t, 1)).uniform(
-                            -1.0, 1.0, (task.chunk_len, action_dim))
+            for t in range(first + 1, phase.steps + 1):
+                rows, extra = [], []
+                needs_policy = [c for c in collectors if t > c.collected and not c.queue
+                                and not (method.random_warmup and t <= warmup)]
+                if needs_policy:  # one program acts for every seed; those with queued actions ignore theirs
+                    observations = np.zeros((len(collectors), 1, obs_dim), np.float32)
+                    for i, c in enumerate(collectors):
+                        if c in needs_policy:
+                            if c.observation is None:
+                                c.observation, _ = c.env.reset(seed=derived_seed(c.seed, phase_index, t))
+                            observations[i, 0] = c.observation
+                    actions = np.asarray(compiled.sample_seed_actions(
+                        agents, jnp.asarray(observations), act_keys, jnp.asarray(t), seed_axis), np.float64)
+                for i, c in enumerate(collectors):
+                    if t <= c.collected:  # replayed from the journal
+                        rows.append(c.records[t - 1])
+                        extra.append({"online/transitions": t, "online/episodes": int(c.episodes_done[t - 1])})
+                        continue
+                    if c.observation is None:
+                        c.observation, _ = c.env.reset(seed=derived_seed(c.seed, phase_index, t))
+                    if not c.queue:
+                        if method.random_warmup and t <= warmup:
+                            chunk = np.random.default_rng(derived_seed(c.seed, phase_index, t, 1)).uniform(
+                                -1.0, 1.0, (task.chunk_len, c.action_dim))
+                        else:
+                            chunk = actions[i].reshape(task.chunk_len, c.action_dim)
+                        c.queue = list(np.clip(chunk, -1.0, 1.0))
+                    action = c.queue.pop(0)
+                    next_observation, reward, terminated, truncated, _ = c.env.step(action)
+                    if task.sparse_reward:
+                        reward = float(sparse_rewards(reward))
+                    row = c.journal.record(c.observation, action, reward, bool(terminated), bool(truncated),
+                                           next_observation)
+                    c.journal.append(row)  # on disk before it is used
+                    rows.append(row)
+                    if terminated or truncated:
+                        c.episodes, c.observation, c.queue = c.episodes + 1, None, []
                     else:
-                        actions = compiled.sample_actions(agent, jnp.asarray(observation, jnp.float32)[None],
-                                                  jax.random.fold_in(act_keys, t))
-                        chunk = np.asarray(actions, np.float64).reshape(task.chunk_len, action_dim)
-                    queue = list(np.clip(chunk, -1.0, 1.0))
-                action = queue.pop(0)
-                next_observation, reward, terminated, truncated, _ = env.step(action)
-                if task.sparse_reward:
-                    reward = float(sparse_rewards(reward))
-                row = journal.record(observation, action, reward, bool(terminated), bool(truncated),
-                                     next_observation)
-                journal.append(row)  # on disk before it is used
-                buffer = add_transition(rotate(buffer, t), journal.as_transition(row))
-                if terminated or truncated:
-                    episodes, observation, queue = episodes + 1, None, []
-                else:
-                    observation = next_observation
-                agent, metrics = update(agent, buffer, t)
-                self.loop.after_step(phase, phase_index, t, lambda i, a=agent: a, metrics, [val_keys],
-                                     {"online/transitions": t, "online/episodes": episodes})
-            self.summary = self._write_episodes(journal, phase, method, warmup, buffer)
-            return agent
+                        c.observation = next_observation
+                    extra.append({"online/transitions": t, "online/episodes": c.episodes})
+                # Row t-1 of every seed's online part (a replayed row is written again, unchanged).
+                buffers = add_transitions(self._rotate(buffers, t), journal.as_transition(np.stack(rows)))
+                metrics = None
+                if t >= warmup:
+                    agents, metrics = compiled.online_update(
+                        agents, buffers, update_keys, jnp.asarray(t), profile.batch_size, task.chunk_len,
+                        profile.discount, method.offline_fraction, seed_axis)
+                self.loop.after_step(phase, phase_index, t, functools.cache(lambda i, a=agents: compiled.unstack(a, i)),
+                                     metrics, val_keys, extra)
+            self.summaries = [self._write_episodes(c, phase, method, warmup, buffers) for c in collectors]
+            return agents
         finally:
-            journal.close()
-            env.close()
+            for c in collectors:
+                c.close()
 
-    def _write_episodes(self, journal: TransitionJournal, phase, method, warmup: int, buffer) -> dict[str, Any]:
-        """episodes.csv (one row per training episode, from the journal) and the phase summary."""
+    def _rotate(self, buffers: SeedBuffers, t: int) -> SeedBuffers:
+        """The 10M/100M sets: the offline part is the shard of the moment."""
+        shard = self.loop.train_data.at_step(t)
+        return buffers if shard is buffers.offline else eqx.tree_at(lambda b: b.offline, buffers, shard)
+
+    def _write_episodes(self, collector: _Collector, phase, method, warmup: int, buffers: SeedBuffers
+                        ) -> dict[str, Any]:
+        """A seed's episodes.csv (one row per training episode, from its journal) and its phase summary."""
+        journal = collector.journal
         columns = journal.transitions(journal.read())
         rows, start, ret = [], 0, 0.0
         for i in range(len(columns["terminals"])):
@@ -156,7 +203,7 @@ class OnlineLoop:
                                                   "success", "end"], lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
-        write_atomic(self.loop.seeds[0].dir / "episodes.csv", text.getvalue())
+        write_atomic(collector.run.dir / "episodes.csv", text.getvalue())
         finished = [r for r in rows if r["end"] in ("goal", "time limit")]
         return {
             "steps": phase.steps,
@@ -169,5 +216,5 @@ class OnlineLoop:
             "sampling": "uniform over offline + online" if method.offline_fraction is None
             else f"{method.offline_fraction:g} offline / {1 - method.offline_fraction:g} online",
             "random_warmup_actions": method.random_warmup,
-            "buffer_rows": {"offline": buffer.offline.size, "online_capacity": buffer.capacity},
+            "buffer_rows": {"offline": buffers.offline.size, "online_capacity": buffers.capacity},
         }

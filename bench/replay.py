@@ -11,6 +11,11 @@ written in place (`add_transition`, jitted with buffer donation), so sampling fu
 the update as in the offline phase and the buffer's size is data, not a shape: one
 compiled update serves the whole phase.
 
+Seeds trained side by side (`bench.online`) keep one `SeedBuffers`: the offline set once,
+and an online part per seed, stacked along a leading seed axis. Every seed collects one
+transition per step, so their sizes are equal; `SeedBuffers.of_seed(i)` is seed i's
+`ReplayBuffer`, gathering from the stacked arrays without copying them.
+
 `TransitionJournal` appends every transition to a file the moment it is collected, before
 the update of that step, so a killed run loses none of them (see `bench.online`).
 """
@@ -35,11 +40,14 @@ from trqam.agent import Batch
 
 class ReplayBuffer(eqx.Module):
     """The offline data followed by the online transitions, indexed as one sequence:
-    row ``i`` is ``offline[i]`` for ``i < offline.size``, else ``online[i - offline.size]``."""
+    row ``i`` is ``offline[i]`` for ``i < offline.size``, else ``online[i - offline.size]``.
+    With ``seed`` set, the online leaves carry a leading seed axis and this buffer is that
+    seed's (`SeedBuffers.of_seed`)."""
 
     offline: TransitionData
-    online: TransitionData  # `capacity` rows, the first `online_size` of them filled
+    online: TransitionData  # `capacity` rows, the first `online_size` of them filled ([S, capacity] with a seed)
     online_size: Int[Array, ""]
+    seed: Int[Array, ""] | None = None
 
     @classmethod
     def create(cls, offline: TransitionData, online: TransitionData, online_size: int) -> ReplayBuffer:
@@ -47,7 +55,7 @@ class ReplayBuffer(eqx.Module):
 
     @property
     def capacity(self) -> int:
-        return self.online.size
+        return self.online.rewards.shape[-1]
 
     def with_size(self, online_size: int) -> ReplayBuffer:
         """The same buffer seen as holding only its first ``online_size`` online transitions."""
@@ -56,7 +64,8 @@ class ReplayBuffer(eqx.Module):
     def take(self, name: str, idx: Int[Array, ...]) -> Array:
         n_off = self.offline.size
         from_offline = getattr(self.offline, name)[jnp.clip(idx, 0, n_off - 1)]
-        from_online = getattr(self.online, name)[jnp.clip(idx - n_off, 0, self.capacity - 1)]
+        column, row = getattr(self.online, name), jnp.clip(idx - n_off, 0, self.capacity - 1)
+        from_online = column[row] if self.seed is None else column[self.seed, row]
         in_offline = (idx < n_off).reshape(idx.shape + (1,) * (from_offline.ndim - idx.ndim))
         return jnp.where(in_offline, from_offline, from_online)
 
@@ -83,8 +92,36 @@ class ReplayBuffer(eqx.Module):
         return chunk_batch(self, starts, chunk_len, discount)
 
 
+class SeedBuffers(eqx.Module):
+    """The replay buffers of S seeds trained side by side: the offline data once, and each
+    seed's online part along the leading axis of ``online``. Every seed adds one transition
+    per step, so one ``online_size`` serves them all."""
+
+    offline: TransitionData
+    online: TransitionData  # leaves [S, capacity, ...]
+    online_size: Int[Array, ""]
+
+    @classmethod
+    def create(cls, offline: TransitionData, online: TransitionData, online_size: int) -> SeedBuffers:
+        """``online``: the seeds' online parts, stacked (`online_storage` of several seeds)."""
+        return cls(offline=offline, online=online, online_size=jnp.asarray(online_size, jnp.int32))
+
+    @property
+    def capacity(self) -> int:
+        return self.online.rewards.shape[-1]
+
+    def of_seed(self, seed: Int[Array, ""]) -> ReplayBuffer:
+        """Seed ``seed``'s buffer: its gathers index the stacked arrays (no copy)."""
+        return ReplayBuffer(offline=self.offline, online=self.online, online_size=self.online_size,
+                            seed=jnp.asarray(seed, jnp.int32))
+
+    def with_size(self, online_size: int) -> SeedBuffers:
+        """The same buffers seen as holding only their first ``online_size`` online transitions."""
+        return eqx.tree_at(lambda b: b.online_size, self, jnp.asarray(online_size, jnp.int32))
+
+
 class Transition(eqx.Module):
-    """One environment step as the buffer stores it."""
+    """One environment step as the buffer stores it (leaves [S, ...] for `add_transitions`)."""
 
     observation: Float[Array, " obs_dim"]
     action: Float[Array, " act_dim"]
@@ -94,16 +131,19 @@ class Transition(eqx.Module):
     next_observation: Float[Array, " obs_dim"]
 
 
-@functools.partial(jax.jit, donate_argnums=0)  # only the online arrays are donated (written in place)
-def _write(online: TransitionData, index: Int[Array, ""], t: Transition) -> tuple[TransitionData, Int[Array, ""]]:
-    """Row ``index`` of the online arrays set to ``t``; returns them and ``index + 1``."""
+@functools.partial(jax.jit, donate_argnums=0, static_argnames="seed_axis")  # only the online arrays are donated
+def _write(online: TransitionData, index: Int[Array, ""], t: Transition, seed_axis: bool = False
+           ) -> tuple[TransitionData, Int[Array, ""]]:
+    """Row ``index`` of the online arrays set to ``t`` (of every seed, with ``seed_axis``);
+    returns them and ``index + 1``."""
+    at = (slice(None), index) if seed_axis else index
     written = TransitionData(
-        observations=online.observations.at[index].set(t.observation),
-        actions=online.actions.at[index].set(t.action),
-        rewards=online.rewards.at[index].set(t.reward),
-        masks=online.masks.at[index].set(t.mask),
-        terminals=online.terminals.at[index].set(t.terminal),
-        next_observations=online.next_observations.at[index].set(t.next_observation),
+        observations=online.observations.at[at].set(t.observation),
+        actions=online.actions.at[at].set(t.action),
+        rewards=online.rewards.at[at].set(t.reward),
+        masks=online.masks.at[at].set(t.mask),
+        terminals=online.terminals.at[at].set(t.terminal),
+        next_observations=online.next_observations.at[at].set(t.next_observation),
     )
     return written, index + 1
 
@@ -114,6 +154,12 @@ def add_transition(buffer: ReplayBuffer, transition: Transition) -> ReplayBuffer
     The offline part is not donated: it is shared with the training data."""
     online, size = _write(buffer.online, buffer.online_size, transition)
     return ReplayBuffer(offline=buffer.offline, online=online, online_size=size)
+
+
+def add_transitions(buffers: SeedBuffers, transitions: Transition) -> SeedBuffers:
+    """Append one transition per seed (leaves [S, ...]), in place as `add_transition` does."""
+    online, size = _write(buffers.online, buffers.online_size, transitions, seed_axis=True)
+    return SeedBuffers(offline=buffers.offline, online=online, online_size=size)
 
 
 class TransitionJournal:
@@ -207,24 +253,29 @@ class TransitionJournal:
                 "terminals": records[:, c["terminal"]][:, 0], "truncated": records[:, c["truncated"]][:, 0],
                 "next_observations": records[:, c["next_observation"]]}
 
-    def as_transition(self, row: np.ndarray) -> Transition:
+    def as_transition(self, rows: np.ndarray) -> Transition:
+        """A record ``[width]`` (or records ``[S, width]``, one per seed) as the buffer takes it."""
         c = self.column_slices
-        return Transition(observation=jnp.asarray(row[c["observation"]]), action=jnp.asarray(row[c["action"]]),
-                          reward=jnp.asarray(row[c["reward"]][0]), mask=jnp.asarray(row[c["mask"]][0]),
-                          terminal=jnp.asarray(row[c["terminal"]][0]),
-                          next_observation=jnp.asarray(row[c["next_observation"]]))
+        return Transition(observation=jnp.asarray(rows[..., c["observation"]]),
+                          action=jnp.asarray(rows[..., c["action"]]), reward=jnp.asarray(rows[..., c["reward"]][..., 0]),
+                          mask=jnp.asarray(rows[..., c["mask"]][..., 0]),
+                          terminal=jnp.asarray(rows[..., c["terminal"]][..., 0]),
+                          next_observation=jnp.asarray(rows[..., c["next_observation"]]))
 
 
-def online_storage(columns: dict[str, np.ndarray], capacity: int) -> TransitionData:
+def online_storage(columns: dict[str, np.ndarray] | list[dict[str, np.ndarray]], capacity: int) -> TransitionData:
     """The buffer's online part: ``capacity`` rows, ``columns`` (as `TransitionJournal.transitions`
-    returns them) first, zeros after."""
-    n = len(columns["rewards"])
+    returns them) first, zeros after. A list of column sets gives the stacked parts of several
+    seeds (`SeedBuffers`), leaves [S, capacity, ...]."""
+    stacked = isinstance(columns, list)
+    seeds = columns if stacked else [columns]
 
     def column(name: str) -> jax.Array:
-        values = np.asarray(columns[name], np.float32)
-        full = np.zeros((capacity, *values.shape[1:]), np.float32)
-        full[:n] = values
-        return jnp.asarray(full)
+        values = [np.asarray(c[name], np.float32) for c in seeds]
+        full = np.zeros((len(seeds), capacity, *values[0].shape[1:]), np.float32)
+        for full_part, part in zip(full, values, strict=True):
+            full_part[:len(part)] = part
+        return jnp.asarray(full if stacked else full[0])
 
     return TransitionData(observations=column("observations"), actions=column("actions"),
                           rewards=column("rewards"), masks=column("masks"), terminals=column("terminals"),

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from bench import closed_form, provenance
+from bench.files import relative_path
 from bench.profiles import Profile
 from bench.runstore import write_atomic
 from bench.sweep import Outcome, failures_table
@@ -40,13 +41,6 @@ CAN_AND_CANNOT = {
         "regenerated data it is not comparable to the published numbers."
     ),
 }
-
-
-def _rel(path: Path, base: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(base.resolve()))
-    except ValueError:
-        return str(path)
 
 
 def _sweep_history(sweeps_dir: Path, profile: str) -> list[str]:
@@ -123,7 +117,7 @@ def write(path: Path, *, profile: Profile, command: str, selection: dict, outcom
         "- Data:",
         *_data_section(summaries, run_dirs),
         f"- Every run's directory (config, versions, hardware, data provenance, metrics, evaluations, log) is "
-        f"under `{_rel(runs_root, base.parent)}`; the index of all stored runs is `results/index.csv`.",
+        f"under `{relative_path(runs_root, base.parent)}`; the index of all stored runs is `results/index.csv`.",
         "",
     ]
     failed = failures_table(outcomes)
@@ -131,11 +125,11 @@ def write(path: Path, *, profile: Profile, command: str, selection: dict, outcom
         lines += ["## Failed runs", "", "These runs did not finish; their logs say why. Rerun the same command to "
                   "retry them (finished runs are kept).", "", failed, ""]
     tables_md = (tables_dir / "tables.md").read_text().split("\n", 1)[1] if (tables_dir / "tables.md").exists() else ""
-    lines += ["## Success rates", "", f"From `{_rel(tables_dir, base.parent)}/` (CSV files beside it).",
+    lines += ["## Success rates", "", f"From `{relative_path(tables_dir, base.parent)}/` (CSV files beside it).",
               tables_md.replace("\n## ", "\n### "), ""]
     lines += ["## Figures", ""]
     for png in [f for f in figures if f.suffix == ".png"]:
-        lines += [f"### {png.stem.replace('_', ' ')}", "", f"![{png.stem}]({_rel(png, base)})", ""]
+        lines += [f"### {png.stem.replace('_', ' ')}", "", f"![{png.stem}]({relative_path(png, base)})", ""]
     lines += ["## The closed-form problem", "", *closed_form_summary(closed_dir), ""]
     text = "\n".join(lines)
     write_atomic(path, text)

@@ -1,7 +1,8 @@
 """Sweeps: a profile's matrix of runs, executed on this machine or on a Ray cluster.
 
 Runs that differ only in their seed are trained side by side by one compiled program
-(`bench.compiled`), up to ``seeds_per_program`` of them (runs with an online phase: one).
+(`bench.compiled`), up to ``seeds_per_program`` of them (in an online phase each steps its
+own environment).
 Every program is one ``python -m bench train`` process (the run function of
 `bench.training`, with its checkpoints and resume), so a crash, a NaN or an out-of-memory
 kill in one program cannot take the others down, and its log (``train.log`` in each of its
@@ -136,11 +137,10 @@ class Outcome:
 
 def programs(runs: Sequence[RunConfig], seeds_per_program: int) -> list[list[RunConfig]]:
     """The runs grouped into programs: runs equal in all but their seed, at most
-    ``seeds_per_program`` per program, in the order of their first run. A run with an
-    online phase (one environment per run) is a program of its own."""
+    ``seeds_per_program`` per program, in the order of their first run."""
     groups: dict[tuple, list[RunConfig]] = {}
     for run in runs:
-        alone = run.resolved_online_steps() > 0 or seeds_per_program <= 1
+        alone = seeds_per_program <= 1
         key = (dataclasses.replace(run, seed=0), run.seed if alone else None)  # runs with their own --out: alone
         groups.setdefault(key, []).append(run)
     size = max(1, seeds_per_program)

@@ -185,11 +185,11 @@ class Run:
 
     Seeds whose runs stand at different positions (one finished, one resumed from step 500,
     one new) are trained as separate groups, so every seed continues exactly where it was.
-    The online phase steps one environment per run, so a run with an online phase trains its
-    seeds one after the other."""
+    In the online phase each seed steps its own environment (`bench.online`)."""
 
     def __init__(self, configs: RunConfig | Sequence[RunConfig], *, progress: bool = True,
-                 on_step: Callable[[str, int], None] | None = None):
+                 on_step: Callable[[str, int], None] | None = None, seed_axis: compiled.SeedAxis = "auto"):
+        self.seed_axis = compiled.resolve_seed_axis(seed_axis)  # how one program walks its seeds
         configs = [configs] if isinstance(configs, RunConfig) else list(configs)
         if not configs:
             raise BenchError("no runs given")
@@ -280,12 +280,11 @@ class Run:
             write_json(seed.dir / "environment.json", environment)
             write_json(seed.dir / "data.json", files.provenance)
 
-        # Group the seeds by where they stand; an online phase takes one seed at a time.
+        # Group the seeds by where they stand.
         starts = [self._start(seed, files) for seed in seeds]
         groups: dict[tuple, list[int]] = {}
         for i, start in enumerate(starts):
-            key = (start.phase, start.step) + ((i,) if any(p.name == "online" for p in self.phases) else ())
-            groups.setdefault(key, []).append(i)
+            groups.setdefault((start.phase, start.step), []).append(i)
 
         from bench.evaluation import Evaluator
 
@@ -357,10 +356,9 @@ class Run:
                 from bench.online import OnlineLoop
 
                 online = OnlineLoop(loop, env_factory=self._make_env)
-                agent = online.run(phase, phase_index, compiled.unstack(stacked, 0), first, step_keys[0],
-                                   val_keys[0])
-                seeds[0].online_summary = online.summary
-                stacked = compiled.stack([agent])
+                stacked = online.run(phase, phase_index, stacked, first, step_keys, val_keys)
+                for seed, summary in zip(seeds, online.summaries, strict=True):
+                    seed.online_summary = summary
             else:
                 stacked = loop.run(phase, phase_index, stacked, first, step_keys, val_keys)
             if phase.name == "pretrain":
@@ -393,6 +391,7 @@ class Run:
             "online": seed.online_summary,
             "wall_time_s": round(time.perf_counter() - seed.began, 1),
             "seeds_in_program": together,  # trained side by side, sharing this wall time
+            "seed_axis": self.seed_axis if len(together) > 1 else None,  # how the program walked them
             # This invocation of the program (after a resume: since the resume). The online
             # phase's updates and environment steps are in the total only.
             "time_split_s": split,
@@ -488,7 +487,7 @@ class _Loop:
             began = time.perf_counter()
             agents, metrics = jax.block_until_ready(compiled.train_steps(
                 agents, self.train_data.at_step(step), step_keys, jnp.asarray(step, jnp.int32), count,
-                profile.batch_size, task.chunk_len, profile.discount))
+                profile.batch_size, task.chunk_len, profile.discount, self.owner.seed_axis))
             self.seconds["first_call" if step == first else "updates"] += time.perf_counter() - began
             step += count
             self.after_step(phase, phase_index, step, functools.cache(lambda i, a=agents: compiled.unstack(a, i)),
@@ -499,11 +498,11 @@ class _Loop:
         self._window = (time.perf_counter(), 0)
 
     def after_step(self, phase: Phase, phase_index: int, done: int, agent_of: Callable[[int], Any], metrics,
-                   val_keys, extra: dict[str, float] | None = None, count: int = 1) -> None:
+                   val_keys, extra: Sequence[dict[str, float]] | None = None, count: int = 1) -> None:
         """Bookkeeping after step ``done`` of ``phase`` (``count`` steps since the last call).
         ``agent_of(i)`` is seed i's agent; ``metrics`` the last update's, leaves [S] (None when
-        no update ran: the online warm-up); ``val_keys`` [S]; ``extra`` adds columns to the
-        metrics rows."""
+        no update ran: the online warm-up); ``val_keys`` [S]; ``extra[i]`` adds columns to seed
+        i's metrics rows."""
         profile, task = self.owner.profile, self.owner.task
         self.bar.update(count)
         self._window = (self._window[0], self._window[1] + count)
@@ -518,7 +517,7 @@ class _Loop:
                 val = _as_floats(compiled.validation_metrics(agent_of(i), self.val_data, jax.random.fold_in(val_keys[i], done),
                                                   profile.batch_size, task.chunk_len, profile.discount))
                 seed.logs["metrics"].append({"phase": phase.name, "step": done, **values[i],
-                                             **{f"val/{k}": v for k, v in val.items()}, **(extra or {}),
+                                             **{f"val/{k}": v for k, v in val.items()}, **(extra[i] if extra else {}),
                                              "steps_per_s": rate, "wall_s": round(now - seed.began, 2)})
             self._window = (time.perf_counter(), 0)
             self.seconds["logging"] += self._window[0] - began
@@ -585,7 +584,8 @@ def train(config: RunConfig, *, progress: bool = True, on_step: Callable[[str, i
 
 
 def train_seeds(configs: Sequence[RunConfig], *, progress: bool = True,
-                on_step: Callable[[str, int], None] | None = None) -> list[dict]:
+                on_step: Callable[[str, int], None] | None = None, seed_axis: compiled.SeedAxis = "auto") -> list[dict]:
     """Run (or resume, or report) the runs of several seeds of one method, task and config,
-    trained side by side in one compiled program; returns their summaries."""
-    return Run(configs, progress=progress, on_step=on_step).execute()
+    trained side by side in one compiled program (walking the seeds as ``seed_axis`` says:
+    `bench.compiled`); returns their summaries."""
+    return Run(configs, progress=progress, on_step=on_step, seed_axis=seed_axis).execute()

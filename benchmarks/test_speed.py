@@ -2,13 +2,14 @@
 
 Run with `nox -s bench`; `summarize.py` turns the records into the tables of
 reports/benchmarks/BENCHMARKS.md. Every update here is the training loop's own program,
-`bench.compiled.train_steps` (K updates per call in a `lax.scan`, S seeds vmapped, batches
-sampled inside the program), on a synthetic dataset with cube-double's shapes.
+`bench.compiled.train_steps` (K updates per call in a `lax.scan`, S seeds vmapped or mapped,
+batches sampled inside the program), on a synthetic dataset with cube-double's shapes.
 
 * `test_update`: every method at the quick and paper sizes: time per update, FLOPs per
   update (trip-count-aware count of the jaxpr, and XLA's cost analysis, which counts loop
   bodies once), achieved FLOP/s and its ratio to the matmul ceiling measured in this run.
-* `test_vectorised_seeds`: per-seed update throughput with S = 1, 4 and 8 seeds per program.
+* `test_vectorised_seeds`: per-seed update throughput with S = 1, 4 and 8 seeds per program,
+  the seeds vmapped or mapped (`bench.compiled`'s ``seed_axis``).
 * `test_trqam_breakdown`: where TRQAM's paper-size update spends its time, and the critic
   layout change that removed the largest waste (members outer, `CriticEnsemble.on_batch`).
 * `test_training_loop_split`: a real training run (quick profile, cube-single): the share of
@@ -25,22 +26,27 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from baselines.bc import FlowBC
 from bench import compiled
 from bench.batches import sample_batch
-from bench.methods import METHODS, get_method
+from bench.methods import METHODS
 from bench.profiles import PROFILES
-from bench.tasks import resolve_task
+from benchmarks.common import CHUNK, make_agent, synthetic_data
 from benchmarks.flops import matmul_ceiling, program_flops, xla_flops
-from benchmarks.test_throughput import CHUNK, _synthetic_data
 
-TASK = "cube-double-play-singletask-task1-v0"
 SIZES = ("quick", "paper")
 
 
 @pytest.fixture(scope="module")
 def data():
-    return _synthetic_data(100_000)
+    return synthetic_data(100_000)
+
+
+@pytest.fixture(autouse=True)
+def _release_programs():
+    """Drop each test's compiled programs after it: a process holding this module's hundred
+    and more CPU executables at once was once aborted by XLA while compiling the next one."""
+    yield
+    jax.clear_caches()
 
 
 @pytest.fixture(scope="module")
@@ -54,23 +60,13 @@ def _device() -> str:
     return f"{device.platform}: {device.device_kind}"
 
 
-def make_agent(method: str, size: str, data, seed: int = 0):
-    key = jax.random.key(seed)
-    profile, task = PROFILES[size], resolve_task(TASK)
-    m = get_method(method)
-    example = sample_batch(data, key, profile.batch_size, CHUNK, profile.discount)
-    if m.pipeline == "bc":
-        return FlowBC.create(example, m.make_config(profile, task), key)
-    return m.agent_cls.create(example, m.make_config(profile, task), key)
-
-
-def _program(data, size: str, count: int):
+def _program(data, size: str, count: int, seed_axis: compiled.SeedAxis = "auto"):
     """``run(params, keys)``: ``count`` updates of the stacked agents (the loop's program)."""
     profile = PROFILES[size]
 
     def run(agents, keys):
         return compiled.train_steps(agents, data, keys, jnp.asarray(0), count, profile.batch_size, CHUNK,
-                                    profile.discount)
+                                    profile.discount, seed_axis)
     return run
 
 
@@ -111,18 +107,19 @@ def test_update(benchmark, data, ceiling, method, size):
     )
 
 
-@pytest.mark.parametrize("seeds", [1, 4, 8])
+@pytest.mark.parametrize(("seeds", "seed_axis"), [(1, "one"), (4, "vmap"), (4, "map"), (8, "vmap"), (8, "map")])
 @pytest.mark.parametrize("method", sorted(METHODS))
-def test_vectorised_seeds(benchmark, data, method, seeds):
-    """S seeds in one program at the quick size: seed-updates per second."""
+def test_vectorised_seeds(benchmark, data, method, seeds, seed_axis):
+    """S seeds in one program at the quick size, the seed axis vmapped or mapped (one seed
+    needs neither): seed-updates per second."""
     count = 5
     agents = compiled.stack([make_agent(method, "quick", data, s) for s in range(seeds)])
     keys = jax.random.split(jax.random.key(1), seeds)
-    run = _program(data, "quick", count)
+    run = _program(data, "quick", count, "auto" if seeds == 1 else seed_axis)
     jax.block_until_ready(run(agents, keys))  # compile
     benchmark.pedantic(lambda: jax.block_until_ready(run(agents, keys)), rounds=2, iterations=1)
     benchmark.extra_info.update(table="seeds", unit="seed-updates", items_per_call=count * seeds, method=method,
-                                seeds=seeds, size="quick", device=_device())
+                                seeds=seeds, seed_axis=seed_axis, size="quick", device=_device())
 
 
 def _batch_outer_q(critic, obs, actions):

@@ -9,38 +9,16 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 
-from baselines.bc import FlowBC, FlowBCConfig
 from bench.batches import TransitionData, sample_batch
 from bench.evaluation import Evaluator
-from bench.profiles import PROFILES
-
-OBS_DIM, ACT_DIM, CHUNK = 37, 5, 5  # cube-double: observation 37, action 5, h = 5
-UPDATES_PER_CALL = 20
-
-
-def _synthetic_data(size: int, act_dim: int = ACT_DIM) -> TransitionData:
-    rng = np.random.default_rng(0)
-    terminals = np.zeros(size, np.float32)
-    terminals[999::1000] = 1.0
-    return TransitionData.from_ogbench(
-        {
-            "observations": rng.standard_normal((size, OBS_DIM), np.float32),
-            "next_observations": rng.standard_normal((size, OBS_DIM), np.float32),
-            "actions": rng.uniform(-1, 1, (size, act_dim)).astype(np.float32),
-            "rewards": -rng.integers(0, 3, size).astype(np.float32),
-            "masks": np.ones(size, np.float32),
-            "terminals": terminals,
-        },
-        sparse_reward=False,
-    )
+from benchmarks.common import CHUNK, make_agent, synthetic_data
 
 
 @pytest.fixture(scope="module")
 def data_1m() -> TransitionData:
-    return _synthetic_data(1_000_000)
+    return synthetic_data(1_000_000)
 
 
 @pytest.mark.parametrize("batch_size", [256])
@@ -60,13 +38,6 @@ def test_sampling_batches(benchmark, data_1m, batch_size):
     benchmark(lambda: draw(data_1m, jax.random.key(1)).block_until_ready())
 
 
-def _bc_agent(profile: str, data: TransitionData, chunk_len: int = CHUNK) -> FlowBC:
-    p = PROFILES[profile]
-    config = FlowBCConfig(hidden_sizes=p.hidden_sizes, learning_rate=p.learning_rate, flow_steps=p.flow_steps)
-    example = sample_batch(data, jax.random.key(0), p.batch_size, chunk_len, 0.99)
-    return FlowBC.create(example, config, jax.random.key(0))
-
-
 @pytest.mark.parametrize("chunk_len", [5, 1], ids=["h5", "h1"])
 @pytest.mark.parametrize("batched", [True, False], ids=["batched", "per-episode"])
 def test_evaluation(benchmark, batched, chunk_len):
@@ -76,7 +47,7 @@ def test_evaluation(benchmark, batched, chunk_len):
     policy every step and shows what batching the policy calls saves.
     """
     task = "cube-double-play-singletask-task1-v0"
-    agent = _bc_agent("paper", _synthetic_data(10_000), chunk_len)
+    agent = make_agent("bc", "paper", synthetic_data(10_000), chunk_len=chunk_len)
     sample = eqx.filter_jit(lambda agent, obs, key: agent.sample_actions(obs, key))
     evaluator = Evaluator(task, num_envs=10)
     policy = lambda obs, key: sample(agent, jnp.asarray(obs), key)  # noqa: E731

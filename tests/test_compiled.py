@@ -15,6 +15,7 @@ import pytest
 from baselines.bc import FlowBC, FlowBCConfig
 from bench import compiled
 from bench.batches import TransitionData, sample_batch
+from bench.errors import BenchError
 from bench.training import RunConfig, train, train_seeds
 
 SMOKE_TASK = "cube-single-play-singletask-task1-v0"
@@ -49,9 +50,11 @@ def test_stack_and_unstack_are_inverse():
             np.testing.assert_array_equal(a, b)
 
 
-def test_scanned_vectorised_updates_equal_one_update_per_call():
+@pytest.mark.parametrize("seed_axis", ["vmap", "map"])
+def test_scanned_vectorised_updates_equal_one_update_per_call(seed_axis):
     """3 seeds x 7 updates in one call give each seed the updates of a plain loop (same
-    batches from fold_in(step_key, step), same update keys)."""
+    batches from fold_in(step_key, step), same update keys), whichever way the program walks
+    the seeds."""
     data = _data()
     batch_size, chunk_len, discount = 16, 3, 0.99
     example = sample_batch(data, jax.random.key(0), batch_size, chunk_len, discount)
@@ -60,7 +63,7 @@ def test_scanned_vectorised_updates_equal_one_update_per_call():
     step_keys = jax.random.split(jax.random.key(7), 3)
 
     stacked, metrics = compiled.train_steps(compiled.stack(agents), data, step_keys, jnp.asarray(4), 7,
-                                            batch_size, chunk_len, discount)
+                                            batch_size, chunk_len, discount, seed_axis)
 
     update = eqx.filter_jit(lambda agent, batch, key: agent.update(batch, key))
     for seed, agent in enumerate(agents):
@@ -71,6 +74,11 @@ def test_scanned_vectorised_updates_equal_one_update_per_call():
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(metrics["actor/flow_loss"][seed], last["actor/flow_loss"], rtol=1e-4)
     assert not np.allclose(metrics["actor/flow_loss"][0], metrics["actor/flow_loss"][1])  # seeds differ
+
+
+def test_unknown_seed_axis_is_refused():
+    with pytest.raises(BenchError, match="unknown seed axis 'pmap'.*auto, vmap, map"):
+        compiled.resolve_seed_axis("pmap")
 
 
 def _csv(path) -> list[dict[str, str]]:
@@ -93,6 +101,7 @@ def test_seeds_trained_together_match_separate_runs(bench_cache, tmp_path):
     alone = train(config(1, "alone"), progress=False)
     assert [s["seed"] for s in together] == [0, 1]
     assert together[1]["seeds_in_program"] == [0, 1] and alone["seeds_in_program"] == [1]
+    assert together[1]["seed_axis"] == compiled.resolve_seed_axis("auto") and alone["seed_axis"] is None
     grouped_rows = _numeric(_csv(tmp_path / "together" / "1" / "metrics.csv"))
     alone_rows = _numeric(_csv(tmp_path / "alone" / "1" / "metrics.csv"))
     assert [r["step"] for r in grouped_rows] == [r["step"] for r in alone_rows] == [5, 10, 15, 20, 25, 30]
@@ -142,11 +151,11 @@ def test_training_does_not_recompile_after_warm_up_or_between_phases(bench_cache
         train(RunConfig("trqam", SMOKE_TASK, profile="smoke", init="scratch", online_steps=20, out=tmp_path / "run"),
               progress=False, on_step=lambda phase, step: compiles_at.append((phase, step, len(log.names))))
     counts = collections.Counter(log.names)
-    once = ("train_steps", "validation_metrics", "_take", "online_update", "_write")
+    once = ("train_steps", "validation_metrics", "_take", "online_update", "_write", "sample_actions",
+            "sample_seed_actions")  # sample_actions: evaluation; sample_seed_actions: online acting
     for program in once:
         assert log.count(program) == 1, (program, counts)
-    assert log.count("sample_actions") == 2, counts  # evaluation (2 envs) and online acting (1 env)
-    assert log.repeated((*once, "sample_actions")) == [], counts
+    assert log.repeated(once) == [], counts
     total = {(phase, step): n for phase, step, n in compiles_at}
     assert total[("offline", 15)] == total[("offline", 30)], compiles_at
     assert total[("online", 10)] == total[("online", 20)] == len(log.names), compiles_at

@@ -273,6 +273,56 @@ def test_killed_online_run_resumes_with_no_transition_lost(bench_cache, tmp_path
     assert strip(row_25) == strip(killed_row_25) == strip(straight_25)
 
 
+@pytest.mark.slow
+def test_seeds_online_side_by_side_match_separate_runs_and_resume_from_journals_of_different_lengths(
+        bench_cache, tmp_path):
+    """Two seeds through the online phase in one program (each with its own environment,
+    journal and buffer) give each seed what it gets alone. Two seeds killed at different
+    steps after the same checkpoint (journals of 25 and 23 transitions) resume together:
+    each replays its own journal, then steps its environment again."""
+    def config(seed, where):
+        return RunConfig("fql", TASK, profile="smoke", seed=seed, online_steps=40, out=tmp_path / where / str(seed))
+
+    alone = [train(config(s, "alone"), progress=False) for s in (0, 1)]
+    together = training.train_seeds([config(0, "together"), config(1, "together")], progress=False)
+    assert [s["seeds_in_program"] for s in together] == [[0, 1], [0, 1]]
+    for seed in (0, 1):
+        assert together[seed]["online"]["transitions"] == alone[seed]["online"]["transitions"] == 40
+        np.testing.assert_allclose(_journal(tmp_path / "together" / str(seed)).read(),
+                                   _journal(tmp_path / "alone" / str(seed)).read(), atol=1e-4)
+        rows = [r for r in _csv(tmp_path / "together" / str(seed) / "metrics.csv") if r["phase"] == "online"]
+        reference = [r for r in _csv(tmp_path / "alone" / str(seed) / "metrics.csv") if r["phase"] == "online"]
+        assert [r["step"] for r in rows] == [r["step"] for r in reference]
+        for a, b in zip(rows, reference, strict=True):
+            assert float(a["critic/loss"]) == pytest.approx(float(b["critic/loss"]), rel=1e-3, abs=1e-4)
+            assert a["online/episodes"] == b["online/episodes"]
+    assert not np.allclose(_journal(tmp_path / "together" / "0").read(), _journal(tmp_path / "together" / "1").read())
+
+    for seed, kill in ((0, 25), (1, 23)):
+        def stop(phase, step, kill=kill):
+            if phase == "online" and step == kill:
+                raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            train(config(seed, "resumed"), progress=False, on_step=stop)
+    assert [len(_journal(tmp_path / "resumed" / str(s))) for s in (0, 1)] == [25, 23]
+    resumed = training.train_seeds([config(0, "resumed"), config(1, "resumed")], progress=False)
+    assert [s["seeds_in_program"] for s in resumed] == [[0, 1], [0, 1]]  # one group: both checkpoints at 20
+    terminal = _journal(tmp_path / "alone" / "0").column_slices["terminal"].start
+    for seed, kill in ((0, 25), (1, 23)):
+        run = tmp_path / "resumed" / str(seed)
+        final, reference = _journal(run).read(), _journal(tmp_path / "alone" / str(seed)).read()
+        assert len(final) == 40 and resumed[seed]["online"]["interrupted_episodes"] == 1
+        np.testing.assert_array_equal(np.delete(final[:kill], terminal, axis=1),
+                                      np.delete(reference[:kill], terminal, axis=1))
+        assert final[kill - 1, terminal] == 1.0  # its interrupted episode ends at its last collected transition
+    # Seed 0's updates 21..25 were redone on its journal's transitions: as in the uninterrupted run.
+    row_25, straight_25 = ([r for r in _csv(run / "metrics.csv") if r["phase"] == "online" and r["step"] == "25"]
+                           for run in (tmp_path / "resumed" / "0", tmp_path / "alone" / "0"))
+    assert float(row_25[0]["critic/loss"]) == pytest.approx(float(straight_25[0]["critic/loss"]), rel=1e-3)
+    assert row_25[0]["online/episodes"] == straight_25[0]["online/episodes"]
+
+
 # ---- learning curves ----------------------------------------------------------------------
 def _fake_run(path, method, offline, online, evals):
     path.mkdir(parents=True)

@@ -56,7 +56,7 @@ def test_runs_differing_only_in_seed_share_a_program():
     assert [len(j) for j in programs(runs, seeds_per_program=1)] == [1] * 26
     online = plan(get_profile("quick"), methods=["qam"], tasks=["cube-single-play-singletask-task1-v0"],
                   online_steps=100)
-    assert [len(j) for j in programs(online, seeds_per_program=8)] == [1, 1]  # one environment per run
+    assert [len(j) for j in programs(online, seeds_per_program=8)] == [2]  # each seed steps its own environment
 
 
 def test_unknown_names_are_clear_errors():
