@@ -11,8 +11,8 @@ dataset is shared by the seeds (not copied). How the program walks the seed axis
 * ``"vmap"``: `eqx.filter_vmap` over the seeds' parameters, optimiser states and keys, so
   every product is batched over the seeds (what fills an accelerator);
 * ``"map"``: `lax.map`, the seeds one after another inside the one program. On a CPU the
-  unbatched products are faster than batched ones (`nox -s bench`, "Seeds vectorised in one
-  program"), while the program still shares one compilation, one dataset and one set of
+  unbatched products are faster than batched ones (`nox -s bench`, "Seeds in one program"),
+  while the program still shares one compilation, one dataset and one set of
   evaluation environments among its seeds;
 * ``"auto"`` (the default): ``"map"`` on a CPU backend, ``"vmap"`` on any other.
 

@@ -94,7 +94,7 @@ def _breakdown(record: dict) -> list[str]:
 
 def _loop(record: dict) -> list[str]:
     info = record["extra_info"]
-    parts = [k for k in ("first_call", "updates", "evaluation", "logging", "checkpoints") if k in info]
+    parts = [k for k in ("setup", "first_call", "updates", "evaluation", "logging", "checkpoints") if k in info]
     other = info["total"] - sum(info[k] for k in parts)
     lines = ["## The training loop's time", "",
              f"A real run through `bench.training` ({info['items_per_call']} TRQAM steps at the quick size on "
@@ -102,7 +102,8 @@ def _loop(record: dict) -> list[str]:
              "in seconds:", "",
              "| " + " | ".join(parts) + " | other | total |", "|" + "---:|" * (len(parts) + 2),
              "| " + " | ".join(f"{info[k]:,.2f}" for k in parts) + f" | {other:,.2f} | {info['total']:,.2f} |", "",
-             f"Outside the compiled updates (after the first, compiling call; evaluation apart): "
+             f"Outside the compiled updates (after {'creating the agents and ' if 'setup' in info else ''}"
+             "the first, compiling call; evaluation apart): "
              f"**{info['outside_share']:.1%}** of the loop's time."]
     return lines
 
