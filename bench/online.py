@@ -120,24 +120,23 @@ class OnlineLoop:
             self.loop.start_window()
             for t in range(first + 1, phase.steps + 1):
                 rows, extra = [], []
-                needs_policy = [c for c in collectors if t > c.collected and not c.queue
-                                and not (method.random_warmup and t <= warmup)]
+                stepping = [c for c in collectors if t > c.collected]  # the others replay their journal
+                for c in stepping:
+                    if c.observation is None:
+                        c.observation, _ = c.env.reset(seed=derived_seed(c.seed, phase_index, t))
+                needs_policy = [c for c in stepping if not c.queue and not (method.random_warmup and t <= warmup)]
                 if needs_policy:  # one program acts for every seed; those with queued actions ignore theirs
                     observations = np.zeros((len(collectors), 1, obs_dim), np.float32)
                     for i, c in enumerate(collectors):
                         if c in needs_policy:
-                            if c.observation is None:
-                                c.observation, _ = c.env.reset(seed=derived_seed(c.seed, phase_index, t))
                             observations[i, 0] = c.observation
                     actions = np.asarray(compiled.sample_seed_actions(
                         agents, jnp.asarray(observations), act_keys, jnp.asarray(t), seed_axis), np.float64)
                 for i, c in enumerate(collectors):
-                    if t <= c.collected:  # replayed from the journal
+                    if c not in stepping:  # replayed from the journal
                         rows.append(c.records[t - 1])
                         extra.append({"online/transitions": t, "online/episodes": int(c.episodes_done[t - 1])})
                         continue
-                    if c.observation is None:
-                        c.observation, _ = c.env.reset(seed=derived_seed(c.seed, phase_index, t))
                     if not c.queue:
                         if method.random_warmup and t <= warmup:
                             chunk = np.random.default_rng(derived_seed(c.seed, phase_index, t, 1)).uniform(

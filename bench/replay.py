@@ -26,6 +26,7 @@ import functools
 import json
 import os
 from pathlib import Path
+from typing import Self
 
 import equinox as eqx
 import jax
@@ -38,24 +39,30 @@ from bench.errors import BenchError
 from trqam.agent import Batch
 
 
-class ReplayBuffer(eqx.Module):
-    """The offline data followed by the online transitions, indexed as one sequence:
-    row ``i`` is ``offline[i]`` for ``i < offline.size``, else ``online[i - offline.size]``.
-    With ``seed`` set, the online leaves carry a leading seed axis and this buffer is that
-    seed's (`SeedBuffers.of_seed`)."""
+class _Parts(eqx.Module):
+    """The offline data and an online part preallocated at its capacity, of which the first
+    ``online_size`` rows are filled (what `ReplayBuffer` and `SeedBuffers` share)."""
 
     offline: TransitionData
-    online: TransitionData  # `capacity` rows, the first `online_size` of them filled ([S, capacity] with a seed)
+    online: TransitionData  # `capacity` rows ([S, capacity] in SeedBuffers)
     online_size: Int[Array, ""]
-    seed: Int[Array, ""] | None = None
 
     @classmethod
-    def create(cls, offline: TransitionData, online: TransitionData, online_size: int) -> ReplayBuffer:
+    def create(cls, offline: TransitionData, online: TransitionData, online_size: int) -> Self:
         return cls(offline=offline, online=online, online_size=jnp.asarray(online_size, jnp.int32))
 
     @property
     def capacity(self) -> int:
         return self.online.rewards.shape[-1]
+
+
+class ReplayBuffer(_Parts):
+    """The offline data followed by the online transitions, indexed as one sequence:
+    row ``i`` is ``offline[i]`` for ``i < offline.size``, else ``online[i - offline.size]``.
+    With ``seed`` set, the online leaves carry a leading seed axis and this buffer is that
+    seed's (`SeedBuffers.of_seed`)."""
+
+    seed: Int[Array, ""] | None = None
 
     def with_size(self, online_size: int) -> ReplayBuffer:
         """The same buffer seen as holding only its first ``online_size`` online transitions."""
@@ -92,32 +99,16 @@ class ReplayBuffer(eqx.Module):
         return chunk_batch(self, starts, chunk_len, discount)
 
 
-class SeedBuffers(eqx.Module):
+class SeedBuffers(_Parts):
     """The replay buffers of S seeds trained side by side: the offline data once, and each
-    seed's online part along the leading axis of ``online``. Every seed adds one transition
-    per step, so one ``online_size`` serves them all."""
-
-    offline: TransitionData
-    online: TransitionData  # leaves [S, capacity, ...]
-    online_size: Int[Array, ""]
-
-    @classmethod
-    def create(cls, offline: TransitionData, online: TransitionData, online_size: int) -> SeedBuffers:
-        """``online``: the seeds' online parts, stacked (`online_storage` of several seeds)."""
-        return cls(offline=offline, online=online, online_size=jnp.asarray(online_size, jnp.int32))
-
-    @property
-    def capacity(self) -> int:
-        return self.online.rewards.shape[-1]
+    seed's online part along the leading axis of ``online`` (leaves [S, capacity, ...]; made
+    by `online_storage` of several seeds). Every seed adds one transition per step, so one
+    ``online_size`` serves them all."""
 
     def of_seed(self, seed: Int[Array, ""]) -> ReplayBuffer:
         """Seed ``seed``'s buffer: its gathers index the stacked arrays (no copy)."""
         return ReplayBuffer(offline=self.offline, online=self.online, online_size=self.online_size,
                             seed=jnp.asarray(seed, jnp.int32))
-
-    def with_size(self, online_size: int) -> SeedBuffers:
-        """The same buffers seen as holding only their first ``online_size`` online transitions."""
-        return eqx.tree_at(lambda b: b.online_size, self, jnp.asarray(online_size, jnp.int32))
 
 
 class Transition(eqx.Module):
