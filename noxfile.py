@@ -1,6 +1,14 @@
-"""Sessions: `nox -s tests`, `nox -s reproduce`, `nox -s figures`, `nox -s regress`, `nox -s lint`, `nox -s bench`."""
+"""Sessions: `nox -s tests`, `nox -s reproduce`, `nox -s figures`, `nox -s regress`, `nox -s lint`, `nox -s bench`,
+`nox -s parity`.
+
+Every session builds its virtualenv from the interpreter nox runs on (any supported Python,
+3.11 to 3.13), so the README's commands work wherever `pip install nox` did; on an
+unsupported interpreter a session fails with one line instead of being skipped.
+"""
 
 from __future__ import annotations
+
+import sys
 
 import nox
 
@@ -8,12 +16,21 @@ nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = ["tests"]
 
-PYTHON = "3.11"
+PYTHON = None  # the interpreter nox runs on
+SUPPORTED = ((3, 11), (3, 13))
+
+
+def _check_python(session: nox.Session) -> None:
+    low, high = SUPPORTED
+    if not low <= sys.version_info[:2] <= high:
+        session.error(f"Python {sys.version.split()[0]} is not supported: run nox from Python "
+                      f"{low[0]}.{low[1]} to {high[0]}.{high[1]} (e.g. python3.12 -m pip install nox && python3.12 -m nox)")
 
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """The test suite (real MuJoCo episodes, regenerated data, a local Ray cluster; about 16 minutes on 2 cores)."""
+    _check_python(session)
     session.install("-e", ".[test]")
     session.run("pytest", *(session.posargs or ["tests"]))
 
@@ -21,13 +38,15 @@ def tests(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     """ruff over the code."""
+    _check_python(session)
     session.install("ruff>=0.6")
-    session.run("ruff", "check", "trqam", "baselines", "bench", "tests", "benchmarks", "noxfile.py")
+    session.run("ruff", "check", "trqam", "baselines", "bench", "parity", "tests", "benchmarks", "noxfile.py")
 
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
     """Speed benchmarks (pytest-benchmark); results saved under reports/benchmarks/."""
+    _check_python(session)
     session.install("-e", ".[test]")
     session.run(
         "pytest", "benchmarks", "--benchmark-only", "--benchmark-columns=mean,stddev,rounds",
@@ -45,6 +64,7 @@ def reproduce(session: nox.Session) -> None:
     nox -s reproduce -- --profile paper --domains scene p33
     nox -s reproduce -- --profile paper --backend ray --address auto --gpus-per-run 1
     """
+    _check_python(session)
     session.install("-e", ".[ray]" if "ray" in session.posargs else ".")
     session.run("python", "-m", "bench", "reproduce", *session.posargs)
 
@@ -52,6 +72,7 @@ def reproduce(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def figures(session: nox.Session) -> None:
     """Redraw every figure from the stored results (`-- --profile paper` for another profile)."""
+    _check_python(session)
     session.install("-e", ".")
     session.run("python", "-m", "bench", "figures", *session.posargs)
 
@@ -59,5 +80,19 @@ def figures(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def regress(session: nox.Session) -> None:
     """The CI regression gate: the matrix pinned in results/regress/bands.csv, trained fresh."""
+    _check_python(session)
     session.install("-e", ".")
     session.run("python", "-m", "bench", "regress", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def parity(session: nox.Session) -> None:
+    """Parity with the authors' code: with `-- --reference-dir DIR` (a checkout of
+    github.com/yonghdong/trqam) rewrite the fixtures in tests/parity from it; then write
+    reports/parity/PARITY.md from the fixtures. The reference's dependencies (flax, distrax,
+    ml_collections, TensorFlow Probability) are installed in this session only."""
+    _check_python(session)
+    session.install("-e", ".[parity]")
+    if session.posargs:
+        session.run("python", "-m", "parity.generate", *session.posargs)
+    session.run("python", "-m", "parity.report")

@@ -25,6 +25,7 @@ class FlowBCConfig:
     layer_norm: bool = False  # True with width 1024 on the 10M/100M sets (TRQAM paper)
     learning_rate: float = 3e-4
     flow_steps: int = 10
+    grad_clip: float | None = 1.0  # the reference pretrains with its TRQAM agent in BC-only mode: clipped Adam
 
 
 class FlowBC(eqx.Module):
@@ -34,7 +35,8 @@ class FlowBC(eqx.Module):
 
     @staticmethod
     def optimizer(config: FlowBCConfig) -> optax.GradientTransformation:
-        return optax.adam(config.learning_rate)
+        adam = optax.adam(config.learning_rate)
+        return adam if config.grad_clip is None else optax.chain(optax.clip_by_global_norm(config.grad_clip), adam)
 
     @classmethod
     def create(cls, example_batch: Batch, config: FlowBCConfig, key: PRNGKeyArray) -> Self:
@@ -51,7 +53,7 @@ class FlowBC(eqx.Module):
             return bc_flow_loss(actor, batch.observations, batch.actions, batch.valid, key)
 
         loss, grads = eqx.filter_value_and_grad(loss_fn)(self.actor)
-        updates, opt_state = self.optimizer(self.config).update(grads, self.opt_state)
+        updates, opt_state = self.optimizer(self.config).update(grads, self.opt_state, eqx.filter(self.actor, eqx.is_array))
         actor = eqx.apply_updates(self.actor, updates)
         metrics = {"actor/flow_loss": loss, "actor/grad_norm": optax.tree.norm(grads)}
         return eqx.tree_at(lambda a: (a.actor, a.opt_state), self, (actor, opt_state)), metrics

@@ -146,14 +146,15 @@ class FlowQAgent(eqx.Module):
 
     def adjoint_rollout(self, batch: Batch, key: PRNGKeyArray, terminal_scale: float) -> AdjointRollout:
         """The memoryless SDE of ``v_ft`` and its lean adjoint from
-        ``adj_N = -terminal_scale * grad_a mean_k Q_target_k(s, clip(x_N))`` (no gradient)."""
+        ``adj_N = -terminal_scale * grad_{x_N} mean_k Q_target_k(s, clip(x_N))`` (no gradient)."""
         obs, n = batch.observations, self.config.flow_steps
         noise_key, sde_key = jax.random.split(key)
         x0 = jax.random.normal(noise_key, batch.actions.shape)
         v_ft, v_base = self.nets["actor_fast"], self.targets["actor_slow"]
         rollout = jax.lax.stop_gradient(memoryless_rollout(v_ft, v_base, obs, x0, n, sde_key))
-        action = jnp.clip(rollout.final, -1.0, 1.0)
-        grad_q = jax.grad(lambda a: jnp.sum(mean_q(self.targets["critic"], obs, a)))(action)
+        # Differentiated through the clip: a dimension outside [-1, 1] gets no terminal adjoint.
+        grad_q = jax.grad(lambda x: jnp.sum(mean_q(self.targets["critic"], obs, jnp.clip(x, -1.0, 1.0))))(
+            rollout.final)
         adjoints = lean_adjoint(v_base, obs, rollout.states, -terminal_scale * grad_q, n)
         return AdjointRollout(rollout, adjoints)
 
@@ -172,12 +173,13 @@ class FlowQAgent(eqx.Module):
     def actor_loss(self, nets: Nets, batch: Batch, inputs: Any, key: PRNGKeyArray) -> tuple[Array, Metrics]:
         raise NotImplementedError
 
-    def after_update(self, metrics: Metrics) -> Self:
-        """Updates outside the gradient step (TRQAM's dual descent)."""
-        return self
+    def after_update(self, metrics: Metrics) -> tuple[Self, Metrics]:
+        """Updates outside the gradient step (TRQAM's dual descent), and the metrics they add."""
+        return self, metrics
 
     # ---- one gradient step ---------------------------------------------------------
-    def update(self, batch: Batch, key: PRNGKeyArray) -> tuple[Self, Metrics]:
+    def loss_and_grads(self, batch: Batch, key: PRNGKeyArray) -> tuple[tuple[Array, Metrics], Nets]:
+        """The total loss (critic + BC flow + actor), its metrics, and its gradient in ``nets``."""
         inputs_key, critic_key, flow_key, actor_key = jax.random.split(key, 4)
         inputs = self.actor_inputs(batch, inputs_key)
 
@@ -187,18 +189,22 @@ class FlowQAgent(eqx.Module):
             a_loss, actor_metrics = self.actor_loss(nets, batch, inputs, actor_key)
             return c_loss + f_loss + a_loss, {**metrics, "actor/flow_loss": f_loss, **actor_metrics}
 
-        (loss, metrics), grads = eqx.filter_value_and_grad(total_loss, has_aux=True)(self.nets)
+        return eqx.filter_value_and_grad(total_loss, has_aux=True)(self.nets)
+
+    def update(self, batch: Batch, key: PRNGKeyArray) -> tuple[Self, Metrics]:
+        (loss, metrics), grads = self.loss_and_grads(batch, key)
         params = eqx.filter(self.nets, eqx.is_array)
         updates, opt_state = self.optimizer(self.config).update(grads, self.opt_state, params)
         nets = eqx.apply_updates(self.nets, updates)
+        # Targets move towards the parameters this step started from, as the references do.
         targets = {
             name: target if name == "actor_slow" and self.config.frozen_base
-            else polyak(target, nets[name], self.config.tau)
+            else polyak(target, self.nets[name], self.config.tau)
             for name, target in self.targets.items()
         }
         metrics = {**metrics, "total_loss": loss, "grad_norm": optax.tree.norm(grads)}
         agent = dataclasses.replace(self, nets=nets, targets=targets, opt_state=opt_state)
-        return agent.after_update(metrics), metrics
+        return agent.after_update(metrics)
 
     def validation_metrics(self, batch: Batch, key: PRNGKeyArray) -> Metrics:
         critic_key, flow_key = jax.random.split(key)

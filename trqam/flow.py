@@ -50,20 +50,19 @@ def bc_flow_loss(
 ) -> Float[Array, ""]:
     """Flow-matching BC loss ``E ||v(s, (1-t) x0 + t a, t) - (a - x0)||^2``.
 
-    Mean over action dimensions and batch; each step of a chunk is weighted by its
-    ``valid`` flag (steps past an episode end belong to another episode), and each example
-    by ``weights`` when given (FAWAC's advantage weights).
+    Mean over action dimensions, then over the batch with each example weighted by its
+    chunk's last ``valid`` flag, as the references do (``valid[..., -1]``: the whole chunk
+    counts only when it ends inside its episode), and by ``weights`` when given (FAWAC's
+    advantage weights).
     """
-    batch, chunk = valid.shape
     noise_key, time_key = jax.random.split(key)
     x0 = jax.random.normal(noise_key, actions.shape)
-    t = jax.random.uniform(time_key, (batch,))
+    t = jax.random.uniform(time_key, (actions.shape[0],))
     x_t = (1.0 - t[:, None]) * x0 + t[:, None] * actions
     predicted = jax.vmap(field)(obs, x_t, t)
-    squared_error = jnp.reshape((predicted - (actions - x0)) ** 2, (batch, chunk, -1))
-    if weights is not None:
-        valid = valid * weights[:, None]
-    return jnp.mean(squared_error * valid[:, :, None])
+    per_example = jnp.mean((predicted - (actions - x0)) ** 2, axis=-1)
+    weight = valid[:, -1] if weights is None else valid[:, -1] * weights
+    return jnp.mean(per_example * weight)
 
 
 def euler_sample(

@@ -112,7 +112,8 @@ def fine_tune(agent, steps: int, *, seed: int = 0, lr: float = 1e-3, net: str = 
         updates, opt_state = optimizer.update(grads, opt_state)
         trained = eqx.apply_updates(agent.nets[net], updates)
         agent = eqx.tree_at(lambda a: a.nets[net], agent, trained)
-        return agent.after_update(metrics), opt_state, metrics
+        agent, metrics = agent.after_update(metrics)
+        return agent, opt_state, metrics
 
     for i in range(steps):
         agent, opt_state, metrics = step(agent, opt_state, jax.random.fold_in(jax.random.key(seed), i))

@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+LAYER_NORM_EPS = 1e-6  # Flax's default, which the references' networks use (Equinox's is 1e-5)
+
 
 def _xavier_linear(in_size: int, out_size: int, key: PRNGKeyArray) -> eqx.nn.Linear:
     """A dense layer with xavier-uniform weights and zero bias."""
@@ -49,7 +51,7 @@ class MLP(eqx.Module):
         self.layers = tuple(
             _xavier_linear(a, b, k) for a, b, k in zip(sizes[:-1], sizes[1:], keys, strict=True)
         )
-        self.norms = tuple(eqx.nn.LayerNorm(h) for h in hidden_sizes) if layer_norm else None
+        self.norms = tuple(eqx.nn.LayerNorm(h, eps=LAYER_NORM_EPS) for h in hidden_sizes) if layer_norm else None
         self.activation = activation
 
     def __call__(self, x: Float[Array, " in_size"]) -> Float[Array, " out_size"]:

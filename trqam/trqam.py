@@ -66,11 +66,15 @@ class TRQAM(FlowQAgent):
             am_loss = adjoint_matching_loss(dv, inputs.adjoints, g * sigma_scale)
             loss = am_loss
         metrics = {"actor/adjoint_loss": am_loss, "actor/path_kl": jax.lax.stop_gradient(kl),
-                   "trqam/lambda": lam, "trqam/kl_ema": self.dual.kl_ema, "trqam/sigma_scale": sigma_scale,
+                   "trqam/lambda": lam, "trqam/sigma_scale": sigma_scale,
                    **adjoint_metrics(inputs)}
         return loss, metrics
 
-    def after_update(self, metrics: Metrics) -> Self:
-        # Projected dual descent, once per gradient step, after the parameter update.
+    def after_update(self, metrics: Metrics) -> tuple[Self, Metrics]:
+        # Projected dual descent, once per gradient step, after the parameter update. Logged
+        # as the reference logs it: the EMA after this step, and lambda_eff = lam_scale * lambda
+        # after the dual step (the paper's lambda); ``trqam/lambda`` is the raw lambda this
+        # step's loss used.
         dual = dual_update(self.dual, metrics["actor/path_kl"], self.config.kl_budget, self.config.dual)
-        return dataclasses.replace(self, dual=dual)
+        metrics = {**metrics, "trqam/kl_ema": dual.kl_ema, "trqam/lambda_eff": self.config.dual.lam_scale * dual.lam}
+        return dataclasses.replace(self, dual=dual), metrics

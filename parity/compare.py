@@ -1,0 +1,339 @@
+"""Replay the reference's fixtures through our agents and compare every quantity.
+
+Used by ``tests/test_parity.py`` (which asserts each comparison) and by ``parity.report``
+(which writes ``reports/parity/PARITY.md``). Needs neither the authors' code nor Flax.
+
+How a fixture is replayed: our agent is created with the configuration the reference ran
+(`our_config`), its networks are overwritten with the reference's parameters
+(`load_params`: Flax's ``kernel [in, out]`` is our ``weight [out, in]``), and every random
+draw our update makes is served from the reference's draws of the same role
+(`replaying`). A draw is named by the function that makes it (`ROLE_OF_CALLER`), so our
+code keeps its own PRNG keys and call order; a draw nobody recorded is an error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from baselines.bc import FlowBC, FlowBCConfig
+from parity.setting import Setting, to_ours
+from trqam.dual import DualConfig
+from trqam.fine_tune import FlowQAgent
+from trqam.nn import MLP
+from trqam.qam import QAM, QAMConfig
+from trqam.trqam import TRQAM, TRQAMConfig
+
+FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "parity"
+
+# (function making the draw, kind of draw) -> the reference's name for it
+ROLE_OF_CALLER = {
+    ("act", "normal"): "critic/next_noise",  # the policy noise of the TD target's next action
+    ("bc_flow_loss", "normal"): "bc/x0",
+    ("bc_flow_loss", "uniform"): "bc/t",
+    ("adjoint_rollout", "normal"): "soc/x0",
+    ("memoryless_rollout", "normal"): "soc/noise",
+}
+# The reference draws one noise per flow step, the last unused (its last step is the base ODE).
+PREFIX_ROLES = {"soc/noise"}
+
+TOLERANCE = 1e-5  # relative; float32 round-off measured at ~1e-7 after one update and ~1e-6 after 200
+
+
+@contextlib.contextmanager
+def replaying(draws: dict[str, jax.Array]) -> Iterator[None]:
+    """Serve ``jax.random.normal`` / ``uniform`` from ``draws`` by role while the block runs
+    (or is traced: under ``jit`` the draws may be traced arrays)."""
+    originals = {kind: getattr(jax.random, kind) for kind in ("normal", "uniform")}
+
+    def replayer(kind: str):
+        def draw(key, shape=(), *args, **kwargs):
+            caller = sys._getframe(1).f_code.co_name
+            role = ROLE_OF_CALLER.get((caller, kind))
+            if role is None or role not in draws:
+                raise KeyError(f"jax.random.{kind} called from {caller}() has no reference draw to replay "
+                               f"(known: {sorted(draws)})")
+            value = jnp.asarray(draws[role])
+            shape = tuple(shape)
+            if role in PREFIX_ROLES and value.shape[0] > shape[0]:
+                value = value[: shape[0]]
+            if value.size != math.prod(shape):
+                raise ValueError(f"reference draw {role} has shape {value.shape}; {caller}() asks for {shape}")
+            return jnp.reshape(value, shape)
+        return draw
+
+    for kind in originals:
+        setattr(jax.random, kind, replayer(kind))
+    try:
+        yield
+    finally:
+        for kind, original in originals.items():
+            setattr(jax.random, kind, original)
+
+
+# ---- fixtures and parameters ------------------------------------------------------------
+@dataclass
+class Fixture:
+    name: str
+    arrays: dict[str, np.ndarray]
+    record: dict
+
+    @property
+    def setting(self) -> Setting:
+        return Setting(**{k: tuple(v) if isinstance(v, list) else v for k, v in self.record["setting"].items()})
+
+    def subtree(self, prefix: str) -> dict[str, np.ndarray]:
+        """The arrays under ``prefix/``, keyed by the rest of their path."""
+        return {k[len(prefix) + 1:]: v for k, v in self.arrays.items() if k.startswith(prefix + "/")}
+
+    def trace(self, name: str) -> np.ndarray:
+        """A metric the reference logged, at every recorded update."""
+        return self.arrays[f"trace/{name}"]
+
+    def batch(self, update: int):
+        i = update % self.setting.num_batches
+        return to_ours({k: v for k, v in self.subtree(f"batch/{i}").items()})
+
+    def draws(self, update: int, prefix: str = "draws") -> dict[str, np.ndarray]:
+        return self.subtree(f"{prefix}/{update}")
+
+
+def load_fixture(path: Path) -> Fixture:
+    provenance = json.loads((path.parent / "provenance.json").read_text())
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    return Fixture(path.stem, arrays, provenance["fixtures"][path.name])
+
+
+def load_mlp(mlp: MLP, params: dict[str, np.ndarray]) -> MLP:
+    """``mlp`` with the reference's ``Dense_i`` / ``LayerNorm_i`` parameters (any leading
+    ensemble axis kept)."""
+    def get(name):
+        return jnp.asarray(params[name])
+
+    n = len(mlp.layers)
+    new = [jnp.swapaxes(get(f"Dense_{i}/kernel"), -1, -2) for i in range(n)] + [get(f"Dense_{i}/bias") for i in range(n)]
+    where = [lambda m, i=i: m.layers[i].weight for i in range(n)] + [lambda m, i=i: m.layers[i].bias for i in range(n)]
+    if mlp.norms is not None:
+        k = len(mlp.norms)
+        new += [get(f"LayerNorm_{i}/scale") for i in range(k)] + [get(f"LayerNorm_{i}/bias") for i in range(k)]
+        where += [lambda m, i=i: m.norms[i].weight for i in range(k)] + [lambda m, i=i: m.norms[i].bias for i in range(k)]
+    for w, value in zip(where, new, strict=True):
+        mlp = eqx.tree_at(w, mlp, value.reshape(w(mlp).shape))
+    return mlp
+
+
+def mlp_params(mlp: MLP) -> dict[str, np.ndarray]:
+    """Our MLP in the reference's naming (the inverse of `load_mlp`)."""
+    out = {}
+    for i, layer in enumerate(mlp.layers):
+        out[f"Dense_{i}/kernel"] = np.swapaxes(np.asarray(layer.weight), -1, -2)
+        out[f"Dense_{i}/bias"] = np.asarray(layer.bias)
+    for i, norm in enumerate(mlp.norms or ()):
+        out[f"LayerNorm_{i}/scale"], out[f"LayerNorm_{i}/bias"] = np.asarray(norm.weight), np.asarray(norm.bias)
+    return out
+
+
+# The reference's module name -> where our agent keeps the same network's MLP.
+FLOW_AGENT_MODULES = {
+    "critic": (lambda a: a.nets["critic"].members, "value_net"),
+    "target_critic": (lambda a: a.targets["critic"].members, "value_net"),
+    "actor_slow": (lambda a: a.nets["actor_slow"].mlp, "mlp"),
+    "target_actor_slow": (lambda a: a.targets["actor_slow"].mlp, "mlp"),
+    "actor_fast": (lambda a: a.nets["actor_fast"].mlp, "mlp"),
+}
+
+
+def load_params(agent: FlowQAgent, fixture: Fixture, prefix: str) -> FlowQAgent:
+    for module, (where, inner) in FLOW_AGENT_MODULES.items():
+        agent = eqx.tree_at(where, agent, load_mlp(where(agent), fixture.subtree(f"{prefix}/modules_{module}/{inner}")))
+    return agent
+
+
+def our_params(agent, modules=FLOW_AGENT_MODULES) -> dict[str, np.ndarray]:
+    """Our networks' parameters under the reference's names (``agent`` may be any object
+    with ``nets``, such as a namespace holding a gradient)."""
+    out = {}
+    for module, (where, inner) in modules.items():
+        out |= {f"modules_{module}/{inner}/{k}": v for k, v in mlp_params(where(agent)).items()}
+    return out
+
+
+# ---- our agents, configured as the reference ran --------------------------------------------
+def our_config(method: str, ref: dict):
+    common = dict(hidden_sizes=tuple(ref["actor_hidden_dims"]), actor_layer_norm=ref["actor_layer_norm"],
+                  num_critics=ref["num_qs"], learning_rate=ref["lr"], flow_steps=ref["flow_steps"],
+                  discount=ref["discount"], rho=ref["rho"], tau=ref["tau"],
+                  grad_clip=1.0 if ref["clip_grad"] else None, chunk_len=ref["horizon_length"])
+    if method == "trqam":
+        dual = DualConfig(init_lam=1.0, dual_lr=ref["eta_lambda"], ema=1.0 - ref["kl_ema_coef"],
+                          clip_factor=ref["kl_clip_coef"], lam_min=ref["lambda_min"], lam_max=ref["lambda_max"],
+                          lam_scale=ref["lam_scale"])
+        return TRQAM, TRQAMConfig(**common, kl_budget=ref["kl_budget"], dual=dual)
+    if method == "qam":
+        return QAM, QAMConfig(**common, inv_temp=ref["inv_temp"])
+    raise KeyError(method)
+
+
+# The reference's metric name -> ours, per method.
+METRICS = {
+    "critic/critic_loss": "critic/loss", "critic/q_mean": "critic/q_mean", "critic/q_max": "critic/q_max",
+    "critic/q_min": "critic/q_min", "actor/flow_loss": "actor/flow_loss", "actor/adj_loss": "actor/adjoint_loss",
+}
+METHOD_METRICS = {
+    "trqam": {"actor/path_kl": "actor/path_kl", "dual/lambda": "trqam/lambda_eff", "dual/kl_ema": "trqam/kl_ema"},
+    "qam": {},
+}
+
+
+# ---- comparison ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Row:
+    fixture: str
+    quantity: str
+    ours: float  # the value, or the L2 norm of an array
+    reference: float
+    rel: float  # ||ours - reference|| / ||reference||
+    tolerance: float
+
+    @property
+    def ok(self) -> bool:
+        return self.rel <= self.tolerance
+
+
+def rel_diff(ours, ref) -> float:
+    ours, ref = np.asarray(ours, np.float64), np.asarray(ref, np.float64)
+    if ours.shape != ref.shape:
+        raise ValueError(f"shapes differ: ours {ours.shape}, reference {ref.shape}")
+    scale = np.linalg.norm(ref)
+    return float(np.linalg.norm(ours - ref) / scale) if scale > 0 else float(np.linalg.norm(ours))
+
+
+def row(fixture: str, quantity: str, ours, ref, tolerance: float) -> Row:
+    return Row(fixture, quantity, float(np.linalg.norm(np.asarray(ours, np.float64))),
+               float(np.linalg.norm(np.asarray(ref, np.float64))), rel_diff(ours, ref), tolerance)
+
+
+def compare_params(fixture: Fixture, label: str, ours: dict, prefix: str, tolerance: float) -> list[Row]:
+    rows = []
+    by_module: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    for key, value in ours.items():
+        by_module.setdefault(key.split("/")[0], []).append((value, fixture.arrays[f"{prefix}/{key}"]))
+    for module, pairs in by_module.items():
+        flat_ours = np.concatenate([o.ravel() for o, _ in pairs])
+        flat_ref = np.concatenate([r.ravel() for _, r in pairs])
+        name = {"mlp": "actor"}.get(module, module.removeprefix("modules_"))
+        rows.append(row(fixture.name, f"{label} {name}", flat_ours, flat_ref, tolerance))
+    return rows
+
+
+def compare_bc(fixture: Fixture) -> list[Row]:
+    """BC pretraining: the reference's BC-only updates against `FlowBC`'s."""
+    ref, s = fixture.record["reference_config"], fixture.setting
+    config = FlowBCConfig(hidden_sizes=tuple(ref["actor_hidden_dims"]), layer_norm=ref["actor_layer_norm"],
+                          learning_rate=ref["lr"], flow_steps=ref["flow_steps"],
+                          grad_clip=1.0 if ref["clip_grad"] else None)
+    agent = FlowBC.create(fixture.batch(0), config, jax.random.key(0))
+    agent = eqx.tree_at(lambda a: a.actor.mlp, agent, load_mlp(agent.actor.mlp, fixture.subtree("bc/params_before/mlp")))
+
+    @eqx.filter_jit
+    def step(agent, batch, draws):
+        with replaying(draws):
+            return agent.update(batch, jax.random.key(0))
+
+    losses = []
+    for u in range(s.bc_updates):
+        agent, metrics = step(agent, fixture.batch(u), fixture.draws(u, "bc/draws"))
+        losses.append(float(metrics["actor/flow_loss"]))
+    ref_losses = fixture.trace("bc/flow_loss")
+    return [row(fixture.name, "bc: flow loss, first update", losses[0], ref_losses[0], TOLERANCE),
+            row(fixture.name, f"bc: flow loss, updates 1-{s.bc_updates}", losses, ref_losses, TOLERANCE),
+            *compare_params(fixture, f"bc: after {s.bc_updates} updates:",
+                            {f"mlp/{k}": v for k, v in mlp_params(agent.actor.mlp).items()}, "bc/params_after", TOLERANCE)]
+
+
+def compare_flow_agent(fixture: Fixture, method: str) -> list[Row]:
+    """One update's every quantity (the one-update fixture) or a trajectory's metrics and
+    final parameters (the trajectory fixture)."""
+    s, ref_config = fixture.setting, fixture.record["reference_config"]
+    cls, config = our_config(method, ref_config)
+    agent = cls.create(fixture.batch(0), config, jax.random.key(0))
+    agent = load_params(agent, fixture, "params_before")
+    metric_names = {**METRICS, **METHOD_METRICS[method]}
+    key = jax.random.key(0)
+    rows: list[Row] = []
+
+    @eqx.filter_jit
+    def step(agent, batch, draws):
+        with replaying(draws):
+            return agent.update(batch, key)
+
+    if s.updates == 1:
+        batch, draws = fixture.batch(0), fixture.draws(0)
+        q = np.asarray(jax.vmap(agent.nets["critic"])(batch.observations, batch.actions)).T
+        t = jnp.full((s.batch_size,), 0.3)
+        v = np.asarray(jax.vmap(agent.nets["actor_fast"])(batch.observations, batch.actions, t))
+        rows += [row(fixture.name, "critic output Q(s, a)", q, fixture.arrays["capture/q"], TOLERANCE),
+                 row(fixture.name, "fine-tuned field output v(s, a, 0.3)", v, fixture.arrays["capture/v_fast"],
+                     TOLERANCE)]
+        with replaying(draws):
+            next_actions = agent.act(agent.nets, batch.next_observations, key)
+            inputs = agent.actor_inputs(batch, key)
+            (_, _), grads = agent.loss_and_grads(batch, key)
+        rows += [row(fixture.name, "TD target's next actions", next_actions, fixture.arrays["capture/next_actions"],
+                     TOLERANCE),
+                 row(fixture.name, "adjoint rollout states x_0..x_{N-1}", inputs.rollout.states,
+                     fixture.arrays["capture/xs"], TOLERANCE),
+                 row(fixture.name, "lean adjoints adj_0..adj_{N-1}", inputs.adjoints, fixture.arrays["capture/adjs"],
+                     TOLERANCE)]
+        trained = {m: spec for m, spec in FLOW_AGENT_MODULES.items() if not m.startswith("target")}
+        rows += compare_params(fixture, "gradient of", our_params(SimpleNamespace(nets=grads), trained), "grads",
+                               TOLERANCE)
+        agent, metrics = step(agent, batch, draws)
+        rows += [row(fixture.name, f"metric {ours}", metrics[ours], fixture.trace(theirs)[0], TOLERANCE)
+                 for theirs, ours in metric_names.items()]
+        rows += compare_params(fixture, "after 1 update:", our_params(agent), "params_after_1", TOLERANCE)
+        if method == "trqam":
+            rows += [row(fixture.name, "lambda after 1 update", agent.dual.lam, fixture.arrays["state/lam"], TOLERANCE),
+                     row(fixture.name, "KL EMA after 1 update", agent.dual.kl_ema, fixture.arrays["state/kl_ema"],
+                         TOLERANCE)]
+        return rows
+
+    history: dict[str, list[float]] = {name: [] for name in metric_names.values()}
+    for u in range(s.updates):
+        agent, metrics = step(agent, fixture.batch(u), fixture.draws(u))
+        for name in history:
+            history[name].append(float(metrics[name]))
+    n = s.updates
+    rows += [row(fixture.name, f"metric {ours}, updates 1-{n}", history[ours], fixture.trace(theirs), TOLERANCE)
+             for theirs, ours in metric_names.items()]
+    rows += compare_params(fixture, f"after {n} updates:", our_params(agent), "params_after", TOLERANCE)
+    if method == "trqam":
+        rows += [row(fixture.name, f"lambda after {n} updates", agent.dual.lam, fixture.arrays["state/lam"],
+                     TOLERANCE)]
+    return rows
+
+
+FIXTURE_METHODS = {"trqam": compare_flow_agent, "qam": compare_flow_agent}
+
+
+def compare_fixture(path: Path) -> list[Row]:
+    fixture = load_fixture(path)
+    method = fixture.record["method"]
+    rows = compare_bc(fixture) if fixture.setting.updates == 1 or method == "trqam" else []
+    return rows + FIXTURE_METHODS[method](fixture, method)
+
+
+def fixture_paths(directory: Path = FIXTURES) -> list[Path]:
+    return sorted(directory.glob("*.npz"))

@@ -1,0 +1,272 @@
+"""Write the parity fixtures from a checkout of the authors' code.
+
+    nox -s parity -- --reference-dir /path/to/yonghdong/trqam
+    python -m parity.generate --reference-dir DIR [--methods trqam qam] [--out tests/parity]
+
+For each method the reference agent (imported from DIR, never copied here) is created from
+`Setting.seed`; its BC flow is pretrained by the reference's own BC-only mode for
+`Setting.bc_updates` updates and loaded into every flow network, as the reference's
+``main.py --pretrained_actor_path`` does; then `Setting.updates` updates run while every
+``jax.random.normal`` / ``jax.random.uniform`` draw is recorded (also inside the compiled updates, `DrawRecorder`) and named by its role; the first
+fine-tuning update runs eagerly (``jax.disable_jit``) so that its intermediate values can be
+captured. What is stored, per method and setting (one ``.npz`` and
+the provenance in ``provenance.json``):
+
+* the batches, the parameters before and after, every draw of every update, the metrics
+  the reference logs at every update;
+* for the first update: the next actions of the TD target, the adjoint rollout's states
+  and adjoints, the gradient of the total loss, and the critic's and the fine-tuned
+  field's outputs on the batch.
+
+`parity.compare` replays all of it through our agents. This module needs the reference's
+dependencies (flax, distrax, ml_collections, tensorflow-probability); the nox session
+``parity`` installs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import json
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from parity.setting import SETTINGS, Setting, make_batches
+
+FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "parity"
+
+
+@dataclass(frozen=True)
+class Spec:
+    """How to run one reference agent: its module and class, its config beyond the setting,
+    and the names of its draws in the order one update makes them."""
+
+    module: str
+    cls: str
+    config: dict = field(default_factory=dict)
+    roles: Callable[[Setting], list[str]] = lambda s: []
+
+
+def flow_roles(s: Setting) -> list[str]:
+    """TRQAM and QAM: the TD target's policy noise, the BC loss's noise and time, the adjoint
+    rollout's start and one noise per flow step (the last one is drawn but not used)."""
+    return ["critic/next_noise", "bc/x0", "bc/t", "soc/x0", *["soc/noise"] * s.flow_steps]
+
+
+BC_ROLES = ["bc/x0", "bc/t"]
+
+METHODS = {
+    "trqam": Spec("agents.trqam", "TRQAMAgent", {"kl_budget": 1.0}, flow_roles),
+    "qam": Spec("agents.qam", "QAMAgent", {"inv_temp": 1.0}, flow_roles),
+}
+
+
+def reference_config(module, setting: Setting, extra: dict):
+    config = module.get_config()
+    config.update({
+        "actor_hidden_dims": setting.hidden, "value_hidden_dims": setting.hidden, "num_qs": setting.num_critics,
+        "action_chunking": True, "horizon_length": setting.chunk_len, "discount": setting.discount,
+        "lr": setting.learning_rate, "batch_size": setting.batch_size, "flow_steps": setting.flow_steps, **extra,
+    })
+    return config
+
+
+# ---- recording -----------------------------------------------------------------------
+class DrawRecorder:
+    """Records every ``jax.random.normal`` / ``uniform`` value, also inside jitted code.
+
+    Installed once (`install`), it wraps both functions: each call site gets a number when
+    it is traced (program order) and sends its value to the host with
+    ``jax.debug.callback`` when it runs, so a compiled update reports its draws at every
+    call; `record` returns one call's draws in program order."""
+
+    def __init__(self) -> None:
+        self.log: list[tuple[int, np.ndarray]] = []
+        self.sites = 0
+
+    def install(self) -> None:
+        for name in ("normal", "uniform"):
+            setattr(jax.random, name, self._wrap(getattr(jax.random, name)))
+
+    def _wrap(self, original):
+        def draw(*args, **kwargs):
+            value = original(*args, **kwargs)
+            site, self.sites = self.sites, self.sites + 1
+            jax.debug.callback(lambda v, site=site: self.log.append((site, np.asarray(v))), value)
+            return value
+        return draw
+
+    def record(self, fn, *args):
+        self.log.clear()
+        result = jax.block_until_ready(fn(*args))
+        jax.effects_barrier()
+        return result, [value for _, value in sorted(self.log, key=lambda entry: entry[0])]
+
+
+RECORDER = DrawRecorder()
+
+
+@contextlib.contextmanager
+def capturing(owner, name: str, sink: list) -> Iterator[None]:
+    """Record the arguments and result of every call of ``owner.name``."""
+    original = getattr(owner, name)
+
+    def wrapper(*args, **kwargs):
+        result = original(*args, **kwargs)
+        sink.append((args, kwargs, result))
+        return result
+
+    setattr(owner, name, wrapper)
+    try:
+        yield
+    finally:
+        setattr(owner, name, original)
+
+
+def named_draws(log: list[np.ndarray], roles: list[str]) -> dict[str, np.ndarray]:
+    if len(log) != len(roles):
+        raise RuntimeError(f"the reference made {len(log)} draws in one update, expected {len(roles)} ({roles}): "
+                           "its code has changed; update parity.generate's roles")
+    named: dict[str, list[np.ndarray]] = {}
+    for role, value in zip(roles, log, strict=True):
+        named.setdefault(role, []).append(value)
+    return {role: values[0] if len(values) == 1 else np.stack(values) for role, values in named.items()}
+
+
+def flatten(tree, prefix: str) -> dict[str, np.ndarray]:
+    flat = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        keys = "/".join(str(getattr(p, "key", p)) for p in path)
+        flat[f"{prefix}/{keys}"] = np.asarray(leaf)
+    return flat
+
+
+def scalars(info: dict) -> dict[str, float]:
+    return {k: float(np.asarray(v)) for k, v in info.items() if np.ndim(v) == 0}
+
+
+# ---- the BC stage and the fine-tuning updates -------------------------------------------
+def pretrain_bc(trqam_module, setting: Setting, batches, arrays: dict, traces: dict):
+    """The reference's BC pretraining: its TRQAM agent in BC-only mode (clipped Adam)."""
+    config = reference_config(trqam_module, setting, {"bc_only": True})
+    agent = trqam_module.TRQAMAgent.create(setting.seed, batches[0]["observations"][0], batches[0]["actions"][0, 0],
+                                           config)
+    arrays |= flatten(agent.network.params["modules_actor_slow"], "bc/params_before")
+    losses = []
+    for u in range(setting.bc_updates):
+        (agent, info), log = RECORDER.record(agent.update, batches[u % len(batches)])
+        arrays |= {f"bc/draws/{u}/{k}": v for k, v in named_draws(log, BC_ROLES).items()}
+        losses.append(float(info["actor/flow_loss"]))
+    traces["bc/flow_loss"] = losses
+    arrays |= flatten(agent.network.params["modules_actor_slow"], "bc/params_after")
+    return agent.network.params["modules_actor_slow"]
+
+
+def record_method(name: str, spec: Spec, setting: Setting, reference: Path) -> tuple[dict, dict]:
+    module = importlib.import_module(spec.module)
+    trqam_module = importlib.import_module("agents.trqam")
+    flax_utils = importlib.import_module("utils.flax_utils")
+    agent_cls = getattr(module, spec.cls)
+    batches = make_batches(setting)
+    arrays: dict[str, np.ndarray] = {}
+    traces: dict[str, list[float]] = {}
+    for i, batch in enumerate(batches):
+        arrays |= {f"batch/{i}/{k}": v for k, v in batch.items()}
+
+    bc_flow = pretrain_bc(trqam_module, setting, batches, arrays, traces)
+    config = reference_config(module, setting, spec.config)
+    agent = agent_cls.create(setting.seed, batches[0]["observations"][0], batches[0]["actions"][0, 0], config)
+    params = dict(agent.network.params)
+    for flow in ("actor_slow", "target_actor_slow", "actor_fast", "target_actor_fast"):
+        if f"modules_{flow}" in params:
+            params[f"modules_{flow}"] = bc_flow  # BC-initialised, as the reference's main.py loads it
+    agent = agent.replace(network=agent.network.replace(params=params))
+    arrays |= flatten(agent.network.params, "params_before")
+
+    first = batches[0]
+    flat_actions = first["actions"].reshape(setting.batch_size, -1)
+    arrays["capture/q"] = np.asarray(agent.network.select("critic")(first["observations"], flat_actions))
+    times = np.full((setting.batch_size, 1), 0.3, np.float32)
+    arrays["capture/v_fast"] = np.asarray(agent.network.select("actor_fast")(first["observations"], flat_actions, times))
+
+    roles = spec.roles(setting)
+    for u in range(setting.updates):
+        next_actions, rollouts, grads = [], [], []
+        with contextlib.ExitStack() as stack:
+            if u == 0:  # the first update runs eagerly, its intermediate values captured
+                stack.enter_context(jax.disable_jit())
+                stack.enter_context(capturing(agent_cls, "sample_actions", next_actions))
+                stack.enter_context(capturing(agent_cls, "adj_matching", rollouts))
+                stack.enter_context(capturing(flax_utils.TrainState, "apply_gradients", grads))
+            (agent, info), log = RECORDER.record(agent.update, batches[u % len(batches)])
+        arrays |= {f"draws/{u}/{k}": v for k, v in named_draws(log, roles).items()}
+        for key, value in scalars(info).items():
+            traces.setdefault(key, []).append(value)
+        if u == 0:
+            arrays["capture/next_actions"] = np.asarray(next_actions[0][2])
+            xs, adjs, _, _ = rollouts[0][2]
+            arrays["capture/xs"], arrays["capture/adjs"] = np.asarray(xs), np.asarray(adjs)
+            arrays |= flatten(grads[0][1]["grads"], "grads")
+            arrays |= flatten(agent.network.params, "params_after_1")
+    arrays |= flatten(agent.network.params, "params_after")
+    for key in ("lam", "kl_ema"):
+        if hasattr(agent, key):
+            arrays[f"state/{key}"] = np.asarray(getattr(agent, key))
+    record = {"method": name, "reference_class": f"{spec.module}.{spec.cls}", "setting": setting.record(),
+              "reference_config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in dict(config).items()},
+              "roles": roles}
+    arrays |= {f"trace/{k}": np.asarray(v, np.float32) for k, v in traces.items()}
+    return arrays, record
+
+
+def git_commit(path: Path) -> str:
+    try:
+        return subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (subprocess.CalledProcessError, FileNotFoundError):
+        return "unknown (not a git checkout)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reference-dir", type=Path, required=True,
+                        help="a checkout of github.com/yonghdong/trqam (its agents/ and utils/ are imported)")
+    parser.add_argument("--commit", default=None, help="the checkout's commit, when DIR is not a git checkout")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--out", type=Path, default=FIXTURES)
+    args = parser.parse_args(argv)
+    reference = args.reference_dir.resolve()
+    if not (reference / "agents" / "trqam.py").is_file():
+        print(f"error: --reference-dir {reference} holds no agents/trqam.py; pass a checkout of "
+              "github.com/yonghdong/trqam", file=sys.stderr)
+        return 2
+    sys.path.insert(0, str(reference))
+    RECORDER.install()
+    args.out.mkdir(parents=True, exist_ok=True)
+    provenance_path = args.out / "provenance.json"
+    provenance = json.loads(provenance_path.read_text()) if provenance_path.exists() else {"fixtures": {}}
+    import flax  # noqa: PLC0415 (a dependency of the reference only)
+
+    provenance["reference"] = {"repository": "github.com/yonghdong/trqam",
+                               "commit": args.commit or git_commit(reference)}
+    provenance["versions"] = {"jax": jax.__version__, "flax": flax.__version__, "numpy": np.__version__}
+    for name in args.methods:
+        for setting_name, setting in SETTINGS.items():
+            arrays, record = record_method(name, METHODS[name], setting, reference)
+            path = args.out / f"{name}-{setting_name}.npz"
+            np.savez_compressed(path, **arrays)
+            provenance["fixtures"][path.name] = record
+            print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
+    provenance_path.write_text(json.dumps(provenance, indent=1, sort_keys=True) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,77 @@
+"""Write ``reports/parity/PARITY.md``: every compared quantity of every fixture.
+
+    python -m parity.report [--fixtures tests/parity] [--out reports/parity/PARITY.md]
+
+Runs `parity.compare` on the committed fixtures (no reference code needed) and exits with
+status 1 when any quantity is outside its tolerance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+from pathlib import Path
+
+import jax
+
+from parity.compare import FIXTURES, compare_fixture, fixture_paths
+
+OUT = Path(__file__).resolve().parents[1] / "reports" / "parity" / "PARITY.md"
+
+
+def render(fixtures: Path) -> tuple[str, bool]:
+    provenance = json.loads((fixtures / "provenance.json").read_text())
+    reference = provenance["reference"]
+    lines = [
+        "# Parity with the authors' code",
+        "",
+        f"Reference: {reference['repository']} at commit `{reference['commit']}`; fixtures written by "
+        f"`nox -s parity` with {', '.join(f'{k} {v}' for k, v in provenance['versions'].items())}; compared here "
+        f"with jax {jax.__version__} on {platform.machine()} ({jax.default_backend()}). Regenerate with "
+        "`nox -s parity -- --reference-dir DIR` (a checkout of the reference); `nox -s tests` asserts every "
+        "row below (tests/test_parity.py).",
+        "",
+        "Each fixture loads the reference's parameters into our networks and replays its random draws "
+        "(parity/README.md). `ours` and `reference` are the value, or the L2 norm of an array; `rel` is "
+        "||ours - reference|| / ||reference||.",
+        "",
+    ]
+    all_ok = True
+    for path in fixture_paths(fixtures):
+        record = provenance["fixtures"][path.name]
+        s = record["setting"]
+        rows = compare_fixture(path)
+        all_ok &= all(r.ok for r in rows)
+        verdict = "all within tolerance" if all(r.ok for r in rows) else "**OUT OF TOLERANCE**"
+        lines += [
+            f"## {path.stem}: {verdict}",
+            "",
+            f"Reference class `{record['reference_class']}`; obs {s['obs_dim']}, action {s['action_dim']} x chunk "
+            f"{s['chunk_len']}, batch {s['batch_size']}, networks {'x'.join(map(str, s['hidden']))}, "
+            f"{s['num_critics']} critics, {s['flow_steps']} flow steps; BC-initialised by {s['bc_updates']} "
+            f"reference BC updates; {s['updates']} fine-tuning update(s).",
+            "",
+            "| quantity | ours | reference | rel | tolerance | verdict |",
+            "|---|---:|---:|---:|---:|---|",
+        ]
+        lines += [f"| {r.quantity} | {r.ours:.6g} | {r.reference:.6g} | {r.rel:.1e} | {r.tolerance:.0e} | "
+                  f"{'ok' if r.ok else 'FAIL'} |" for r in rows]
+        lines.append("")
+    return "\n".join(lines), all_ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--fixtures", type=Path, default=FIXTURES)
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args(argv)
+    text, ok = render(args.fixtures)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    print(f"wrote {args.out}: {'every quantity within tolerance' if ok else 'some quantities OUT OF TOLERANCE'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
