@@ -36,6 +36,7 @@ class CGQLConfig(FlowQConfig):
     inv_temp: float = 10.0  # PROTOCOL.md: every CGQL variant uses 10
     noisy_coef: float = 0.001  # weight of the noisy-critic distillation (-M, -L)
     linex_clip: float = 5.0
+    grad_clip: float | None = None  # plain Adam, as the reference
 
 
 def timed_q(critic: CriticEnsemble, obs: Float[Array, "B O"], actions: Float[Array, "B D"],

@@ -21,6 +21,7 @@ from trqam.fine_tune import FlowQAgent, FlowQConfig, Nets
 class FEditConfig(FlowQConfig):
     edit_scale: float = 0.2  # per-domain: bench.hyperparams.FEDIT_EDIT
     target_entropy_scale: float = -0.5  # target entropy = scale * action_dim
+    grad_clip: float | None = None  # plain Adam, as the reference
 
 
 class FEdit(EditsActions, FlowQAgent):

@@ -21,6 +21,7 @@ from trqam.onestep import ActsWithOneStepPolicy, onestep_loss
 @dataclass(frozen=True)
 class FQLConfig(FlowQConfig):
     alpha: float = 10.0  # distillation weight (per-domain: bench.hyperparams.FQL_ALPHA)
+    grad_clip: float | None = None  # plain Adam, as the reference
 
 
 class FQL(ActsWithOneStepPolicy, FlowQAgent):

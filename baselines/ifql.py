@@ -25,6 +25,7 @@ from trqam.nn import MLP
 @dataclass(frozen=True)
 class IFQLConfig(FlowQConfig):
     kappa: float = 0.9  # expectile (per-domain: bench.hyperparams.IFQL_KAPPA)
+    grad_clip: float | None = None  # plain Adam, as the reference
     num_samples: int = 32  # candidate actions per state when acting
 
 
@@ -47,17 +48,21 @@ class IFQL(FlowQAgent):
     def critic_loss(self, nets: Nets, batch: Batch, key: PRNGKeyArray) -> tuple[Array, Metrics]:
         cfg = self.config
         value = jax.vmap(nets["value"])
-        # Expectile regression of V(s) onto the pessimistic target Q at the dataset action.
+        # Expectile regression of V(s) onto the pessimistic target Q at the dataset action,
+        # unweighted by ``valid`` as in the reference.
         target_q = pessimistic(batch_q(self.targets["critic"], batch.observations, batch.actions), cfg.rho)
         v = value(batch.observations)[:, 0]
-        value_loss = jnp.mean(expectile_loss(jax.lax.stop_gradient(target_q) - v, cfg.kappa) * batch.valid[:, -1])
+        value_loss = jnp.mean(expectile_loss(jax.lax.stop_gradient(target_q) - v, cfg.kappa))
         # Q <- R + gamma^h m V(s').
         next_v = jax.lax.stop_gradient(value(batch.next_observations)[:, 0])
         target = batch.rewards + cfg.discount**cfg.chunk_len * batch.masks * next_v
         q = batch_q(nets["critic"], batch.observations, batch.actions)
         q_loss = critic_loss(q, target, batch.valid[:, -1])
+        # As the reference logs them: critic/q_* describe the TD target R + gamma^h m V(s').
         return q_loss + value_loss, {"critic/loss": q_loss, "value/loss": value_loss, "value/mean": v.mean(),
-                                     "critic/q_mean": q.mean(), "critic/target_mean": target.mean()}
+                                     "value/max": v.max(), "value/min": v.min(), "critic/q_mean": target.mean(),
+                                     "critic/q_max": target.max(), "critic/q_min": target.min(),
+                                     "critic/prediction_mean": q.mean()}
 
     def actor_loss(self, nets: Nets, batch: Batch, inputs: None, key: PRNGKeyArray) -> tuple[Array, Metrics]:
         return jnp.zeros(()), {}  # the actor is the BC flow, trained by the shared flow loss

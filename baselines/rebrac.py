@@ -26,6 +26,7 @@ class ReBRACConfig(FlowQConfig):
     alpha: float = 0.01  # actor BC weight (per-domain: bench.hyperparams.REBRAC)
     target_noise: float = 0.0  # std of the target-policy noise (per-domain)
     noise_clip: float = 0.5
+    grad_clip: float | None = None  # plain Adam, as the reference
 
 
 def deterministic_actions(actor: MLP, obs: Float[Array, "B O"]) -> Float[Array, "B D"]:

@@ -31,6 +31,7 @@ from trqam.sac import LogTemperature, sac_actor_loss, temperature_loss
 @dataclass(frozen=True)
 class RLPDConfig(FlowQConfig):
     target_entropy_scale: float = -0.5  # target entropy = scale * chunk action dim
+    grad_clip: float | None = None  # plain Adam, as the reference
 
 
 class RLPD(FlowQAgent):

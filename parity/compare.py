@@ -14,13 +14,15 @@ code keeps its own PRNG keys and call order; a draw nobody recorded is an error.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -28,9 +30,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from baselines.bc import FlowBC, FlowBCConfig
+from baselines.fql import FQL, FQLConfig
+from baselines.ifql import IFQL, IFQLConfig
 from parity.setting import Setting, to_ours
 from trqam.dual import DualConfig
-from trqam.fine_tune import FlowQAgent
 from trqam.nn import MLP
 from trqam.qam import QAM, QAMConfig
 from trqam.trqam import TRQAM, TRQAMConfig
@@ -40,6 +43,8 @@ FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "parity"
 # (function making the draw, kind of draw) -> the reference's name for it
 ROLE_OF_CALLER = {
     ("act", "normal"): "critic/next_noise",  # the policy noise of the TD target's next action
+    ("onestep_act", "normal"): "critic/next_noise",
+    ("actor_loss", "normal"): "onestep/noise",  # FQL's distillation noise
     ("bc_flow_loss", "normal"): "bc/x0",
     ("bc_flow_loss", "uniform"): "bc/t",
     ("adjoint_rollout", "normal"): "soc/x0",
@@ -145,56 +150,95 @@ def mlp_params(mlp: MLP) -> dict[str, np.ndarray]:
     return out
 
 
-# The reference's module name -> where our agent keeps the same network's MLP.
-FLOW_AGENT_MODULES = {
+# Where our agents keep each reference network's MLP. ``inner`` is the reference module's
+# own name for its MLP (``value_net`` in a Value, ``mlp`` in an ActorVectorField).
+Where = Callable[[Any], MLP]
+CRITIC: dict[str, tuple[Where, str]] = {
     "critic": (lambda a: a.nets["critic"].members, "value_net"),
     "target_critic": (lambda a: a.targets["critic"].members, "value_net"),
-    "actor_slow": (lambda a: a.nets["actor_slow"].mlp, "mlp"),
-    "target_actor_slow": (lambda a: a.targets["actor_slow"].mlp, "mlp"),
-    "actor_fast": (lambda a: a.nets["actor_fast"].mlp, "mlp"),
+}
+BC_FLOW = (lambda a: a.nets["actor_slow"].mlp, "mlp")
+BC_FLOW_TARGET = (lambda a: a.targets["actor_slow"].mlp, "mlp")
+
+
+@dataclass(frozen=True)
+class OurSide:
+    """One method on our side: its agent and config from the reference's config, the
+    reference module each of our networks matches, our networks the reference lacks
+    (loaded from the module named, never compared), the field whose output is recorded,
+    and the reference's metric names mapped to ours."""
+
+    build: Callable[[dict], tuple[type, Any]]
+    modules: dict[str, tuple[Where, str]]
+    field: str
+    metrics: dict[str, str]
+    our_only: dict[str, tuple[Where, str]] = dataclasses.field(default_factory=dict)  # ours -> (where, from module)
+
+
+def _common(ref: dict, clip: bool) -> dict:
+    return dict(hidden_sizes=tuple(ref["actor_hidden_dims"]), actor_layer_norm=ref["actor_layer_norm"],
+                num_critics=ref["num_qs"], learning_rate=ref["lr"], flow_steps=ref["flow_steps"],
+                discount=ref["discount"], rho=ref["rho"], tau=ref["tau"], grad_clip=1.0 if clip else None,
+                chunk_len=ref["horizon_length"])
+
+
+def _trqam(ref: dict):
+    dual = DualConfig(init_lam=1.0, dual_lr=ref["eta_lambda"], ema=1.0 - ref["kl_ema_coef"],
+                      clip_factor=ref["kl_clip_coef"], lam_min=ref["lambda_min"], lam_max=ref["lambda_max"],
+                      lam_scale=ref["lam_scale"])
+    return TRQAM, TRQAMConfig(**_common(ref, ref["clip_grad"]), kl_budget=ref["kl_budget"], dual=dual)
+
+
+def _qam(ref: dict):
+    return QAM, QAMConfig(**_common(ref, ref["clip_grad"]), inv_temp=ref["inv_temp"])
+
+
+def _fql(ref: dict):  # the reference's FQL builds plain Adam
+    return FQL, FQLConfig(**_common(ref, False), alpha=ref["alpha"])
+
+
+def _ifql(ref: dict):  # plain Adam; acting draws num_samples candidates
+    return IFQL, IFQLConfig(**_common(ref, False), kappa=ref["kappa"], num_samples=ref["num_samples"])
+
+
+FLOW_MODULES = {**CRITIC, "actor_slow": BC_FLOW, "target_actor_slow": BC_FLOW_TARGET,
+                "actor_fast": (lambda a: a.nets["actor_fast"].mlp, "mlp")}
+CRITIC_METRICS = {"critic/critic_loss": "critic/loss", "critic/q_mean": "critic/q_mean",
+                  "critic/q_max": "critic/q_max", "critic/q_min": "critic/q_min"}
+QAM_METRICS = {**CRITIC_METRICS, "actor/flow_loss": "actor/flow_loss", "actor/adj_loss": "actor/adjoint_loss"}
+OURS: dict[str, OurSide] = {
+    "trqam": OurSide(_trqam, FLOW_MODULES, "actor_fast", {
+        **QAM_METRICS, "actor/path_kl": "actor/path_kl", "dual/lambda": "trqam/lambda_eff",
+        "dual/kl_ema": "trqam/kl_ema"}),
+    "qam": OurSide(_qam, FLOW_MODULES, "actor_fast", QAM_METRICS),
+    "fql": OurSide(_fql, {**CRITIC, "actor_bc_flow": BC_FLOW, "actor_onestep_flow": (lambda a: a.nets["onestep"], "mlp")},
+                   "actor_bc_flow", {**CRITIC_METRICS, "actor/bc_flow_loss": "actor/flow_loss",
+                                     "actor/distill_loss": "onestep/distill_loss"},
+                   our_only={"target_actor_slow": (BC_FLOW_TARGET[0], "actor_bc_flow")}),
+    "ifql": OurSide(_ifql, {**CRITIC, "actor_flow": BC_FLOW, "value": (lambda a: a.nets["value"], "value_net")},
+                    "actor_flow", {**CRITIC_METRICS, "actor/actor_loss": "actor/flow_loss",
+                                   "value/value_loss": "value/loss", "value/v_mean": "value/mean",
+                                   "value/v_max": "value/max", "value/v_min": "value/min"},
+                    our_only={"target_actor_slow": (BC_FLOW_TARGET[0], "actor_flow")}),
 }
 
 
-def load_params(agent: FlowQAgent, fixture: Fixture, prefix: str) -> FlowQAgent:
-    for module, (where, inner) in FLOW_AGENT_MODULES.items():
+def load_params(agent, fixture: Fixture, prefix: str, side: OurSide):
+    for module, (where, inner) in side.modules.items():
+        agent = eqx.tree_at(where, agent, load_mlp(where(agent), fixture.subtree(f"{prefix}/modules_{module}/{inner}")))
+    for where, module in side.our_only.values():
+        inner = side.modules[module][1]
         agent = eqx.tree_at(where, agent, load_mlp(where(agent), fixture.subtree(f"{prefix}/modules_{module}/{inner}")))
     return agent
 
 
-def our_params(agent, modules=FLOW_AGENT_MODULES) -> dict[str, np.ndarray]:
+def our_params(agent, modules: dict[str, tuple[Where, str]]) -> dict[str, np.ndarray]:
     """Our networks' parameters under the reference's names (``agent`` may be any object
     with ``nets``, such as a namespace holding a gradient)."""
     out = {}
     for module, (where, inner) in modules.items():
         out |= {f"modules_{module}/{inner}/{k}": v for k, v in mlp_params(where(agent)).items()}
     return out
-
-
-# ---- our agents, configured as the reference ran --------------------------------------------
-def our_config(method: str, ref: dict):
-    common = dict(hidden_sizes=tuple(ref["actor_hidden_dims"]), actor_layer_norm=ref["actor_layer_norm"],
-                  num_critics=ref["num_qs"], learning_rate=ref["lr"], flow_steps=ref["flow_steps"],
-                  discount=ref["discount"], rho=ref["rho"], tau=ref["tau"],
-                  grad_clip=1.0 if ref["clip_grad"] else None, chunk_len=ref["horizon_length"])
-    if method == "trqam":
-        dual = DualConfig(init_lam=1.0, dual_lr=ref["eta_lambda"], ema=1.0 - ref["kl_ema_coef"],
-                          clip_factor=ref["kl_clip_coef"], lam_min=ref["lambda_min"], lam_max=ref["lambda_max"],
-                          lam_scale=ref["lam_scale"])
-        return TRQAM, TRQAMConfig(**common, kl_budget=ref["kl_budget"], dual=dual)
-    if method == "qam":
-        return QAM, QAMConfig(**common, inv_temp=ref["inv_temp"])
-    raise KeyError(method)
-
-
-# The reference's metric name -> ours, per method.
-METRICS = {
-    "critic/critic_loss": "critic/loss", "critic/q_mean": "critic/q_mean", "critic/q_max": "critic/q_max",
-    "critic/q_min": "critic/q_min", "actor/flow_loss": "actor/flow_loss", "actor/adj_loss": "actor/adjoint_loss",
-}
-METHOD_METRICS = {
-    "trqam": {"actor/path_kl": "actor/path_kl", "dual/lambda": "trqam/lambda_eff", "dual/kl_ema": "trqam/kl_ema"},
-    "qam": {},
-}
 
 
 # ---- comparison ---------------------------------------------------------------------------
@@ -240,7 +284,7 @@ def compare_params(fixture: Fixture, label: str, ours: dict, prefix: str, tolera
 
 def compare_bc(fixture: Fixture) -> list[Row]:
     """BC pretraining: the reference's BC-only updates against `FlowBC`'s."""
-    ref, s = fixture.record["reference_config"], fixture.setting
+    ref, s = fixture.record["bc_reference_config"], fixture.setting
     config = FlowBCConfig(hidden_sizes=tuple(ref["actor_hidden_dims"]), layer_norm=ref["actor_layer_norm"],
                           learning_rate=ref["lr"], flow_steps=ref["flow_steps"],
                           grad_clip=1.0 if ref["clip_grad"] else None)
@@ -266,11 +310,9 @@ def compare_bc(fixture: Fixture) -> list[Row]:
 def compare_flow_agent(fixture: Fixture, method: str) -> list[Row]:
     """One update's every quantity (the one-update fixture) or a trajectory's metrics and
     final parameters (the trajectory fixture)."""
-    s, ref_config = fixture.setting, fixture.record["reference_config"]
-    cls, config = our_config(method, ref_config)
-    agent = cls.create(fixture.batch(0), config, jax.random.key(0))
-    agent = load_params(agent, fixture, "params_before")
-    metric_names = {**METRICS, **METHOD_METRICS[method]}
+    s, side = fixture.setting, OURS[method]
+    cls, config = side.build(fixture.record["reference_config"])
+    agent = load_params(cls.create(fixture.batch(0), config, jax.random.key(0)), fixture, "params_before", side)
     key = jax.random.key(0)
     rows: list[Row] = []
 
@@ -281,58 +323,56 @@ def compare_flow_agent(fixture: Fixture, method: str) -> list[Row]:
 
     if s.updates == 1:
         batch, draws = fixture.batch(0), fixture.draws(0)
-        q = np.asarray(jax.vmap(agent.nets["critic"])(batch.observations, batch.actions)).T
-        t = jnp.full((s.batch_size,), 0.3)
-        v = np.asarray(jax.vmap(agent.nets["actor_fast"])(batch.observations, batch.actions, t))
+        q = np.asarray(agent.nets["critic"].on_batch(batch.observations, batch.actions)).T
+        field = side.modules[side.field][0](agent)
+        inputs = jnp.concatenate([batch.observations, batch.actions, jnp.full((s.batch_size, 1), 0.3)], axis=-1)
         rows += [row(fixture.name, "critic output Q(s, a)", q, fixture.arrays["capture/q"], TOLERANCE),
-                 row(fixture.name, "fine-tuned field output v(s, a, 0.3)", v, fixture.arrays["capture/v_fast"],
-                     TOLERANCE)]
+                 row(fixture.name, f"{side.field} output v(s, a, 0.3)", jax.vmap(field)(inputs),
+                     fixture.arrays["capture/v"], TOLERANCE)]
         with replaying(draws):
-            next_actions = agent.act(agent.nets, batch.next_observations, key)
-            inputs = agent.actor_inputs(batch, key)
+            if "capture/next_actions" in fixture.arrays:
+                next_actions = agent.next_actions(agent.nets, batch.next_observations, key)
+                rows.append(row(fixture.name, "TD target's next actions", next_actions,
+                                fixture.arrays["capture/next_actions"], TOLERANCE))
+            if "capture/xs" in fixture.arrays:
+                rollout = agent.actor_inputs(batch, key)
+                rows += [row(fixture.name, "adjoint rollout states x_0..x_{N-1}", rollout.rollout.states,
+                             fixture.arrays["capture/xs"], TOLERANCE),
+                         row(fixture.name, "lean adjoints adj_0..adj_{N-1}", rollout.adjoints,
+                             fixture.arrays["capture/adjs"], TOLERANCE)]
             (_, _), grads = agent.loss_and_grads(batch, key)
-        rows += [row(fixture.name, "TD target's next actions", next_actions, fixture.arrays["capture/next_actions"],
-                     TOLERANCE),
-                 row(fixture.name, "adjoint rollout states x_0..x_{N-1}", inputs.rollout.states,
-                     fixture.arrays["capture/xs"], TOLERANCE),
-                 row(fixture.name, "lean adjoints adj_0..adj_{N-1}", inputs.adjoints, fixture.arrays["capture/adjs"],
-                     TOLERANCE)]
-        trained = {m: spec for m, spec in FLOW_AGENT_MODULES.items() if not m.startswith("target")}
+        trained = {m: spec for m, spec in side.modules.items() if not m.startswith("target")}
         rows += compare_params(fixture, "gradient of", our_params(SimpleNamespace(nets=grads), trained), "grads",
                                TOLERANCE)
         agent, metrics = step(agent, batch, draws)
         rows += [row(fixture.name, f"metric {ours}", metrics[ours], fixture.trace(theirs)[0], TOLERANCE)
-                 for theirs, ours in metric_names.items()]
-        rows += compare_params(fixture, "after 1 update:", our_params(agent), "params_after_1", TOLERANCE)
+                 for theirs, ours in side.metrics.items()]
+        rows += compare_params(fixture, "after 1 update:", our_params(agent, side.modules), "params_after_1",
+                               TOLERANCE)
         if method == "trqam":
             rows += [row(fixture.name, "lambda after 1 update", agent.dual.lam, fixture.arrays["state/lam"], TOLERANCE),
                      row(fixture.name, "KL EMA after 1 update", agent.dual.kl_ema, fixture.arrays["state/kl_ema"],
                          TOLERANCE)]
         return rows
 
-    history: dict[str, list[float]] = {name: [] for name in metric_names.values()}
+    history: dict[str, list[float]] = {name: [] for name in side.metrics.values()}
     for u in range(s.updates):
         agent, metrics = step(agent, fixture.batch(u), fixture.draws(u))
         for name in history:
             history[name].append(float(metrics[name]))
     n = s.updates
     rows += [row(fixture.name, f"metric {ours}, updates 1-{n}", history[ours], fixture.trace(theirs), TOLERANCE)
-             for theirs, ours in metric_names.items()]
-    rows += compare_params(fixture, f"after {n} updates:", our_params(agent), "params_after", TOLERANCE)
+             for theirs, ours in side.metrics.items()]
+    rows += compare_params(fixture, f"after {n} updates:", our_params(agent, side.modules), "params_after", TOLERANCE)
     if method == "trqam":
         rows += [row(fixture.name, f"lambda after {n} updates", agent.dual.lam, fixture.arrays["state/lam"],
                      TOLERANCE)]
     return rows
 
 
-FIXTURE_METHODS = {"trqam": compare_flow_agent, "qam": compare_flow_agent}
-
-
 def compare_fixture(path: Path) -> list[Row]:
     fixture = load_fixture(path)
-    method = fixture.record["method"]
-    rows = compare_bc(fixture) if fixture.setting.updates == 1 or method == "trqam" else []
-    return rows + FIXTURE_METHODS[method](fixture, method)
+    return compare_bc(fixture) + compare_flow_agent(fixture, fixture.record["method"])
 
 
 def fixture_paths(directory: Path = FIXTURES) -> list[Path]:

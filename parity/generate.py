@@ -46,12 +46,17 @@ FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "parity"
 @dataclass(frozen=True)
 class Spec:
     """How to run one reference agent: its module and class, its config beyond the setting,
-    and the names of its draws in the order one update makes them."""
+    the names of its draws in the order one update makes them, the modules that receive
+    the BC flow, the velocity field whose output is recorded, and the methods whose
+    results the first update captures."""
 
     module: str
     cls: str
     config: dict = field(default_factory=dict)
     roles: Callable[[Setting], list[str]] = lambda s: []
+    bc_modules: tuple[str, ...] = ("actor_slow", "target_actor_slow", "actor_fast", "target_actor_fast")
+    field_module: str = "actor_fast"
+    captures: tuple[str, ...] = ("sample_actions", "adj_matching")
 
 
 def flow_roles(s: Setting) -> list[str]:
@@ -65,6 +70,15 @@ BC_ROLES = ["bc/x0", "bc/t"]
 METHODS = {
     "trqam": Spec("agents.trqam", "TRQAMAgent", {"kl_budget": 1.0}, flow_roles),
     "qam": Spec("agents.qam", "QAMAgent", {"inv_temp": 1.0}, flow_roles),
+    # FQL: the TD target acts with the one-step policy; the distillation draws its own noise.
+    "fql": Spec("agents.fql", "FQLAgent", {"alpha": 10.0},
+                lambda s: ["critic/next_noise", "bc/x0", "bc/t", "onestep/noise"],
+                bc_modules=("actor_bc_flow",), field_module="actor_bc_flow", captures=("sample_actions",)),
+    # IFQL: the critic and value losses draw nothing. (The reference's main.py loads a BC
+    # checkpoint into modules named actor_slow, actor_bc_flow or actor only, so its IFQL,
+    # whose flow is actor_flow, starts from scratch; here its flow is BC-initialised too.)
+    "ifql": Spec("agents.ifql", "IFQLAgent", {"kappa": 0.9}, lambda s: list(BC_ROLES),
+                 bc_modules=("actor_flow",), field_module="actor_flow", captures=()),
 }
 
 
@@ -166,7 +180,7 @@ def pretrain_bc(trqam_module, setting: Setting, batches, arrays: dict, traces: d
         losses.append(float(info["actor/flow_loss"]))
     traces["bc/flow_loss"] = losses
     arrays |= flatten(agent.network.params["modules_actor_slow"], "bc/params_after")
-    return agent.network.params["modules_actor_slow"]
+    return agent.network.params["modules_actor_slow"], config
 
 
 def record_method(name: str, spec: Spec, setting: Setting, reference: Path) -> tuple[dict, dict]:
@@ -180,13 +194,12 @@ def record_method(name: str, spec: Spec, setting: Setting, reference: Path) -> t
     for i, batch in enumerate(batches):
         arrays |= {f"batch/{i}/{k}": v for k, v in batch.items()}
 
-    bc_flow = pretrain_bc(trqam_module, setting, batches, arrays, traces)
+    bc_flow, bc_config = pretrain_bc(trqam_module, setting, batches, arrays, traces)
     config = reference_config(module, setting, spec.config)
     agent = agent_cls.create(setting.seed, batches[0]["observations"][0], batches[0]["actions"][0, 0], config)
     params = dict(agent.network.params)
-    for flow in ("actor_slow", "target_actor_slow", "actor_fast", "target_actor_fast"):
-        if f"modules_{flow}" in params:
-            params[f"modules_{flow}"] = bc_flow  # BC-initialised, as the reference's main.py loads it
+    for flow in spec.bc_modules:
+        params[f"modules_{flow}"] = bc_flow  # BC-initialised, as the reference's main.py loads it
     agent = agent.replace(network=agent.network.replace(params=params))
     arrays |= flatten(agent.network.params, "params_before")
 
@@ -194,7 +207,7 @@ def record_method(name: str, spec: Spec, setting: Setting, reference: Path) -> t
     flat_actions = first["actions"].reshape(setting.batch_size, -1)
     arrays["capture/q"] = np.asarray(agent.network.select("critic")(first["observations"], flat_actions))
     times = np.full((setting.batch_size, 1), 0.3, np.float32)
-    arrays["capture/v_fast"] = np.asarray(agent.network.select("actor_fast")(first["observations"], flat_actions, times))
+    arrays["capture/v"] = np.asarray(agent.network.select(spec.field_module)(first["observations"], flat_actions, times))
 
     roles = spec.roles(setting)
     for u in range(setting.updates):
@@ -202,17 +215,21 @@ def record_method(name: str, spec: Spec, setting: Setting, reference: Path) -> t
         with contextlib.ExitStack() as stack:
             if u == 0:  # the first update runs eagerly, its intermediate values captured
                 stack.enter_context(jax.disable_jit())
-                stack.enter_context(capturing(agent_cls, "sample_actions", next_actions))
-                stack.enter_context(capturing(agent_cls, "adj_matching", rollouts))
+                if "sample_actions" in spec.captures:
+                    stack.enter_context(capturing(agent_cls, "sample_actions", next_actions))
+                if "adj_matching" in spec.captures:
+                    stack.enter_context(capturing(agent_cls, "adj_matching", rollouts))
                 stack.enter_context(capturing(flax_utils.TrainState, "apply_gradients", grads))
             (agent, info), log = RECORDER.record(agent.update, batches[u % len(batches)])
         arrays |= {f"draws/{u}/{k}": v for k, v in named_draws(log, roles).items()}
         for key, value in scalars(info).items():
             traces.setdefault(key, []).append(value)
         if u == 0:
-            arrays["capture/next_actions"] = np.asarray(next_actions[0][2])
-            xs, adjs, _, _ = rollouts[0][2]
-            arrays["capture/xs"], arrays["capture/adjs"] = np.asarray(xs), np.asarray(adjs)
+            if next_actions:
+                arrays["capture/next_actions"] = np.asarray(next_actions[0][2])
+            if rollouts:
+                xs, adjs, _, _ = rollouts[0][2]
+                arrays["capture/xs"], arrays["capture/adjs"] = np.asarray(xs), np.asarray(adjs)
             arrays |= flatten(grads[0][1]["grads"], "grads")
             arrays |= flatten(agent.network.params, "params_after_1")
     arrays |= flatten(agent.network.params, "params_after")
@@ -220,10 +237,14 @@ def record_method(name: str, spec: Spec, setting: Setting, reference: Path) -> t
         if hasattr(agent, key):
             arrays[f"state/{key}"] = np.asarray(getattr(agent, key))
     record = {"method": name, "reference_class": f"{spec.module}.{spec.cls}", "setting": setting.record(),
-              "reference_config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in dict(config).items()},
-              "roles": roles}
+              "reference_config": plain(config),
+              "bc_reference_config": plain(bc_config), "roles": roles}
     arrays |= {f"trace/{k}": np.asarray(v, np.float32) for k, v in traces.items()}
     return arrays, record
+
+
+def plain(config) -> dict:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dict(config).items()}
 
 
 def git_commit(path: Path) -> str:

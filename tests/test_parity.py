@@ -15,7 +15,7 @@ from parity.compare import FIXTURES, compare_fixture, fixture_paths
 
 PATHS = fixture_paths()
 # The TRQAM table's methods whose fixtures must be present (each in both settings).
-REQUIRED = {"trqam", "qam"}
+REQUIRED = {"trqam", "qam", "fql", "ifql"}
 
 
 def test_every_required_method_has_fixtures():

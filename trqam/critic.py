@@ -99,6 +99,7 @@ def polyak(target: M, online: M, tau: float) -> M:
 
 
 def expectile_loss(diff: Float[Array, ...], kappa: float) -> Float[Array, ...]:
-    """``|kappa - 1[diff < 0]| diff^2`` with ``diff = target - prediction`` (IQL-style)."""
-    weight = jnp.where(diff > 0, kappa, 1.0 - kappa)
+    """``|kappa - 1[diff < 0]| diff^2`` with ``diff = target - prediction`` (IQL-style; a
+    zero difference takes kappa, as the references' ``adv >= 0``)."""
+    weight = jnp.where(diff >= 0, kappa, 1.0 - kappa)
     return weight * diff**2
