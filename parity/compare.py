@@ -7,8 +7,9 @@ How a fixture is replayed: our agent is created with the configuration the refer
 (`our_config`), its networks are overwritten with the reference's parameters
 (`load_params`: Flax's ``kernel [in, out]`` is our ``weight [out, in]``), and every random
 draw our update makes is served from the reference's draws of the same role
-(`replaying`). A draw is named by the function that makes it (`ROLE_OF_CALLER`), so our
-code keeps its own PRNG keys and call order; a draw nobody recorded is an error.
+(`replaying`). A draw is named by the nearest function on the call stack that
+`ROLE_OF_CALLER` lists, so our code keeps its own PRNG keys and call order; a draw nobody
+recorded is an error.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from baselines.bc import FlowBC, FlowBCConfig
+from baselines.dsrl import DSRL, DSRLConfig
 from baselines.fql import FQL, FQLConfig
 from baselines.ifql import IFQL, IFQLConfig
 from parity.setting import Setting, to_ours
@@ -44,7 +46,8 @@ FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "parity"
 ROLE_OF_CALLER = {
     ("act", "normal"): "critic/next_noise",  # the policy noise of the TD target's next action
     ("onestep_act", "normal"): "critic/next_noise",
-    ("actor_loss", "normal"): "onestep/noise",  # FQL's distillation noise
+    ("actor_loss", "normal"): "actor/noise",  # FQL's distillation noise, DSRL's noise-policy sample
+    ("critic_loss", "normal"): "critic/distill_noise",  # DSRL's latent-critic noise
     ("bc_flow_loss", "normal"): "bc/x0",
     ("bc_flow_loss", "uniform"): "bc/t",
     ("adjoint_rollout", "normal"): "soc/x0",
@@ -64,8 +67,11 @@ def replaying(draws: dict[str, jax.Array]) -> Iterator[None]:
 
     def replayer(kind: str):
         def draw(key, shape=(), *args, **kwargs):
-            caller = sys._getframe(1).f_code.co_name
-            role = ROLE_OF_CALLER.get((caller, kind))
+            frame, role = sys._getframe(1), None
+            caller = frame.f_code.co_name
+            while frame is not None and role is None:  # the nearest function that names the draw
+                role = ROLE_OF_CALLER.get((frame.f_code.co_name, kind))
+                frame = frame.f_back
             if role is None or role not in draws:
                 raise KeyError(f"jax.random.{kind} called from {caller}() has no reference draw to replay "
                                f"(known: {sorted(draws)})")
@@ -150,15 +156,71 @@ def mlp_params(mlp: MLP) -> dict[str, np.ndarray]:
     return out
 
 
-# Where our agents keep each reference network's MLP. ``inner`` is the reference module's
-# own name for its MLP (``value_net`` in a Value, ``mlp`` in an ActorVectorField).
-Where = Callable[[Any], MLP]
-CRITIC: dict[str, tuple[Where, str]] = {
-    "critic": (lambda a: a.nets["critic"].members, "value_net"),
-    "target_critic": (lambda a: a.targets["critic"].members, "value_net"),
+# How each reference module maps onto a part of our agent: an MLP (``inner`` is the
+# reference module's own name for it: ``value_net`` in a Value, ``mlp`` in an
+# ActorVectorField), a tanh-Gaussian head, or a scalar parameter.
+Where = Callable[[Any], Any]
+
+
+@dataclass(frozen=True)
+class MLPPart:
+    where: Where
+    inner: str
+
+    def load(self, agent, params: dict[str, np.ndarray]):
+        return eqx.tree_at(self.where, agent, load_mlp(self.where(agent), _strip(params, self.inner)))
+
+    def read(self, agent) -> dict[str, np.ndarray]:
+        return {f"{self.inner}/{k}": v for k, v in mlp_params(self.where(agent)).items()}
+
+
+@dataclass(frozen=True)
+class TanhGaussianPart:
+    """The reference's ``TanhNormal``: ``MLP_0`` trunk, ``OutputDenseMean``, ``OutputDenseLogStd``."""
+
+    where: Where
+
+    def load(self, agent, params: dict[str, np.ndarray]):
+        head = self.where(agent)
+        head = eqx.tree_at(lambda h: h.trunk, head, load_mlp(head.trunk, _strip(params, "MLP_0")))
+        for name, attr in (("OutputDenseMean", "mean"), ("OutputDenseLogStd", "log_std")):
+            head = eqx.tree_at(lambda h, a=attr: (getattr(h, a).weight, getattr(h, a).bias), head,
+                               (jnp.asarray(params[f"{name}/kernel"]).T, jnp.asarray(params[f"{name}/bias"])))
+        return eqx.tree_at(self.where, agent, head)
+
+    def read(self, agent) -> dict[str, np.ndarray]:
+        head = self.where(agent)
+        out = {f"MLP_0/{k}": v for k, v in mlp_params(head.trunk).items()}
+        for name, layer in (("OutputDenseMean", head.mean), ("OutputDenseLogStd", head.log_std)):
+            out[f"{name}/kernel"], out[f"{name}/bias"] = np.asarray(layer.weight).T, np.asarray(layer.bias)
+        return out
+
+
+@dataclass(frozen=True)
+class ScalarPart:
+    """A scalar parameter (the reference's ``LogParam`` ``log_value``: our ``LogTemperature``)."""
+
+    where: Where
+    name: str = "log_value"
+
+    def load(self, agent, params: dict[str, np.ndarray]):
+        return eqx.tree_at(lambda a: self.where(a).value, agent, jnp.asarray(params[self.name]))
+
+    def read(self, agent) -> dict[str, np.ndarray]:
+        return {self.name: np.asarray(self.where(agent).value)}
+
+
+def _strip(params: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+    return {k[len(prefix) + 1:]: v for k, v in params.items() if k.startswith(prefix + "/")}
+
+
+Part = MLPPart | TanhGaussianPart | ScalarPart
+CRITIC: dict[str, Part] = {
+    "critic": MLPPart(lambda a: a.nets["critic"].members, "value_net"),
+    "target_critic": MLPPart(lambda a: a.targets["critic"].members, "value_net"),
 }
-BC_FLOW = (lambda a: a.nets["actor_slow"].mlp, "mlp")
-BC_FLOW_TARGET = (lambda a: a.targets["actor_slow"].mlp, "mlp")
+BC_FLOW = MLPPart(lambda a: a.nets["actor_slow"].mlp, "mlp")
+BC_FLOW_TARGET = MLPPart(lambda a: a.targets["actor_slow"].mlp, "mlp")
 
 
 @dataclass(frozen=True)
@@ -169,10 +231,10 @@ class OurSide:
     and the reference's metric names mapped to ours."""
 
     build: Callable[[dict], tuple[type, Any]]
-    modules: dict[str, tuple[Where, str]]
+    modules: dict[str, Part]
     field: str
     metrics: dict[str, str]
-    our_only: dict[str, tuple[Where, str]] = dataclasses.field(default_factory=dict)  # ours -> (where, from module)
+    our_only: dict[str, tuple[Part, str]] = dataclasses.field(default_factory=dict)  # ours -> (part, from module)
 
 
 def _common(ref: dict, clip: bool) -> dict:
@@ -197,12 +259,19 @@ def _fql(ref: dict):  # the reference's FQL builds plain Adam
     return FQL, FQLConfig(**_common(ref, False), alpha=ref["alpha"])
 
 
+def _dsrl(ref: dict):  # plain Adam; decodes with the target BC flow (use_target_latent)
+    if not ref["use_target_latent"]:
+        raise ValueError("our DSRL decodes with the target BC flow; the reference ran use_target_latent=False")
+    return DSRL, DSRLConfig(**_common(ref, False), noise_scale=ref["noise_scale"],
+                            target_entropy_scale=-ref["target_entropy_multiplier"])
+
+
 def _ifql(ref: dict):  # plain Adam; acting draws num_samples candidates
     return IFQL, IFQLConfig(**_common(ref, False), kappa=ref["kappa"], num_samples=ref["num_samples"])
 
 
 FLOW_MODULES = {**CRITIC, "actor_slow": BC_FLOW, "target_actor_slow": BC_FLOW_TARGET,
-                "actor_fast": (lambda a: a.nets["actor_fast"].mlp, "mlp")}
+                "actor_fast": MLPPart(lambda a: a.nets["actor_fast"].mlp, "mlp")}
 CRITIC_METRICS = {"critic/critic_loss": "critic/loss", "critic/q_mean": "critic/q_mean",
                   "critic/q_max": "critic/q_max", "critic/q_min": "critic/q_min"}
 QAM_METRICS = {**CRITIC_METRICS, "actor/flow_loss": "actor/flow_loss", "actor/adj_loss": "actor/adjoint_loss"}
@@ -211,33 +280,40 @@ OURS: dict[str, OurSide] = {
         **QAM_METRICS, "actor/path_kl": "actor/path_kl", "dual/lambda": "trqam/lambda_eff",
         "dual/kl_ema": "trqam/kl_ema"}),
     "qam": OurSide(_qam, FLOW_MODULES, "actor_fast", QAM_METRICS),
-    "fql": OurSide(_fql, {**CRITIC, "actor_bc_flow": BC_FLOW, "actor_onestep_flow": (lambda a: a.nets["onestep"], "mlp")},
+    "fql": OurSide(_fql, {**CRITIC, "actor_bc_flow": BC_FLOW, "actor_onestep_flow": MLPPart(lambda a: a.nets["onestep"], "mlp")},
                    "actor_bc_flow", {**CRITIC_METRICS, "actor/bc_flow_loss": "actor/flow_loss",
                                      "actor/distill_loss": "onestep/distill_loss"},
-                   our_only={"target_actor_slow": (BC_FLOW_TARGET[0], "actor_bc_flow")}),
-    "ifql": OurSide(_ifql, {**CRITIC, "actor_flow": BC_FLOW, "value": (lambda a: a.nets["value"], "value_net")},
+                   our_only={"target_actor_slow": (BC_FLOW_TARGET, "actor_bc_flow")}),
+    "dsrl": OurSide(_dsrl, {**CRITIC, "z_critic": MLPPart(lambda a: a.nets["noise_critic"].members, "value_net"),
+                            "actor_bc_flow": BC_FLOW, "target_actor_bc_flow": BC_FLOW_TARGET,
+                            "actor": TanhGaussianPart(lambda a: a.nets["noise_policy"]),
+                            "alpha": ScalarPart(lambda a: a.nets["log_alpha"])},
+                    "actor_bc_flow", {**CRITIC_METRICS, "critic/distill_loss": "noise_critic/distill_loss",
+                                      "actor/flow_loss": "actor/flow_loss", "actor/actor_loss": "noise_policy/loss",
+                                      "actor/alpha": "noise_policy/alpha", "actor/entropy": "noise_policy/entropy",
+                                      "actor/q": "noise_policy/q"}),
+    "ifql": OurSide(_ifql, {**CRITIC, "actor_flow": BC_FLOW, "value": MLPPart(lambda a: a.nets["value"], "value_net")},
                     "actor_flow", {**CRITIC_METRICS, "actor/actor_loss": "actor/flow_loss",
                                    "value/value_loss": "value/loss", "value/v_mean": "value/mean",
                                    "value/v_max": "value/max", "value/v_min": "value/min"},
-                    our_only={"target_actor_slow": (BC_FLOW_TARGET[0], "actor_flow")}),
+                    our_only={"target_actor_slow": (BC_FLOW_TARGET, "actor_flow")}),
 }
 
 
 def load_params(agent, fixture: Fixture, prefix: str, side: OurSide):
-    for module, (where, inner) in side.modules.items():
-        agent = eqx.tree_at(where, agent, load_mlp(where(agent), fixture.subtree(f"{prefix}/modules_{module}/{inner}")))
-    for where, module in side.our_only.values():
-        inner = side.modules[module][1]
-        agent = eqx.tree_at(where, agent, load_mlp(where(agent), fixture.subtree(f"{prefix}/modules_{module}/{inner}")))
+    for module, part in side.modules.items():
+        agent = part.load(agent, fixture.subtree(f"{prefix}/modules_{module}"))
+    for part, module in side.our_only.values():
+        agent = part.load(agent, fixture.subtree(f"{prefix}/modules_{module}"))
     return agent
 
 
-def our_params(agent, modules: dict[str, tuple[Where, str]]) -> dict[str, np.ndarray]:
-    """Our networks' parameters under the reference's names (``agent`` may be any object
-    with ``nets``, such as a namespace holding a gradient)."""
+def our_params(agent, modules: dict[str, Part]) -> dict[str, np.ndarray]:
+    """Our parts' parameters under the reference's names (``agent`` may be any object with
+    ``nets``, such as a namespace holding a gradient)."""
     out = {}
-    for module, (where, inner) in modules.items():
-        out |= {f"modules_{module}/{inner}/{k}": v for k, v in mlp_params(where(agent)).items()}
+    for module, part in modules.items():
+        out |= {f"modules_{module}/{k}": v for k, v in part.read(agent).items()}
     return out
 
 
@@ -324,7 +400,7 @@ def compare_flow_agent(fixture: Fixture, method: str) -> list[Row]:
     if s.updates == 1:
         batch, draws = fixture.batch(0), fixture.draws(0)
         q = np.asarray(agent.nets["critic"].on_batch(batch.observations, batch.actions)).T
-        field = side.modules[side.field][0](agent)
+        field = side.modules[side.field].where(agent)
         inputs = jnp.concatenate([batch.observations, batch.actions, jnp.full((s.batch_size, 1), 0.3)], axis=-1)
         rows += [row(fixture.name, "critic output Q(s, a)", q, fixture.arrays["capture/q"], TOLERANCE),
                  row(fixture.name, f"{side.field} output v(s, a, 0.3)", jax.vmap(field)(inputs),

@@ -57,6 +57,9 @@ class Spec:
     bc_modules: tuple[str, ...] = ("actor_slow", "target_actor_slow", "actor_fast", "target_actor_fast")
     field_module: str = "actor_fast"
     captures: tuple[str, ...] = ("sample_actions", "adj_matching")
+    # Draws made by TensorFlow Probability's (tanh-)Gaussian heads: its Sample distribution
+    # draws the event axis first ([D, *batch]); they are stored with that axis moved last.
+    event_first: tuple[str, ...] = ()
 
 
 def flow_roles(s: Setting) -> list[str]:
@@ -72,8 +75,13 @@ METHODS = {
     "qam": Spec("agents.qam", "QAMAgent", {"inv_temp": 1.0}, flow_roles),
     # FQL: the TD target acts with the one-step policy; the distillation draws its own noise.
     "fql": Spec("agents.fql", "FQLAgent", {"alpha": 10.0},
-                lambda s: ["critic/next_noise", "bc/x0", "bc/t", "onestep/noise"],
+                lambda s: ["critic/next_noise", "bc/x0", "bc/t", "actor/noise"],
                 bc_modules=("actor_bc_flow",), field_module="actor_bc_flow", captures=("sample_actions",)),
+    # DSRL: the TD target's and the latent critic's noises, the BC loss, the noise policy's sample.
+    "dsrl": Spec("agents.dsrl", "DSRLAgent", {"noise_scale": 1.0},
+                 lambda s: ["critic/next_noise", "critic/distill_noise", "bc/x0", "bc/t", "actor/noise"],
+                 bc_modules=("actor_bc_flow", "target_actor_bc_flow"), field_module="actor_bc_flow",
+                 captures=("sample_actions",), event_first=("critic/next_noise", "actor/noise")),
     # IFQL: the critic and value losses draw nothing. (The reference's main.py loads a BC
     # checkpoint into modules named actor_slow, actor_bc_flow or actor only, so its IFQL,
     # whose flow is actor_flow, starts from scratch; here its flow is BC-initialised too.)
@@ -144,13 +152,13 @@ def capturing(owner, name: str, sink: list) -> Iterator[None]:
         setattr(owner, name, original)
 
 
-def named_draws(log: list[np.ndarray], roles: list[str]) -> dict[str, np.ndarray]:
+def named_draws(log: list[np.ndarray], roles: list[str], event_first: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
     if len(log) != len(roles):
         raise RuntimeError(f"the reference made {len(log)} draws in one update, expected {len(roles)} ({roles}): "
                            "its code has changed; update parity.generate's roles")
     named: dict[str, list[np.ndarray]] = {}
     for role, value in zip(roles, log, strict=True):
-        named.setdefault(role, []).append(value)
+        named.setdefault(role, []).append(np.moveaxis(value, 0, -1) if role in event_first else value)
     return {role: values[0] if len(values) == 1 else np.stack(values) for role, values in named.items()}
 
 
@@ -221,7 +229,7 @@ def record_method(name: str, spec: Spec, setting: Setting, reference: Path) -> t
                     stack.enter_context(capturing(agent_cls, "adj_matching", rollouts))
                 stack.enter_context(capturing(flax_utils.TrainState, "apply_gradients", grads))
             (agent, info), log = RECORDER.record(agent.update, batches[u % len(batches)])
-        arrays |= {f"draws/{u}/{k}": v for k, v in named_draws(log, roles).items()}
+        arrays |= {f"draws/{u}/{k}": v for k, v in named_draws(log, roles, spec.event_first).items()}
         for key, value in scalars(info).items():
             traces.setdefault(key, []).append(value)
         if u == 0:

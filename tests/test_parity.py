@@ -15,7 +15,7 @@ from parity.compare import FIXTURES, compare_fixture, fixture_paths
 
 PATHS = fixture_paths()
 # The TRQAM table's methods whose fixtures must be present (each in both settings).
-REQUIRED = {"trqam", "qam", "fql", "ifql"}
+REQUIRED = {"trqam", "qam", "fql", "ifql", "dsrl"}
 
 
 def test_every_required_method_has_fixtures():
@@ -31,3 +31,39 @@ def test_matches_reference(path):
     failures = [f"{r.quantity}: ours {r.ours:.7g}, reference {r.reference:.7g}, rel {r.rel:.2e} > {r.tolerance:.0e}"
                 for r in rows if not r.ok]
     assert not failures, "\n".join(failures)
+
+
+# ---- reference behaviour the fixtures do not cover ------------------------------------------
+def _plain_qam_pair(variant_cls, variant_config):
+    import jax
+    import numpy as np
+
+    from parity.setting import ONE_UPDATE, make_batches, to_ours
+    from trqam.qam import QAM, QAMConfig
+
+    batch = to_ours(make_batches(ONE_UPDATE)[0])
+    fields = dict(hidden_sizes=(32, 32), num_critics=2, chunk_len=ONE_UPDATE.chunk_len, inv_temp=1.0)
+    qam = QAM.create(batch, QAMConfig(**fields), jax.random.key(0))
+    variant = variant_cls.create(batch, variant_config(**fields), jax.random.key(0))
+    for agent in (qam, variant):
+        assert set(agent.nets) == {"critic", "actor_slow", "actor_fast"}
+    key = jax.random.key(1)
+    (qam_after, _), (variant_after, _) = qam.update(batch, key), variant.update(batch, key)
+    for a, b in zip(jax.tree.leaves(qam_after.nets), jax.tree.leaves(variant_after.nets), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    np.testing.assert_array_equal(np.asarray(qam.sample_actions(batch.observations, key)),
+                                  np.asarray(variant.sample_actions(batch.observations, key)))
+
+
+def test_qam_f_with_fql_alpha_zero_is_plain_qam():
+    """Puzzle-3x3 and cube-double: the reference builds no one-step policy and runs QAM."""
+    from trqam.qam import QAMF, QAMFConfig
+
+    _plain_qam_pair(QAMF, lambda **f: QAMFConfig(**f, fql_alpha=0.0))
+
+
+def test_qam_e_with_edit_scale_zero_is_plain_qam():
+    """Scene and cube-double: no edit policy at all, as in the reference."""
+    from trqam.qam import QAME, QAMEConfig
+
+    _plain_qam_pair(QAME, lambda **f: QAMEConfig(**f, edit_scale=0.0))

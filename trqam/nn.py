@@ -63,26 +63,37 @@ class MLP(eqx.Module):
 
 
 class TanhGaussian(eqx.Module):
-    """A tanh-squashed Gaussian policy head ``e = tanh(mean + std * eps)`` (SAC style)."""
+    """A tanh-squashed Gaussian policy head ``e = tanh(mean + std * eps)``, as the references'
+    ``TanhNormal``: an MLP trunk with its activation after the last hidden layer, separate
+    mean and log-std output layers, the log-std clipped to [-20, 2], and the exact
+    log-determinant of tanh, ``log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u))``."""
 
-    mlp: MLP
-    log_std_min: float = eqx.field(static=True, default=-5.0)
+    trunk: MLP  # in -> hidden[-1], activated after its output
+    mean: eqx.nn.Linear
+    log_std: eqx.nn.Linear
+    log_std_min: float = eqx.field(static=True, default=-20.0)
     log_std_max: float = eqx.field(static=True, default=2.0)
 
     def __init__(self, in_size: int, out_size: int, hidden_sizes: Sequence[int], *, key: PRNGKeyArray):
-        self.mlp = MLP(in_size, 2 * out_size, hidden_sizes, layer_norm=False, key=key)
+        trunk_key, mean_key, std_key = jax.random.split(key, 3)
+        self.trunk = MLP(in_size, hidden_sizes[-1], hidden_sizes[:-1], layer_norm=False, key=trunk_key)
+        self.mean = _xavier_linear(hidden_sizes[-1], out_size, mean_key)
+        self.log_std = _xavier_linear(hidden_sizes[-1], out_size, std_key)
+
+    def from_noise(self, x: Float[Array, " in_size"], noise: Float[Array, " out"]) -> tuple[Float[Array, " out"], Float[Array, ""]]:
+        """The sample for standard-normal ``noise`` and its log-probability."""
+        features = self.trunk.activation(self.trunk(x))
+        log_std = jnp.clip(self.log_std(features), self.log_std_min, self.log_std_max)
+        pre_tanh = self.mean(features) + jnp.exp(log_std) * noise
+        gaussian = -0.5 * jnp.sum(noise**2 + 2 * log_std + jnp.log(2 * jnp.pi))
+        log_det = jnp.sum(2.0 * (jnp.log(2.0) - pre_tanh - jax.nn.softplus(-2.0 * pre_tanh)))
+        return jnp.tanh(pre_tanh), gaussian - log_det
 
     def __call__(self, x: Float[Array, " in_size"], key: PRNGKeyArray) -> tuple[Float[Array, " out"], Float[Array, ""]]:
         """A sample in (-1, 1)^out and its log-probability."""
-        mean, log_std = jnp.split(self.mlp(x), 2)
-        log_std = jnp.clip(log_std, self.log_std_min, self.log_std_max)
-        noise = jax.random.normal(key, mean.shape)
-        pre_tanh = mean + jnp.exp(log_std) * noise
-        sample = jnp.tanh(pre_tanh)
-        gaussian = -0.5 * jnp.sum(noise**2 + 2 * log_std + jnp.log(2 * jnp.pi))
-        log_prob = gaussian - jnp.sum(jnp.log(1.0 - sample**2 + 1e-6))
-        return sample, log_prob
+        return self.from_noise(x, jax.random.normal(key, (self.mean.out_features,)))
 
     def sample_batch(self, x: Float[Array, "B in_size"], key: PRNGKeyArray) -> tuple[Float[Array, "B out"], Float[Array, " B"]]:
-        """One sample and its log-probability per row of ``x`` (one key per row, split from ``key``)."""
-        return jax.vmap(self)(x, jax.random.split(key, x.shape[0]))
+        """One sample and its log-probability per row of ``x``."""
+        noise = jax.random.normal(key, (x.shape[0], self.mean.out_features))
+        return jax.vmap(self.from_noise)(x, noise)

@@ -46,9 +46,21 @@ class QAMEConfig(QAMConfig):
 
 
 class QAME(EditsActions, QAM):
-    """QAM plus an edit policy (trqam/edit.py): ``a = clip(a_flow + edit_scale * e)``."""
+    """QAM plus an edit policy (trqam/edit.py): ``a = clip(a_flow + edit_scale * e)``.
+
+    With ``edit_scale = 0`` (scene, cube-double) there is no edit policy at all, as in the
+    reference: the agent is plain QAM."""
+
+    @classmethod
+    def extra_nets(cls, obs_dim, action_dim, config, key):
+        return super().extra_nets(obs_dim, action_dim, config, key) if config.edit_scale > 0 else {}
+
+    def act(self, nets, obs, key):
+        return super().act(nets, obs, key) if self.config.edit_scale > 0 else QAM.act(self, nets, obs, key)
 
     def actor_loss(self, nets, batch, inputs, key) -> tuple[Array, Metrics]:
+        if self.config.edit_scale == 0:
+            return super().actor_loss(nets, batch, inputs, key)
         flow_key, edit_key = jax.random.split(key)
         flow_loss, metrics = super().actor_loss(nets, batch, inputs, flow_key)
         edit_loss, edit_metrics = self.edit_loss(nets, batch.observations, edit_key)
@@ -61,10 +73,22 @@ class QAMFConfig(QAMConfig):
 
 
 class QAMF(ActsWithOneStepPolicy, QAM):
-    """QAM plus a one-step policy ``mu(s, z)`` distilled from the fine-tuned flow; acts with mu."""
+    """QAM plus a one-step policy ``mu(s, z)`` distilled from the fine-tuned flow; acts with mu.
+
+    With ``fql_alpha = 0`` (puzzle-3x3, cube-double) the reference builds no one-step policy
+    and runs plain QAM (acting and bootstrapping with the flow); so does this agent."""
+
+    @classmethod
+    def extra_nets(cls, obs_dim, action_dim, config, key):
+        return super().extra_nets(obs_dim, action_dim, config, key) if config.fql_alpha > 0 else {}
+
+    def act(self, nets, obs, key):
+        return super().act(nets, obs, key) if self.config.fql_alpha > 0 else QAM.act(self, nets, obs, key)
 
     def actor_loss(self, nets, batch, inputs, key) -> tuple[Array, Metrics]:
         flow_loss, metrics = super().actor_loss(nets, batch, inputs, key)
+        if self.config.fql_alpha == 0:
+            return flow_loss, metrics
         # -Q(s, clip(mu(s, z))) + fql_alpha ||mu(s, z) - flow_ft(s, z)||^2
         noise = jax.random.normal(key, batch.actions.shape)
         loss, onestep_metrics = onestep_loss(nets["onestep"], nets["critic"], nets["actor_fast"], batch.observations,
