@@ -8,6 +8,8 @@ overrides any field of a method's config (recorded in the run's config.json).
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -143,28 +145,59 @@ def get_method(name: str) -> Method:
     raise BenchError(f"unknown method '{name}'{suggest(name, valid)}; valid methods: {', '.join(valid)}")
 
 
+def _parse(text: str, hint: Any) -> Any:
+    """``text`` read as the declared type ``hint`` (bool, int, float, str, tuple of ints,
+    or any of these ``| None``); ValueError when it is not one."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(hint) if a is not type(None)]
+        if text.lower() == "none" and len(options) < len(typing.get_args(hint)):
+            return None
+        hint = options[0]
+    if hint is bool:
+        if text.lower() not in ("true", "false", "1", "0"):
+            raise ValueError(text)
+        return text.lower() in ("true", "1")
+    if typing.get_origin(hint) is tuple or hint is tuple:
+        return tuple(int(x) for x in text.split(","))
+    if hint in (int, float, str):
+        return hint(text)
+    raise ValueError(text)
+
+
+def _override_targets(config: Any) -> dict[str, tuple[str, ...]]:
+    """Every overridable name -> its path: a config's own fields, and the fields of a nested
+    config (TRQAM's ``dual``) both as ``dual.lam_min`` and, where unambiguous, ``lam_min``."""
+    targets: dict[str, tuple[str, ...]] = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            for inner in dataclasses.fields(value):
+                targets[f"{f.name}.{inner.name}"] = (f.name, inner.name)
+                targets.setdefault(inner.name, (f.name, inner.name))
+        else:
+            targets[f.name] = (f.name,)
+    return targets
+
+
 def apply_overrides(config: Any, overrides: tuple[str, ...]) -> Any:
-    """``key=value`` strings applied to a config dataclass, values parsed by the field's type."""
-    fields = {f.name: f for f in dataclasses.fields(config)}
-    changes = {}
+    """``key=value`` strings applied to a config dataclass, each value parsed by its field's
+    declared type (so a float field takes 0.5 even where a per-domain table holds 3)."""
+    targets = _override_targets(config)
     for item in overrides:
         key, sep, text = item.partition("=")
-        if not sep or key not in fields:
-            raise BenchError(
-                f"--set '{item}' does not name a field of {type(config).__name__}; fields: {', '.join(fields)}"
-            )
-        current = getattr(config, key)
+        if not sep or key not in targets:
+            raise BenchError(f"--set '{item}' does not name a field of {type(config).__name__}; "
+                             f"fields: {', '.join(targets)}")
+        path = targets[key]
+        owner = config if len(path) == 1 else getattr(config, path[0])
+        hint = typing.get_type_hints(type(owner))[path[-1]]
         try:
-            if isinstance(current, bool):
-                if text.lower() not in ("true", "false", "1", "0"):
-                    raise ValueError(text)
-                changes[key] = text.lower() in ("true", "1")
-            elif isinstance(current, tuple):
-                changes[key] = tuple(int(x) for x in text.split(","))
-            elif current is None or isinstance(current, float):
-                changes[key] = None if text.lower() == "none" else float(text)
-            else:
-                changes[key] = type(current)(text)
+            value = _parse(text, hint)
         except ValueError:
-            raise BenchError(f"--set '{item}': cannot read '{text}' as the type of {key} ({current!r})") from None
-    return dataclasses.replace(config, **changes)
+            raise BenchError(f"--set '{item}': cannot read '{text}' as {getattr(hint, '__name__', hint)}, the "
+                             f"declared type of {key}") from None
+        if len(path) == 1:
+            config = dataclasses.replace(config, **{key: value})
+        else:
+            config = dataclasses.replace(config, **{path[0]: dataclasses.replace(owner, **{path[1]: value})})
+    return config

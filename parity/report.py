@@ -37,12 +37,15 @@ def render(fixtures: Path) -> tuple[str, bool]:
         "||ours - reference|| / ||reference||.",
         "",
     ]
-    all_ok = True
-    for path in fixture_paths(fixtures):
+    results = {path: compare_fixture(path) for path in fixture_paths(fixtures)}
+    all_ok = all(r.ok for rows in results.values() for r in rows)
+    lines += ["## Summary", "", "| fixture | quantities | largest rel | verdict |", "|---|---:|---:|---|"]
+    lines += [f"| {path.stem} | {len(rows)} | {max(r.rel for r in rows):.1e} | "
+              f"{'ok' if all(r.ok for r in rows) else 'FAIL'} |" for path, rows in results.items()]
+    lines.append("")
+    for path, rows in results.items():
         record = provenance["fixtures"][path.name]
         s = record["setting"]
-        rows = compare_fixture(path)
-        all_ok &= all(r.ok for r in rows)
         verdict = "all within tolerance" if all(r.ok for r in rows) else "**OUT OF TOLERANCE**"
         lines += [
             f"## {path.stem}: {verdict}",
