@@ -148,12 +148,20 @@ def test_cgql_linex_distillation_is_minimised_at_the_target():
 
 # ---- ReBRAC ----------------------------------------------------------------------------
 @pytest.mark.slow
+class OffsetCritic(eqx.Module):
+    """The quadratic critic minus 1: ReBRAC divides its Q term by mean |Q|, which the bare
+    quadratic (maximum exactly 0) would blow up near its optimum."""
+
+    def __call__(self, obs, action):
+        return QuadraticCritic()(obs, action) - 1.0
+
+
 def test_rebrac_bc_term_pulls_actions_to_the_data_as_alpha_grows():
     distance, q = {}, {}
     for alpha in (0.01, 10.0):
         config = ReBRACConfig(flow_steps=10, chunk_len=1, alpha=alpha)
         actor = MLP(1, 2, (64, 64), layer_norm=False, key=jax.random.key(0))
-        agent = make_agent(ReBRAC, config, None, extra_nets={"actor": actor})
+        agent = make_agent(ReBRAC, config, None, critic=OffsetCritic(), extra_nets={"actor": actor})
         agent, _ = fine_tune(agent, 400, net="actor", lr=3e-3)  # dataset actions are all at 0
         action = np.asarray(agent.act(agent.nets, jnp.zeros((1, 1)), jax.random.key(0)))
         distance[alpha], q[alpha] = float(np.linalg.norm(action)), float(q_value(action)[0])
