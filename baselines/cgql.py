@@ -62,6 +62,8 @@ class CGQL(FlowQAgent):
         def step(x, k):
             t = k / cfg.flow_steps
             q_time = jnp.ones(batch) if cfg.mode == "simple" else jnp.full(batch, t)
+            if cfg.inv_temp == 0:  # the reference drops the whole guidance term, x / t included
+                return x + field(obs, x, t) / cfg.flow_steps, None
             score = jax.grad(lambda a: jnp.sum(jnp.mean(timed_q(critic, obs, a, q_time), axis=-1)))(x)
             guided = cfg.guidance * (cfg.inv_temp * (1 - t) * score + x) / jnp.maximum(t, 1.0 / cfg.flow_steps)
             velocity = field(obs, x, t) + jnp.where(k > 0, 1.0, 0.0) * guided  # no guidance at t = 0

@@ -60,6 +60,7 @@ class Spec:
     # Draws made by TensorFlow Probability's (tanh-)Gaussian heads: its Sample distribution
     # draws the event axis first ([D, *batch]); they are stored with that axis moved last.
     event_first: tuple[str, ...] = ()
+    critic_time: bool = False  # the critic takes the flow time (CGQL's; t = 1 for actions)
 
 
 def flow_roles(s: Setting) -> list[str]:
@@ -73,6 +74,11 @@ BC_ROLES = ["bc/x0", "bc/t"]
 METHODS = {
     "trqam": Spec("agents.trqam", "TRQAMAgent", {"kl_budget": 1.0}, flow_roles),
     "qam": Spec("agents.qam", "QAMAgent", {"inv_temp": 1.0}, flow_roles),
+    # QAM-E: QAM's draws; the TD target's action is edited; the edit loss edits a fresh flow action.
+    "qam-e": Spec("agents.qam", "QAMAgent", {"inv_temp": 1.0, "edit_scale": 0.1},
+                  lambda s: ["critic/next_noise", "critic/next_edit", *flow_roles(s)[1:], "edit/flow_noise",
+                             "edit/noise"],
+                  event_first=("critic/next_edit", "edit/noise")),
     # FQL: the TD target acts with the one-step policy; the distillation draws its own noise.
     "fql": Spec("agents.fql", "FQLAgent", {"alpha": 10.0},
                 lambda s: ["critic/next_noise", "bc/x0", "bc/t", "actor/noise"],
@@ -82,6 +88,12 @@ METHODS = {
                  lambda s: ["critic/next_noise", "critic/distill_noise", "bc/x0", "bc/t", "actor/noise"],
                  bc_modules=("actor_bc_flow", "target_actor_bc_flow"), field_module="actor_bc_flow",
                  captures=("sample_actions",), event_first=("critic/next_noise", "actor/noise")),
+    # CGQL-L: the TD target's guided flow noise, the noisy critic's time and noise, the BC loss.
+    "cgql-l": Spec("agents.cgql", "CGQLAgent",
+                   {"mode": "linex", "noisy_coef": 0.1, "guidance_coef": 0.1, "inv_temp": 10.0},
+                   lambda s: ["critic/next_noise", "critic/noisy_t", "critic/distill_noise", "bc/x0", "bc/t"],
+                   bc_modules=("actor", "target_actor"), field_module="actor", captures=("sample_actions",),
+                   critic_time=True),
     # IFQL: the critic and value losses draw nothing. (The reference's main.py loads a BC
     # checkpoint into modules named actor_slow, actor_bc_flow or actor only, so its IFQL,
     # whose flow is actor_flow, starts from scratch; here its flow is BC-initialised too.)
@@ -213,7 +225,8 @@ def record_method(name: str, spec: Spec, setting: Setting, reference: Path) -> t
 
     first = batches[0]
     flat_actions = first["actions"].reshape(setting.batch_size, -1)
-    arrays["capture/q"] = np.asarray(agent.network.select("critic")(first["observations"], flat_actions))
+    ones = (np.ones((setting.batch_size, 1), np.float32),) if spec.critic_time else ()
+    arrays["capture/q"] = np.asarray(agent.network.select("critic")(first["observations"], flat_actions, *ones))
     times = np.full((setting.batch_size, 1), 0.3, np.float32)
     arrays["capture/v"] = np.asarray(agent.network.select(spec.field_module)(first["observations"], flat_actions, times))
 

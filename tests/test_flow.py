@@ -75,7 +75,9 @@ def test_bc_flow_learns_a_state_dependent_action():
     np.testing.assert_allclose(actions[:, 1], -0.5 * obs[:, 0], atol=0.1)
 
 
-def test_invalid_chunk_steps_are_weighted_out():
+def test_chunks_crossing_an_episode_end_are_weighted_out():
+    """As the references: an example counts wholly when its chunk's last step is valid
+    (``valid[..., -1]``) and not at all otherwise."""
     field = VelocityField(3, 4, (16,), key=jax.random.key(0))  # chunk of 2 steps x 2 dims
     obs = jax.random.normal(jax.random.key(2), (8, 3))
     actions = jax.random.uniform(jax.random.key(3), (8, 4), minval=-1, maxval=1)
@@ -87,6 +89,6 @@ def test_invalid_chunk_steps_are_weighted_out():
     pred = jax.vmap(field)(obs, (1 - t[:, None]) * x0 + t[:, None] * actions, t)
     err = ((pred - (actions - x0)) ** 2).reshape(8, 2, 2)
     valid = jnp.array([[1.0, 0.0]] * 4 + [[1.0, 1.0]] * 4)
-    expected = (err[:, 0].sum() + err[4:, 1].sum()) / err.size
+    expected = err[4:].sum() / err.size  # the first four chunks end past their episode
     np.testing.assert_allclose(bc_flow_loss(field, obs, actions, valid, key), expected, rtol=1e-5)
     assert float(bc_flow_loss(field, obs, actions, jnp.zeros((8, 2)), key)) == 0.0

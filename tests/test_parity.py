@@ -4,7 +4,8 @@
 Each fixture holds the reference's parameters, batches and random draws; our agent loads
 the parameters, replays the draws and must reproduce every recorded quantity (network
 outputs, TD-target actions, adjoint rollout and adjoints, gradients, metrics, parameters
-and dual variables after one update and after 200) to relative 1e-5 (parity/compare.py).
+and dual variables after one update and after 200) to relative 1e-5 after one update and
+1e-4 after 200 (parity/compare.py says why).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from parity.compare import FIXTURES, compare_fixture, fixture_paths
 
 PATHS = fixture_paths()
 # The TRQAM table's methods whose fixtures must be present (each in both settings).
-REQUIRED = {"trqam", "qam", "fql", "ifql", "dsrl"}
+REQUIRED = {"trqam", "qam", "qam-e", "fql", "dsrl", "ifql", "cgql-l"}  # the TRQAM table's seven
 
 
 def test_every_required_method_has_fixtures():
