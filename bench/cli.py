@@ -147,11 +147,16 @@ def reproduce(
     selection = {"methods": list(dict.fromkeys(r.method for r in runs if not r.overrides)),
                  "tasks": list(dict.fromkeys(r.task for r in runs)),
                  "seeds": sorted({r.seed for r in runs})}
+    data_problems = _large_data_problems(chosen, runs, source, dataset_dir)
     if dry_run:
         for run in runs:
             print(f"{run.method:8s} {run.task:45s} seed {run.seed} {' '.join(run.overrides)} -> {run.run_dir()}")
         print(f"{len(runs)} runs")
+        for problem in data_problems.values():
+            print(f"data missing: {problem}")
         return
+    if data_problems:  # before any training: one line for the first task without its data
+        raise BenchError(next(iter(data_problems.values())))
     settings = SweepSettings(backend=backend, workers=workers, address=address, cpus_per_run=cpus_per_run,
                              gpus_per_run=gpus_per_run, seeds_per_program=seeds_per_program)
     print(f"{len(runs)} runs of profile {profile} ({backend} backend)", flush=True)
@@ -185,6 +190,26 @@ def reproduce(
         print("some runs failed (rerun the same command to retry them; finished runs are kept):\n" + failed,
               file=sys.stderr)
         sys.exit(1)
+
+
+def _large_data_problems(profile, runs, source, dataset_dir) -> dict[str, str]:
+    """Per task of ``runs`` whose protocol needs a 10M/100M set that is not there: why."""
+    from bench.data import large_dataset, large_dataset_files
+    from bench.tasks import resolve_task
+
+    if profile.large_datasets == "none" or (source or profile.source) == "regenerated":
+        return {}
+    problems = {}
+    for name in dict.fromkeys(run.task for run in runs):
+        task = resolve_task(name)
+        spec = large_dataset(task, profile.large_datasets)
+        if spec is None:
+            continue
+        try:
+            large_dataset_files(task, spec, dataset_dir)
+        except BenchError as exc:
+            problems[name] = str(exc)
+    return problems
 
 
 def _runs_and_out(profile: str, runs: Path | None, out: Path | None, kind: str) -> tuple[Path, Path]:

@@ -61,6 +61,71 @@ class DataFiles:
     provenance: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class LargeDataset:
+    """A dataset the TRQAM paper trains on instead of the standard 1M set: the shards
+    ``PREFIX-000.npz`` .. ``PREFIX-(N-1).npz`` and a validation file ``*-val.npz`` in
+    ``DATASET_DIR/FOLDER/`` (the layout of the authors' README)."""
+
+    folder: str
+    prefix: str
+    shards: int
+    origin: str
+
+    def shard_names(self) -> list[str]:
+        return [f"{self.prefix}-{i:03d}.npz" for i in range(self.shards)]
+
+
+_HORIZON_REDUCTION = "github.com/seohongpark/horizon-reduction ('Using large datasets')"
+# TRQAM paper, 'Datasets' (and the authors' README): the domains it trains on 10M/100M data.
+TRQAM_PAPER_LARGE: dict[str, LargeDataset] = {
+    "c3": LargeDataset("cube-triple-play-10m-v0", "cube-triple-play-v0", 10,
+                       f"the first 10 shards of cube-triple-play-100m-v0 from {_HORIZON_REDUCTION}"),
+    "p44": LargeDataset("puzzle-4x4-play-10m-v0", "puzzle-4x4-play-v0", 10,
+                        f"the first 10 shards of puzzle-4x4-play-100m-v0 from {_HORIZON_REDUCTION}"),
+    "c4": LargeDataset("cube-quadruple-play-100m-v0", "cube-quadruple-play-v0", 100,
+                       f"all 100 shards of cube-quadruple-play-100m-v0 from {_HORIZON_REDUCTION}"),
+    "ag": LargeDataset("antmaze-giant-navigate-10m-v0", "antmaze-giant-navigate-v0", 10,
+                       "the TRQAM authors' 10M set (huggingface.co/datasets/yonghoon96/antmaze-giant-navigate-10m-v0)"),
+}
+# QAM paper (arXiv 2601.14234, 'Datasets'): the standard sets, except the 100M shards on
+# cube-quadruple and puzzle-4x4.
+QAM_PAPER_LARGE: dict[str, LargeDataset] = {
+    "p44": LargeDataset("puzzle-4x4-play-100m-v0", "puzzle-4x4-play-v0", 100,
+                        f"all 100 shards of puzzle-4x4-play-100m-v0 from {_HORIZON_REDUCTION}"),
+    "c4": TRQAM_PAPER_LARGE["c4"],
+}
+# A profile's ``large_datasets`` names one of these tables.
+LARGE_DATASETS: dict[str, dict[str, LargeDataset]] = {"none": {}, "trqam-paper": TRQAM_PAPER_LARGE,
+                                                      "qam-paper": QAM_PAPER_LARGE}
+
+
+def large_dataset(task: Task, table: str) -> LargeDataset | None:
+    """The large dataset protocol ``table`` (a key of LARGE_DATASETS) needs for ``task``, if any."""
+    return LARGE_DATASETS[table].get(task.info.abbr) if task.info is not None else None
+
+
+def large_dataset_files(task: Task, spec: LargeDataset, dataset_dir: Path | None) -> DataFiles:
+    """The shards of ``spec``, or one line naming the files expected and where to put them."""
+    base = Path(dataset_dir).expanduser() if dataset_dir else DEFAULT_OFFICIAL_DIR
+    directory = base / spec.folder
+    names = spec.shard_names()
+    missing = [name for name in names if not (directory / name).is_file()]
+    vals = sorted(directory.glob("*-val.npz")) if directory.is_dir() else []
+    if missing or not vals:
+        what = f"{len(missing)} of its {spec.shards} shards" if missing else "its validation file"
+        raise BenchError(
+            f"this protocol trains {task.name} on {spec.origin}, and {what} are missing: expected "
+            f"{names[0]} .. {names[-1]} and a *-val.npz in {directory}; put them there (or pass --dataset-dir "
+            f"DIR holding {spec.folder}/), or choose another profile; the standard dataset is not substituted"
+        )
+    train = tuple(directory / name for name in names)
+    provenance = {"kind": "official", "dataset": spec.folder, "origin": spec.origin, "directory": str(directory),
+                  "shards": spec.shards,
+                  "files": [{"name": p.name, "bytes": p.stat().st_size} for p in (*train, vals[0])]}
+    return DataFiles("official", spec.folder, train, vals[0], provenance)
+
+
 def _official_files(task: Task, directory: Path) -> DataFiles | None:
     single = directory / f"{task.dataset}.npz"
     val = directory / f"{task.dataset}-val.npz"
@@ -143,12 +208,17 @@ def _regenerated_files(task: Task, regen: Regeneration) -> DataFiles:
 
 
 def resolve_files(
-    task: Task, source: Source, dataset_dir: Path | None, regen: Regeneration
+    task: Task, source: Source, dataset_dir: Path | None, regen: Regeneration, *, large: str = "none"
 ) -> DataFiles:
-    """Pick the dataset files for ``task`` according to ``source``."""
+    """Pick the dataset files for ``task`` according to ``source``. Under a protocol with large
+    datasets (``large``, a key of LARGE_DATASETS) a task it trains on a 10M/100M set gets
+    those shards or a refusal, never the standard set."""
     directory = Path(dataset_dir).expanduser() if dataset_dir else DEFAULT_OFFICIAL_DIR
     if source == "regenerated":
         return _regenerated_files(task, regen)
+    spec = large_dataset(task, large)
+    if spec is not None:
+        return large_dataset_files(task, spec, dataset_dir)
     if dataset_dir is not None and not directory.is_dir():
         raise BenchError(f"--dataset-dir {directory} does not exist or is not a directory")
     found = _official_files(task, directory) if directory.is_dir() else None

@@ -18,7 +18,7 @@ from bench.data import Regeneration, Source
 from bench.errors import BenchError, suggest
 from bench.tasks import DOMAINS, Task
 
-ProfileName = Literal["smoke", "quick", "paper", "regress"]
+ProfileName = Literal["smoke", "quick", "paper", "qam-paper", "regress"]
 
 
 @dataclass(frozen=True)
@@ -69,9 +69,18 @@ class Profile:
     # Updates per host call (a `lax.scan` in `bench.compiled`); a call also ends at every log,
     # evaluation, checkpoint and shard boundary. Speed only: the updates are the same.
     updates_per_call: int = 100
+    # The protocol's 10M/100M sets (a key of bench.data.LARGE_DATASETS: the TRQAM paper's on
+    # cube-triple, puzzle-4x4, cube-quadruple and antmaze-giant; the QAM paper's on
+    # cube-quadruple and puzzle-4x4); never the standard set in their place.
+    large_datasets: Literal["none", "trqam-paper", "qam-paper"] = "none"
+    # Fine-tuning methods start from a BC checkpoint (TRQAM paper) or from scratch (QAM paper).
+    init: Literal["bc", "scratch"] = "bc"
 
     def for_task(self, task: Task) -> Profile:
-        """Per-domain adjustments of the paper profile (TRQAM paper, 'Hyperparameters')."""
+        """Per-domain adjustments of the paper profiles (each paper's 'Hyperparameters')."""
+        if self.name == "qam-paper":  # QAM paper: discount 0.995 on antmaze-giant and humanoidmaze
+            long_horizon = task.domain.startswith(("antmaze-giant", "humanoidmaze"))
+            return replace(self, discount=0.995) if long_horizon else self
         if self.name != "paper":
             return self
         info = task.info
@@ -170,6 +179,7 @@ PROFILES: dict[str, Profile] = {
         checkpoint_every=50_000,
         shard_interval=1_000,  # PROTOCOL.md: next shard every 1,000 gradient steps
         source="official",
+        large_datasets="trqam-paper",
         regeneration=Regeneration(episodes=1000, episode_length=1000, seed=0),  # the 1M size
         machine="one GPU with 80 GB (A100/H100 class), 64 GB host RAM",
         methods=PAPER_METHODS,
@@ -181,6 +191,18 @@ PROFILES: dict[str, Profile] = {
                        tuple(f"{d.abbr}-task1" for d in DOMAINS), tuple(range(8))),),
     ),
 }
+
+# The QAM paper's protocol (arXiv 2601.14234; PROTOCOL.md) for its 17 methods: every method
+# trained from scratch (actor_fast initialised independently of actor_slow, only the targets
+# tied), discount 0.99 (0.995 on antmaze-giant and humanoidmaze: for_task), rho 0 on
+# humanoidmaze (bench.hyperparams), width 512 everywhere, the standard datasets except the
+# 100M shards on cube-quadruple and puzzle-4x4, 12 seeds, 1M offline + 500K online steps.
+QAM_PAPER_METHODS = ("qam", "qam-e", "qam-f", "bam", "fql", "dsrl", "ifql", "cgql", "cgql-m", "cgql-l", "rebrac",
+                     "fbrac", "fawac", "fedit", "qsm", "dac", "rlpd")
+PROFILES["qam-paper"] = replace(
+    PROFILES["paper"], name="qam-paper", discount=0.99, init="scratch", large_datasets="qam-paper",
+    methods=QAM_PAPER_METHODS, seeds=tuple(10001 * k for k in range(1, 13)), studies=(),
+)
 
 
 # The CI regression gate's pinned run (results/regress/bands.csv): QAM on cube-single at the

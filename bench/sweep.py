@@ -88,7 +88,8 @@ def plan(profile: Profile, *, methods: Sequence[str] | None = None, domains: Seq
 
     def config(method, task, seed, overrides=()):
         return RunConfig(method=method, task=task, profile=profile.name, seed=seed, source=source,
-                         dataset_dir=dataset_dir, online_steps=online_steps, overrides=tuple(overrides))
+                         dataset_dir=dataset_dir, online_steps=online_steps, overrides=tuple(overrides),
+                         init=profile.init)
 
     runs = [config(m, t, s) for m in chosen_methods for t in chosen_tasks for s in chosen_seeds]
     if studies:

@@ -267,7 +267,8 @@ class Run:
         import ogbench
 
         source = self.config.source or self.profile.source
-        files = resolve_files(self.task, source, self.config.dataset_dir, self.profile.regeneration)
+        files = resolve_files(self.task, source, self.config.dataset_dir, self.profile.regeneration,
+                              large=self.profile.large_datasets)
         env = ogbench.make_env_and_datasets(self.task.name, env_only=True)
         train_data = ShardedData(files, self.task, env, self.profile.shard_interval)
         val_data = TransitionData.from_ogbench(

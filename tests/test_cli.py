@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -54,3 +55,64 @@ def test_missing_dataset_dir_is_a_clear_error(tmp_path):
                     "--dataset-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run"))
     assert result.returncode == 2
     assert "does not exist" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_paper_profile_refuses_the_standard_set_in_place_of_the_10m_shards(tmp_path):
+    """Cube-triple's paper protocol trains on 10 shards of the 100M release: a directory holding
+    only the standard cube-triple set stops the main job with one line, before any training."""
+    for name in ("cube-triple-play-v0.npz", "cube-triple-play-v0-val.npz"):
+        (tmp_path / name).write_bytes(b"standard set")
+    results = tmp_path / "results"
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "reproduce", "--profile", "paper", "--tasks", "c3-task1", "--methods",
+         "trqam", "--seeds", "0", "--dataset-dir", str(tmp_path), "--no-studies", "--no-closed-form"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "TRQAM_BENCH_RESULTS": str(results)})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr
+    assert "cube-triple-play-v0-000.npz .. cube-triple-play-v0-009.npz" in lines[0]
+    assert str(tmp_path / "cube-triple-play-10m-v0") in lines[0]
+    assert not results.exists() or not any(results.rglob("config.json"))  # nothing trained
+
+
+def test_qam_paper_dry_run_lists_the_qam_papers_matrix(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "bench", "reproduce", "--profile", "qam-paper", "--dry-run"],
+                            capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "TRQAM_BENCH_RESULTS": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    runs = [line.split() for line in result.stdout.splitlines() if "-> " in line]
+    assert len(runs) == 17 * 50 * 12
+    assert {r[0] for r in runs} == set("qam qam-e qam-f bam fql dsrl ifql cgql cgql-m cgql-l rebrac fbrac fawac fedit "
+                                       "qsm dac rlpd".split())
+    assert sorted({int(r[3]) for r in runs}) == [10001 * k for k in range(1, 13)]
+    # Without the 100M shards of cube-quadruple and puzzle-4x4, the dry run says so per task.
+    missing = [line for line in result.stdout.splitlines() if line.startswith("data missing:")]
+    assert len(missing) == 10 and all("100m-v0" in line for line in missing)
+
+
+def test_qam_paper_profile_is_the_qam_protocol():
+    from bench.profiles import get_profile
+    from bench.tasks import resolve_task
+
+    profile = get_profile("qam-paper")
+    assert profile.init == "scratch" and profile.hidden_sizes == (512,) * 4 and profile.discount == 0.99
+    assert profile.offline_steps == 1_000_000 and profile.online_steps == 500_000
+    assert profile.for_task(resolve_task("ag-task1")).discount == 0.995
+    assert profile.for_task(resolve_task("hm-task1")).discount == 0.995
+    assert profile.for_task(resolve_task("c4-task1")).hidden_sizes == (512,) * 4
+
+
+def test_from_scratch_actor_fast_is_its_own_network():
+    """The QAM paper's reference initialises actor_fast independently; only the targets are tied."""
+    import jax
+    import numpy as np
+
+    from parity.setting import ONE_UPDATE, make_batches, to_ours
+    from trqam.qam import QAM, QAMConfig
+
+    agent = QAM.create(to_ours(make_batches(ONE_UPDATE)[0]), QAMConfig(hidden_sizes=(16,), num_critics=2),
+                       jax.random.key(0))
+    slow, fast, target = (np.asarray(m.mlp.layers[0].weight) for m in
+                          (agent.nets["actor_slow"], agent.nets["actor_fast"], agent.targets["actor_slow"]))
+    assert not np.allclose(slow, fast)
+    np.testing.assert_array_equal(slow, target)

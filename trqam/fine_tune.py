@@ -3,8 +3,9 @@
 Networks (ALGORITHMS.md s2): the critic ensemble and its Polyak target; ``actor_slow``,
 trained by the BC flow loss throughout, and its EMA ``target_actor_slow``, which is the
 base field ``v_base``; and ``actor_fast``, the fine-tuned field ``v_ft``. Given a BC
-checkpoint, all three actors start from it; from scratch, ``actor_fast`` starts as a copy
-of ``actor_slow`` so that the control ``v_ft - v_base`` starts at zero.
+checkpoint, all three actors start from it; from scratch, ``actor_fast`` is initialised
+independently of ``actor_slow`` (only the target is tied to ``actor_slow``), as in the QAM
+paper's reference.
 
 One Adam optimiser over the sum of the losses, with the global gradient norm clipped, as
 the references do. A method subclasses `FlowQAgent` and writes only its actor loss
@@ -108,11 +109,16 @@ class FlowQAgent(eqx.Module):
         nets: Nets = {"critic": CriticEnsemble(obs_dim, action_dim, config.hidden_sizes, config.num_critics,
                                                key=critic_key)}
         if cls.HAS_BC_FLOW or cls.HAS_FINE_TUNED_FLOW:
-            actor = bc_actor if bc_actor is not None else VelocityField(
-                obs_dim, action_dim, config.hidden_sizes, layer_norm=config.actor_layer_norm, key=actor_key
-            )
+            def flow(key):
+                return VelocityField(obs_dim, action_dim, config.hidden_sizes, layer_norm=config.actor_layer_norm,
+                                     key=key)
+
+            actor = bc_actor if bc_actor is not None else flow(actor_key)
+            # From scratch (the QAM paper's protocol, as its reference) actor_fast is a network of
+            # its own; from a BC checkpoint both start from it.
+            fast = bc_actor if bc_actor is not None or not cls.HAS_BC_FLOW else flow(jax.random.fold_in(actor_key, 1))
             nets |= {"actor_slow": actor} if cls.HAS_BC_FLOW else {}
-            nets |= {"actor_fast": actor} if cls.HAS_FINE_TUNED_FLOW else {}
+            nets |= {"actor_fast": fast} if cls.HAS_FINE_TUNED_FLOW else {}
         nets |= cls.extra_nets(obs_dim, action_dim, config, extra_key)  # may replace the critic (CGQL)
         targets = {name: nets[name] for name in cls.POLYAK_TARGETS if name in nets}
         opt_state = cls.optimizer(config).init(eqx.filter(nets, eqx.is_array))
