@@ -32,12 +32,15 @@ import numpy as np
 from baselines.bc import FlowBC, FlowBCConfig
 from baselines.cgql import CGQL, CGQLConfig
 from baselines.dsrl import DSRL, DSRLConfig
+from baselines.fawac import FAWAC, FAWACConfig
+from baselines.fbrac import FBRAC, FBRACConfig
+from baselines.fedit import FEdit, FEditConfig
 from baselines.fql import FQL, FQLConfig
 from baselines.ifql import IFQL, IFQLConfig
 from parity.setting import Setting, to_ours
 from trqam.dual import DualConfig
 from trqam.nn import MLP
-from trqam.qam import QAM, QAME, QAMConfig, QAMEConfig
+from trqam.qam import QAM, QAME, QAMF, QAMConfig, QAMEConfig, QAMFConfig
 from trqam.trqam import TRQAM, TRQAMConfig
 
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "parity"
@@ -304,6 +307,23 @@ def _cgql(ref: dict):  # plain Adam; guides the target BC flow with the online c
                             inv_temp=ref["inv_temp"], noisy_coef=ref["noisy_coef"], linex_clip=ref["isd_clip"])
 
 
+def _qam_f(ref: dict):
+    return QAMF, QAMFConfig(**_common(ref, ref["clip_grad"]), inv_temp=ref["inv_temp"], fql_alpha=ref["fql_alpha"])
+
+
+def _fawac(ref: dict):  # plain Adam
+    return FAWAC, FAWACConfig(**_common(ref, False), inv_temp=ref["inv_temp"])
+
+
+def _fbrac(ref: dict):  # plain Adam
+    return FBRAC, FBRACConfig(**_common(ref, False), alpha=ref["alpha"])
+
+
+def _fedit(ref: dict):  # plain Adam
+    return FEdit, FEditConfig(**_common(ref, False), edit_scale=ref["edit_scale"],
+                              target_entropy_scale=-ref["edit_target_entropy_multiplier"])
+
+
 def _ifql(ref: dict):  # plain Adam; acting draws num_samples candidates
     return IFQL, IFQLConfig(**_common(ref, False), kappa=ref["kappa"], num_samples=ref["num_samples"])
 
@@ -339,6 +359,20 @@ OURS: dict[str, OurSide] = {
                               "actor": BC_FLOW, "target_actor": BC_FLOW_TARGET},
                       "actor", {**CRITIC_METRICS, "critic/noisy_critic_loss": "critic/noisy_loss",
                                 "actor/flow_loss": "actor/flow_loss"}, critic_time=True),
+    "qam-f": OurSide(_qam_f, {**FLOW_MODULES, "one_step_actor": MLPPart(lambda a: a.nets["onestep"], "mlp")},
+                     "actor_fast", {**QAM_METRICS, "actor/fql_distill_loss": "onestep/distill_loss",
+                                    "actor/fql_q_loss": "onestep/q_loss"}),
+    "fawac": OurSide(_fawac, {**CRITIC, "actor": BC_FLOW, "value": MLPPart(lambda a: a.nets["value"], "value_net")},
+                     "actor", {**CRITIC_METRICS, "critic/value_loss": "value/loss", "actor/actor_loss": "actor/flow_loss"},
+                     our_only={"target_actor_slow": (BC_FLOW_TARGET, "actor")}),
+    "fbrac": OurSide(_fbrac, {**CRITIC, "actor_flow": BC_FLOW}, "actor_flow",
+                     {**CRITIC_METRICS, "actor/bc_flow_loss": "actor/flow_loss"},
+                     our_only={"target_actor_slow": (BC_FLOW_TARGET, "actor_flow")}),
+    "fedit": OurSide(_fedit, {**CRITIC, "actor_bc_flow": BC_FLOW, "edit_actor": TanhGaussianPart(lambda a: a.nets["edit"]),
+                              "alpha": ScalarPart(lambda a: a.nets["log_alpha"])},
+                     "actor_bc_flow", {**CRITIC_METRICS, "actor/bc_flow_loss": "actor/flow_loss",
+                                       "actor/edit_entropy": "edit/entropy"},
+                     our_only={"target_actor_slow": (BC_FLOW_TARGET, "actor_bc_flow")}),
     "ifql": OurSide(_ifql, {**CRITIC, "actor_flow": BC_FLOW, "value": MLPPart(lambda a: a.nets["value"], "value_net")},
                     "actor_flow", {**CRITIC_METRICS, "actor/actor_loss": "actor/flow_loss",
                                    "value/value_loss": "value/loss", "value/v_mean": "value/mean",
@@ -406,8 +440,11 @@ def compare_params(fixture: Fixture, label: str, ours: dict, prefix: str, tolera
 
 
 def compare_bc(fixture: Fixture) -> list[Row]:
-    """BC pretraining: the reference's BC-only updates against `FlowBC`'s."""
-    ref, s = fixture.record["bc_reference_config"], fixture.setting
+    """BC pretraining: the reference's BC-only updates against `FlowBC`'s (none for fixtures
+    of the QAM paper's reference, whose agents start from scratch)."""
+    ref, s = fixture.record.get("bc_reference_config"), fixture.setting
+    if ref is None:
+        return []
     config = FlowBCConfig(hidden_sizes=tuple(ref["actor_hidden_dims"]), layer_norm=ref["actor_layer_norm"],
                           learning_rate=ref["lr"], flow_steps=ref["flow_steps"],
                           grad_clip=1.0 if ref["clip_grad"] else None)
@@ -455,18 +492,24 @@ def compare_flow_agent(fixture: Fixture, method: str) -> list[Row]:
         rows += [row(fixture.name, "critic output Q(s, a)", q, fixture.arrays["capture/q"], TOLERANCE),
                  row(fixture.name, f"{side.field} output v(s, a, 0.3)", jax.vmap(field)(inputs),
                      fixture.arrays["capture/v"], TOLERANCE)]
-        with replaying(draws):
-            if "capture/next_actions" in fixture.arrays:
-                next_actions = agent.next_actions(agent.nets, batch.next_observations, key)
-                rows.append(row(fixture.name, "TD target's next actions", next_actions,
-                                fixture.arrays["capture/next_actions"], TOLERANCE))
-            if "capture/xs" in fixture.arrays:
-                rollout = agent.actor_inputs(batch, key)
-                rows += [row(fixture.name, "adjoint rollout states x_0..x_{N-1}", rollout.rollout.states,
-                             fixture.arrays["capture/xs"], TOLERANCE),
-                         row(fixture.name, "lean adjoints adj_0..adj_{N-1}", rollout.adjoints,
-                             fixture.arrays["capture/adjs"], TOLERANCE)]
-            (_, _), grads = agent.loss_and_grads(batch, key)
+        wants_actions, wants_rollout = "capture/next_actions" in fixture.arrays, "capture/xs" in fixture.arrays
+
+        @eqx.filter_jit
+        def intermediates(agent, batch, draws):
+            with replaying(draws):
+                next_actions = agent.next_actions(agent.nets, batch.next_observations, key) if wants_actions else None
+                rollout = agent.actor_inputs(batch, key) if wants_rollout else None
+                return next_actions, rollout, agent.loss_and_grads(batch, key)[1]
+
+        next_actions, rollout, grads = intermediates(agent, batch, draws)
+        if wants_actions:
+            rows.append(row(fixture.name, "TD target's next actions", next_actions,
+                            fixture.arrays["capture/next_actions"], TOLERANCE))
+        if wants_rollout:
+            rows += [row(fixture.name, "adjoint rollout states x_0..x_{N-1}", rollout.rollout.states,
+                         fixture.arrays["capture/xs"], TOLERANCE),
+                     row(fixture.name, "lean adjoints adj_0..adj_{N-1}", rollout.adjoints,
+                         fixture.arrays["capture/adjs"], TOLERANCE)]
         trained = {m: spec for m, spec in side.modules.items() if not m.startswith("target")}
         rows += compare_params(fixture, "gradient of", our_params(SimpleNamespace(nets=grads), trained), "grads",
                                TOLERANCE)

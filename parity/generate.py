@@ -61,6 +61,10 @@ class Spec:
     # draws the event axis first ([D, *batch]); they are stored with that axis moved last.
     event_first: tuple[str, ...] = ()
     critic_time: bool = False  # the critic takes the flow time (CGQL's; t = 1 for actions)
+    # Which reference: "trqam" (github.com/yonghdong/trqam: its agents start from a BC flow
+    # pretrained by its BC-only mode) or "qam" (github.com/ColinQiyangLi/qam: the QAM paper
+    # trains from scratch, so its agents start from their own initialisation).
+    repo: str = "trqam"
 
 
 def flow_roles(s: Setting) -> list[str]:
@@ -94,6 +98,18 @@ METHODS = {
                    lambda s: ["critic/next_noise", "critic/noisy_t", "critic/distill_noise", "bc/x0", "bc/t"],
                    bc_modules=("actor", "target_actor"), field_module="actor", captures=("sample_actions",),
                    critic_time=True),
+    # The QAM paper's reference (from scratch).
+    "qam-f": Spec("agents.qam", "QAMAgent", {"inv_temp": 1.0, "fql_alpha": 10.0},
+                  lambda s: [*flow_roles(s), "actor/noise"], repo="qam"),
+    "fawac": Spec("agents.fawac", "FAWACAgent", {"inv_temp": 0.8}, lambda s: ["critic/next_noise", *BC_ROLES],
+                  field_module="actor", captures=("sample_actions",), repo="qam"),
+    "fbrac": Spec("agents.fbrac", "FBRACAgent", {"alpha": 1.0},
+                  lambda s: ["critic/next_noise", *BC_ROLES, "actor/noise"],
+                  field_module="actor_flow", captures=("sample_actions",), repo="qam"),
+    "fedit": Spec("agents.fedit", "FEditAgent", {"edit_scale": 0.2},
+                  lambda s: ["critic/next_noise", "critic/next_edit", *BC_ROLES, "edit/flow_noise", "edit/noise"],
+                  field_module="actor_bc_flow", captures=("sample_actions",),
+                  event_first=("critic/next_edit", "edit/noise"), repo="qam"),
     # IFQL: the critic and value losses draw nothing. (The reference's main.py loads a BC
     # checkpoint into modules named actor_slow, actor_bc_flow or actor only, so its IFQL,
     # whose flow is actor_flow, starts from scratch; here its flow is BC-initialised too.)
@@ -203,9 +219,24 @@ def pretrain_bc(trqam_module, setting: Setting, batches, arrays: dict, traces: d
     return agent.network.params["modules_actor_slow"], config
 
 
+REPOSITORIES = {"trqam": "github.com/yonghdong/trqam", "qam": "github.com/ColinQiyangLi/qam"}
+
+
+def use_repository(path: Path) -> None:
+    """Import ``agents`` and ``utils`` from ``path`` (both references use these names)."""
+    for name in [m for m in sys.modules if m.split(".")[0] in ("agents", "utils", "envs")]:
+        del sys.modules[name]
+    sys.path[:] = [p for p in sys.path if p not in _REFERENCE_PATHS]
+    sys.path.insert(0, str(path))
+    _REFERENCE_PATHS.add(str(path))
+
+
+_REFERENCE_PATHS: set[str] = set()
+
+
 def record_method(name: str, spec: Spec, setting: Setting, reference: Path) -> tuple[dict, dict]:
+    use_repository(reference)
     module = importlib.import_module(spec.module)
-    trqam_module = importlib.import_module("agents.trqam")
     flax_utils = importlib.import_module("utils.flax_utils")
     agent_cls = getattr(module, spec.cls)
     batches = make_batches(setting)
@@ -214,13 +245,15 @@ def record_method(name: str, spec: Spec, setting: Setting, reference: Path) -> t
     for i, batch in enumerate(batches):
         arrays |= {f"batch/{i}/{k}": v for k, v in batch.items()}
 
-    bc_flow, bc_config = pretrain_bc(trqam_module, setting, batches, arrays, traces)
+    bc_config = None
     config = reference_config(module, setting, spec.config)
     agent = agent_cls.create(setting.seed, batches[0]["observations"][0], batches[0]["actions"][0, 0], config)
-    params = dict(agent.network.params)
-    for flow in spec.bc_modules:
-        params[f"modules_{flow}"] = bc_flow  # BC-initialised, as the reference's main.py loads it
-    agent = agent.replace(network=agent.network.replace(params=params))
+    if spec.repo == "trqam":
+        bc_flow, bc_config = pretrain_bc(importlib.import_module("agents.trqam"), setting, batches, arrays, traces)
+        params = dict(agent.network.params)
+        for flow in spec.bc_modules:
+            params[f"modules_{flow}"] = bc_flow  # BC-initialised, as the reference's main.py loads it
+        agent = agent.replace(network=agent.network.replace(params=params))
     arrays |= flatten(agent.network.params, "params_before")
 
     first = batches[0]
@@ -257,9 +290,10 @@ def record_method(name: str, spec: Spec, setting: Setting, reference: Path) -> t
     for key in ("lam", "kl_ema"):
         if hasattr(agent, key):
             arrays[f"state/{key}"] = np.asarray(getattr(agent, key))
-    record = {"method": name, "reference_class": f"{spec.module}.{spec.cls}", "setting": setting.record(),
+    record = {"method": name, "repository": REPOSITORIES[spec.repo], "reference_class": f"{spec.module}.{spec.cls}",
+              "bc_initialised": spec.repo == "trqam", "setting": setting.record(),
               "reference_config": plain(config),
-              "bc_reference_config": plain(bc_config), "roles": roles}
+              "bc_reference_config": plain(bc_config) if bc_config is not None else None, "roles": roles}
     arrays |= {f"trace/{k}": np.asarray(v, np.float32) for k, v in traces.items()}
     return arrays, record
 
@@ -278,30 +312,51 @@ def git_commit(path: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--reference-dir", type=Path, required=True,
+    parser.add_argument("--reference-dir", type=Path, default=None,
                         help="a checkout of github.com/yonghdong/trqam (its agents/ and utils/ are imported)")
-    parser.add_argument("--commit", default=None, help="the checkout's commit, when DIR is not a git checkout")
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--qam-reference-dir", type=Path, default=None,
+                        help="a checkout of github.com/ColinQiyangLi/qam, for the QAM paper's methods")
+    parser.add_argument("--commit", default=None, help="the trqam checkout's commit, when it is not a git checkout")
+    parser.add_argument("--qam-commit", default=None, help="the qam checkout's commit, when it is not a git checkout")
+    parser.add_argument("--methods", nargs="+", default=None, choices=list(METHODS),
+                        help="default: every method whose reference checkout is given")
     parser.add_argument("--out", type=Path, default=FIXTURES)
     args = parser.parse_args(argv)
-    reference = args.reference_dir.resolve()
-    if not (reference / "agents" / "trqam.py").is_file():
-        print(f"error: --reference-dir {reference} holds no agents/trqam.py; pass a checkout of "
-              "github.com/yonghdong/trqam", file=sys.stderr)
+    checkouts = {"trqam": args.reference_dir, "qam": args.qam_reference_dir}
+    commits = {"trqam": args.commit, "qam": args.qam_commit}
+    marker = {"trqam": "agents/trqam.py", "qam": "agents/bam.py"}
+    for repo, path in checkouts.items():
+        if path is not None and not (path / marker[repo]).is_file():
+            print(f"error: {path} holds no {marker[repo]}; pass a checkout of {REPOSITORIES[repo]}", file=sys.stderr)
+            return 2
+    methods = args.methods or [m for m, spec in METHODS.items() if checkouts[spec.repo] is not None]
+    missing = sorted({METHODS[m].repo for m in methods if checkouts[METHODS[m].repo] is None})
+    if not methods or missing:
+        print("error: pass --reference-dir (github.com/yonghdong/trqam) and/or --qam-reference-dir "
+              f"(github.com/ColinQiyangLi/qam){' for ' + ', '.join(missing) if missing else ''}", file=sys.stderr)
         return 2
-    sys.path.insert(0, str(reference))
     RECORDER.install()
     args.out.mkdir(parents=True, exist_ok=True)
     provenance_path = args.out / "provenance.json"
     provenance = json.loads(provenance_path.read_text()) if provenance_path.exists() else {"fixtures": {}}
     import flax  # noqa: PLC0415 (a dependency of the reference only)
 
-    provenance["reference"] = {"repository": "github.com/yonghdong/trqam",
-                               "commit": args.commit or git_commit(reference)}
+    references = provenance.setdefault("references", {})
+    old = provenance.pop("reference", None)  # the single-reference layout of earlier fixtures
+    if old is not None:
+        references.setdefault(old["repository"], old["commit"])
+        for record in provenance["fixtures"].values():
+            record.setdefault("repository", old["repository"])
+            record.setdefault("commit", old["commit"])
+    for repo, path in checkouts.items():
+        if path is not None:
+            provenance["references"][REPOSITORIES[repo]] = commits[repo] or git_commit(path.resolve())
     provenance["versions"] = {"jax": jax.__version__, "flax": flax.__version__, "numpy": np.__version__}
-    for name in args.methods:
+    for name in methods:
+        spec = METHODS[name]
         for setting_name, setting in SETTINGS.items():
-            arrays, record = record_method(name, METHODS[name], setting, reference)
+            arrays, record = record_method(name, spec, setting, checkouts[spec.repo].resolve())
+            record["commit"] = provenance["references"][REPOSITORIES[spec.repo]]
             path = args.out / f"{name}-{setting_name}.npz"
             np.savez_compressed(path, **arrays)
             provenance["fixtures"][path.name] = record

@@ -22,14 +22,15 @@ OUT = Path(__file__).resolve().parents[1] / "reports" / "parity" / "PARITY.md"
 
 def render(fixtures: Path) -> tuple[str, bool]:
     provenance = json.loads((fixtures / "provenance.json").read_text())
-    reference = provenance["reference"]
+    references = "; ".join(f"{repo} at commit `{commit}`" for repo, commit in provenance["references"].items())
     lines = [
         "# Parity with the authors' code",
         "",
-        f"Reference: {reference['repository']} at commit `{reference['commit']}`; fixtures written by "
+        f"References: {references}; fixtures written by "
         f"`nox -s parity` with {', '.join(f'{k} {v}' for k, v in provenance['versions'].items())}; compared here "
         f"with jax {jax.__version__} on {platform.machine()} ({jax.default_backend()}). Regenerate with "
-        "`nox -s parity -- --reference-dir DIR` (a checkout of the reference); `nox -s tests` asserts every "
+        "`nox -s parity -- --reference-dir DIR --qam-reference-dir DIR2` (checkouts of the references); "
+        "`nox -s tests` asserts every "
         "row below (tests/test_parity.py).",
         "",
         "Each fixture loads the reference's parameters into our networks and replays its random draws "
@@ -50,10 +51,12 @@ def render(fixtures: Path) -> tuple[str, bool]:
         lines += [
             f"## {path.stem}: {verdict}",
             "",
-            f"Reference class `{record['reference_class']}`; obs {s['obs_dim']}, action {s['action_dim']} x chunk "
-            f"{s['chunk_len']}, batch {s['batch_size']}, networks {'x'.join(map(str, s['hidden']))}, "
-            f"{s['num_critics']} critics, {s['flow_steps']} flow steps; BC-initialised by {s['bc_updates']} "
-            f"reference BC updates; {s['updates']} fine-tuning update(s).",
+            f"Reference `{record['reference_class']}` of {record['repository']}; obs {s['obs_dim']}, action "
+            f"{s['action_dim']} x chunk {s['chunk_len']}, batch {s['batch_size']}, networks "
+            f"{'x'.join(map(str, s['hidden']))}, {s['num_critics']} critics, {s['flow_steps']} flow steps; "
+            + (f"BC-initialised by {s['bc_updates']} reference BC updates" if record.get("bc_initialised", True)
+               else "from the reference's own initialisation (the QAM paper trains from scratch)")
+            + f"; {s['updates']} update(s).",
             "",
             "| quantity | ours | reference | rel | tolerance | verdict |",
             "|---|---:|---:|---:|---:|---|",
