@@ -38,6 +38,7 @@ from baselines.fedit import FEdit, FEditConfig
 from baselines.fql import FQL, FQLConfig
 from baselines.ifql import IFQL, IFQLConfig
 from parity.setting import Setting, to_ours
+from trqam.bam import BAM, BAMConfig
 from trqam.dual import DualConfig
 from trqam.nn import MLP
 from trqam.qam import QAM, QAME, QAMF, QAMConfig, QAMEConfig, QAMFConfig
@@ -50,6 +51,7 @@ FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "parity"
 RULES: list[tuple[tuple[str, ...], str, str]] = [
     (("memoryless_rollout",), "normal", "soc/noise"),
     (("adjoint_rollout",), "normal", "soc/x0"),
+    (("bam_rollout",), "normal", "soc/x0"),
     (("bc_flow_loss",), "normal", "bc/x0"),
     (("bc_flow_loss",), "uniform", "bc/t"),
     (("edit", "act"), "normal", "critic/next_edit"),  # QAM-E: the edit of the TD target's action
@@ -324,6 +326,10 @@ def _fedit(ref: dict):  # plain Adam
                               target_entropy_scale=-ref["edit_target_entropy_multiplier"])
 
 
+def _bam(ref: dict):
+    return BAM, BAMConfig(**_common(ref, True), inv_temp=ref["inv_temp"])  # the reference always clips
+
+
 def _ifql(ref: dict):  # plain Adam; acting draws num_samples candidates
     return IFQL, IFQLConfig(**_common(ref, False), kappa=ref["kappa"], num_samples=ref["num_samples"])
 
@@ -373,6 +379,9 @@ OURS: dict[str, OurSide] = {
                      "actor_bc_flow", {**CRITIC_METRICS, "actor/bc_flow_loss": "actor/flow_loss",
                                        "actor/edit_entropy": "edit/entropy"},
                      our_only={"target_actor_slow": (BC_FLOW_TARGET, "actor_bc_flow")}),
+    "bam": OurSide(_bam, FLOW_MODULES, "actor_fast", {**CRITIC_METRICS, "actor/flow_loss": "actor/flow_loss",
+                                                      "actor/bam_loss": "actor/bam_loss",
+                                                      "actor/bc_loss": "actor/control_cost"}),
     "ifql": OurSide(_ifql, {**CRITIC, "actor_flow": BC_FLOW, "value": MLPPart(lambda a: a.nets["value"], "value_net")},
                     "actor_flow", {**CRITIC_METRICS, "actor/actor_loss": "actor/flow_loss",
                                    "value/value_loss": "value/loss", "value/v_mean": "value/mean",

@@ -101,6 +101,7 @@ METHODS = {
     # The QAM paper's reference (from scratch).
     "qam-f": Spec("agents.qam", "QAMAgent", {"inv_temp": 1.0, "fql_alpha": 10.0},
                   lambda s: [*flow_roles(s), "actor/noise"], repo="qam"),
+    "bam": Spec("agents.bam", "BAMAgent", {"inv_temp": 1.0}, flow_roles, captures=("sample_actions",), repo="qam"),
     "fawac": Spec("agents.fawac", "FAWACAgent", {"inv_temp": 0.8}, lambda s: ["critic/next_noise", *BC_ROLES],
                   field_module="actor", captures=("sample_actions",), repo="qam"),
     "fbrac": Spec("agents.fbrac", "FBRACAgent", {"alpha": 1.0},
