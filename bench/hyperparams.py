@@ -49,7 +49,7 @@ FAWAC_BETA = {"p33": 0.8, "scene": 6.4, "c2": 0.8, "al": 6.4, "hm": 6.4, "c3": 0
               "ag": 0.8, "hl": 0.8}
 IFQL_KAPPA = {"p33": 0.95, "scene": 0.9, "c2": 0.9, "al": 0.9, "hm": 0.7, "c3": 0.95, "c4": 0.95, "p44": 0.9,
               "ag": 0.8, "hl": 0.8}
-REBRAC = {  # (alpha, target-policy noise)
+REBRAC = {  # (alpha, actor noise: acting and target-policy smoothing)
     "p33": (0.1, 0), "scene": (0.03, 0), "c2": (0.01, 0), "al": (0.01, 0), "hm": (0.01, 0),
     "c3": (0.01, 0.2), "c4": (0.01, 0.2), "p44": (0.01, 0.2), "ag": (0.01, 0), "hl": (0.01, 0.1),
 }

@@ -113,7 +113,7 @@ METHODS: dict[str, Method] = {
                                              noisy_coef=_column(hp.CGQL_L, 1), inv_temp=hp.CGQL_INV_TEMP),
                       "CGQL with linex noisy-critic distillation; " + QAM_PAPER),
     "rebrac": Method("rebrac", ReBRAC, _config(ReBRACConfig, clip=False, alpha=_column(hp.REBRAC, 0),
-                                               target_noise=_column(hp.REBRAC, 1)),
+                                               actor_noise=_column(hp.REBRAC, 1)),
                       "ReBRAC (Tarasov et al.; arXiv 2305.09836)", pipeline="scratch"),
     "fbrac": Method("fbrac", FBRAC, _config(FBRACConfig, clip=False, alpha=hp.FBRAC_ALPHA),
                      "flow BRAC, backprop through the ODE (FQL paper, arXiv 2502.02538)"),

@@ -37,6 +37,7 @@ from baselines.fbrac import FBRAC, FBRACConfig
 from baselines.fedit import FEdit, FEditConfig
 from baselines.fql import FQL, FQLConfig
 from baselines.ifql import IFQL, IFQLConfig
+from baselines.rebrac import ReBRAC, ReBRACConfig
 from parity.setting import Setting, to_ours
 from trqam.bam import BAM, BAMConfig
 from trqam.dual import DualConfig
@@ -59,6 +60,7 @@ RULES: list[tuple[tuple[str, ...], str, str]] = [
     (("act", "edit_loss"), "normal", "edit/flow_noise"),  # QAM-E: the flow action the edit loss edits
     (("onestep_act",), "normal", "critic/next_noise"),  # FQL: the one-step policy's noise
     (("act",), "normal", "critic/next_noise"),  # the policy noise of the TD target's next action
+    (("next_actions",), "normal", "critic/next_noise"),  # ReBRAC: the target actor's smoothing noise
     (("actor_loss",), "normal", "actor/noise"),  # FQL's distillation noise, DSRL's noise-policy sample
     (("critic_loss",), "normal", "critic/distill_noise"),  # DSRL's latent-critic noise, CGQL's noisy action
     (("critic_loss",), "uniform", "critic/noisy_t"),  # CGQL: the noisy critic's flow time
@@ -240,11 +242,33 @@ class ScalarPart:
         return {self.name: np.asarray(self.where(agent).value)}
 
 
+@dataclass(frozen=True)
+class ReBRACActorPart:
+    """The reference's deterministic ``Actor``: the ``actor_net`` trunk and its ``mean_net``,
+    which are our MLP's hidden layers and its last layer."""
+
+    where: Where
+
+    def load(self, agent, params: dict[str, np.ndarray]):
+        mlp = self.where(agent)
+        n = len(mlp.layers) - 1
+        flat = {**_strip(params, "actor_net"), f"Dense_{n}/kernel": params["mean_net/kernel"],
+                f"Dense_{n}/bias": params["mean_net/bias"]}
+        return eqx.tree_at(self.where, agent, load_mlp(mlp, flat))
+
+    def read(self, agent) -> dict[str, np.ndarray]:
+        flat = mlp_params(self.where(agent))
+        n = len(self.where(agent).layers) - 1
+        out = {f"actor_net/{k}": v for k, v in flat.items() if not k.startswith(f"Dense_{n}/")}
+        out["mean_net/kernel"], out["mean_net/bias"] = flat[f"Dense_{n}/kernel"], flat[f"Dense_{n}/bias"]
+        return out
+
+
 def _strip(params: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
     return {k[len(prefix) + 1:]: v for k, v in params.items() if k.startswith(prefix + "/")}
 
 
-Part = MLPPart | TanhGaussianPart | ScalarPart
+Part = MLPPart | TanhGaussianPart | ScalarPart | ReBRACActorPart
 CRITIC: dict[str, Part] = {
     "critic": MLPPart(lambda a: a.nets["critic"].members, "value_net"),
     "target_critic": MLPPart(lambda a: a.targets["critic"].members, "value_net"),
@@ -262,7 +286,7 @@ class OurSide:
 
     build: Callable[[dict], tuple[type, Any]]
     modules: dict[str, Part]
-    field: str
+    field: str | None  # the velocity field whose output is compared (None: no flow)
     metrics: dict[str, str]
     our_only: dict[str, tuple[Part, str]] = dataclasses.field(default_factory=dict)  # ours -> (part, from module)
     critic_time: bool = False  # the critic takes the flow time after the action (CGQL)
@@ -330,6 +354,12 @@ def _bam(ref: dict):
     return BAM, BAMConfig(**_common(ref, True), inv_temp=ref["inv_temp"])  # the reference always clips
 
 
+def _rebrac(ref: dict):  # plain Adam
+    return ReBRAC, ReBRACConfig(**_common(ref, False), alpha=ref["alpha_actor"], actor_noise=ref["actor_noise"],
+                                noise_clip=ref["actor_noise_clip"], target_every=ref["actor_freq"],
+                                last_layer_scale=ref["actor_fc_scale"])
+
+
 def _ifql(ref: dict):  # plain Adam; acting draws num_samples candidates
     return IFQL, IFQLConfig(**_common(ref, False), kappa=ref["kappa"], num_samples=ref["num_samples"])
 
@@ -382,6 +412,9 @@ OURS: dict[str, OurSide] = {
     "bam": OurSide(_bam, FLOW_MODULES, "actor_fast", {**CRITIC_METRICS, "actor/flow_loss": "actor/flow_loss",
                                                       "actor/bam_loss": "actor/bam_loss",
                                                       "actor/bc_loss": "actor/control_cost"}),
+    "rebrac": OurSide(_rebrac, {**CRITIC, "actor": ReBRACActorPart(lambda a: a.nets["actor"]),
+                                "target_actor": ReBRACActorPart(lambda a: a.targets["actor"])}, None,
+                      {**CRITIC_METRICS, "actor/actor_loss": "actor/q_loss", "actor/bc_loss": "actor/bc_loss"}),
     "ifql": OurSide(_ifql, {**CRITIC, "actor_flow": BC_FLOW, "value": MLPPart(lambda a: a.nets["value"], "value_net")},
                     "actor_flow", {**CRITIC_METRICS, "actor/actor_loss": "actor/flow_loss",
                                    "value/value_loss": "value/loss", "value/v_mean": "value/mean",
@@ -496,11 +529,12 @@ def compare_flow_agent(fixture: Fixture, method: str) -> list[Row]:
         ones = [jnp.ones((s.batch_size, 1))] if side.critic_time else []
         q = np.asarray(agent.nets["critic"].on_batch(batch.observations,
                                                      jnp.concatenate([batch.actions, *ones], axis=-1))).T
-        field = side.modules[side.field].where(agent)
-        inputs = jnp.concatenate([batch.observations, batch.actions, jnp.full((s.batch_size, 1), 0.3)], axis=-1)
-        rows += [row(fixture.name, "critic output Q(s, a)", q, fixture.arrays["capture/q"], TOLERANCE),
-                 row(fixture.name, f"{side.field} output v(s, a, 0.3)", jax.vmap(field)(inputs),
-                     fixture.arrays["capture/v"], TOLERANCE)]
+        rows.append(row(fixture.name, "critic output Q(s, a)", q, fixture.arrays["capture/q"], TOLERANCE))
+        if side.field is not None:
+            field = side.modules[side.field].where(agent)
+            inputs = jnp.concatenate([batch.observations, batch.actions, jnp.full((s.batch_size, 1), 0.3)], axis=-1)
+            rows.append(row(fixture.name, f"{side.field} output v(s, a, 0.3)", jax.vmap(field)(inputs),
+                            fixture.arrays["capture/v"], TOLERANCE))
         wants_actions, wants_rollout = "capture/next_actions" in fixture.arrays, "capture/xs" in fixture.arrays
 
         @eqx.filter_jit
@@ -549,8 +583,11 @@ def compare_flow_agent(fixture: Fixture, method: str) -> list[Row]:
 
 
 def compare_fixture(path: Path) -> list[Row]:
+    """Every comparison of one fixture. The BC stage is the same for every BC-initialised
+    method of a setting (the same seed, batches and draws), so only TRQAM's fixtures check it."""
     fixture = load_fixture(path)
-    return compare_bc(fixture) + compare_flow_agent(fixture, fixture.record["method"])
+    method = fixture.record["method"]
+    return (compare_bc(fixture) if method == "trqam" else []) + compare_flow_agent(fixture, method)
 
 
 def fixture_paths(directory: Path = FIXTURES) -> list[Path]:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import importlib
 import json
 import subprocess
@@ -55,7 +56,7 @@ class Spec:
     config: dict = field(default_factory=dict)
     roles: Callable[[Setting], list[str]] = lambda s: []
     bc_modules: tuple[str, ...] = ("actor_slow", "target_actor_slow", "actor_fast", "target_actor_fast")
-    field_module: str = "actor_fast"
+    field_module: str | None = "actor_fast"  # None: the method has no flow
     captures: tuple[str, ...] = ("sample_actions", "adj_matching")
     # Draws made by TensorFlow Probability's (tanh-)Gaussian heads: its Sample distribution
     # draws the event axis first ([D, *batch]); they are stored with that axis moved last.
@@ -65,6 +66,7 @@ class Spec:
     # pretrained by its BC-only mode) or "qam" (github.com/ColinQiyangLi/qam: the QAM paper
     # trains from scratch, so its agents start from their own initialisation).
     repo: str = "trqam"
+    update_kwargs: Callable[[int], dict] = lambda u: {}  # the reference's update arguments at update u (from 0)
 
 
 def flow_roles(s: Setting) -> list[str]:
@@ -102,6 +104,10 @@ METHODS = {
     "qam-f": Spec("agents.qam", "QAMAgent", {"inv_temp": 1.0, "fql_alpha": 10.0},
                   lambda s: [*flow_roles(s), "actor/noise"], repo="qam"),
     "bam": Spec("agents.bam", "BAMAgent", {"inv_temp": 1.0}, flow_roles, captures=("sample_actions",), repo="qam"),
+    # ReBRAC: main.py calls update(batch, full_update=(i % actor_freq == 0)) for i = 1, 2, ...
+    "rebrac": Spec("agents.rebrac", "ReBRACAgent", {"alpha_actor": 0.1, "actor_noise": 0.2},
+                   lambda s: ["critic/next_noise"], field_module=None, captures=(), repo="qam",
+                   update_kwargs=lambda u: {"full_update": (u + 1) % 2 == 0}),
     "fawac": Spec("agents.fawac", "FAWACAgent", {"inv_temp": 0.8}, lambda s: ["critic/next_noise", *BC_ROLES],
                   field_module="actor", captures=("sample_actions",), repo="qam"),
     "fbrac": Spec("agents.fbrac", "FBRACAgent", {"alpha": 1.0},
@@ -262,7 +268,9 @@ def record_method(name: str, spec: Spec, setting: Setting, reference: Path) -> t
     ones = (np.ones((setting.batch_size, 1), np.float32),) if spec.critic_time else ()
     arrays["capture/q"] = np.asarray(agent.network.select("critic")(first["observations"], flat_actions, *ones))
     times = np.full((setting.batch_size, 1), 0.3, np.float32)
-    arrays["capture/v"] = np.asarray(agent.network.select(spec.field_module)(first["observations"], flat_actions, times))
+    if spec.field_module is not None:
+        arrays["capture/v"] = np.asarray(
+            agent.network.select(spec.field_module)(first["observations"], flat_actions, times))
 
     roles = spec.roles(setting)
     for u in range(setting.updates):
@@ -275,7 +283,8 @@ def record_method(name: str, spec: Spec, setting: Setting, reference: Path) -> t
                 if "adj_matching" in spec.captures:
                     stack.enter_context(capturing(agent_cls, "adj_matching", rollouts))
                 stack.enter_context(capturing(flax_utils.TrainState, "apply_gradients", grads))
-            (agent, info), log = RECORDER.record(agent.update, batches[u % len(batches)])
+            (agent, info), log = RECORDER.record(functools.partial(agent.update, **spec.update_kwargs(u)),
+                                                 batches[u % len(batches)])
         arrays |= {f"draws/{u}/{k}": v for k, v in named_draws(log, roles, spec.event_first).items()}
         for key, value in scalars(info).items():
             traces.setdefault(key, []).append(value)

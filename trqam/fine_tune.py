@@ -179,6 +179,10 @@ class FlowQAgent(eqx.Module):
     def actor_loss(self, nets: Nets, batch: Batch, inputs: Any, key: PRNGKeyArray) -> tuple[Array, Metrics]:
         raise NotImplementedError
 
+    def target_rate(self) -> float | Array:
+        """The Polyak rate of this step (ReBRAC moves its targets every second step only)."""
+        return self.config.tau
+
     def after_update(self, metrics: Metrics) -> tuple[Self, Metrics]:
         """Updates outside the gradient step (TRQAM's dual descent), and the metrics they add."""
         return self, metrics
@@ -203,9 +207,10 @@ class FlowQAgent(eqx.Module):
         updates, opt_state = self.optimizer(self.config).update(grads, self.opt_state, params)
         nets = eqx.apply_updates(self.nets, updates)
         # Targets move towards the parameters this step started from, as the references do.
+        rate = self.target_rate()
         targets = {
             name: target if name == "actor_slow" and self.config.frozen_base
-            else polyak(target, self.nets[name], self.config.tau)
+            else polyak(target, self.nets[name], rate)
             for name, target in self.targets.items()
         }
         metrics = {**metrics, "total_loss": loss, "grad_norm": optax.tree.norm(grads)}
