@@ -38,6 +38,7 @@ from baselines.fedit import FEdit, FEditConfig
 from baselines.fql import FQL, FQLConfig
 from baselines.ifql import IFQL, IFQLConfig
 from baselines.rebrac import ReBRAC, ReBRACConfig
+from baselines.rlpd import RLPD, RLPDConfig
 from parity.setting import Setting, to_ours
 from trqam.bam import BAM, BAMConfig
 from trqam.dual import DualConfig
@@ -360,10 +361,23 @@ def _rebrac(ref: dict):  # plain Adam
                                 last_layer_scale=ref["actor_fc_scale"])
 
 
+def _rlpd(ref: dict):  # plain Adam; our RLPD has no BC term (the reference's bc_alpha = 0)
+    if ref["bc_alpha"] != 0:
+        raise ValueError("our RLPD has no BC term; the reference ran bc_alpha != 0")
+    return RLPD, RLPDConfig(**_common(ref, False), target_entropy_scale=-ref["target_entropy_multiplier"])
+
+
 def _ifql(ref: dict):  # plain Adam; acting draws num_samples candidates
     return IFQL, IFQLConfig(**_common(ref, False), kappa=ref["kappa"], num_samples=ref["num_samples"])
 
 
+CGQL_SIDE = OurSide(_cgql, {"critic": MLPPart(lambda a: a.nets["critic"].members, "mlp"),
+                            "target_critic": MLPPart(lambda a: a.targets["critic"].members, "mlp"),
+                            "actor": BC_FLOW, "target_actor": BC_FLOW_TARGET},
+                    "actor", {"critic/critic_loss": "critic/loss", "critic/q_mean": "critic/q_mean",
+                              "critic/q_max": "critic/q_max", "critic/q_min": "critic/q_min",
+                              "critic/noisy_critic_loss": "critic/noisy_loss", "actor/flow_loss": "actor/flow_loss"},
+                    critic_time=True)
 FLOW_MODULES = {**CRITIC, "actor_slow": BC_FLOW, "target_actor_slow": BC_FLOW_TARGET,
                 "actor_fast": MLPPart(lambda a: a.nets["actor_fast"].mlp, "mlp")}
 CRITIC_METRICS = {"critic/critic_loss": "critic/loss", "critic/q_mean": "critic/q_mean",
@@ -390,11 +404,9 @@ OURS: dict[str, OurSide] = {
                                       "actor/flow_loss": "actor/flow_loss", "actor/actor_loss": "noise_policy/loss",
                                       "actor/alpha": "noise_policy/alpha", "actor/entropy": "noise_policy/entropy",
                                       "actor/q": "noise_policy/q"}),
-    "cgql-l": OurSide(_cgql, {"critic": MLPPart(lambda a: a.nets["critic"].members, "mlp"),
-                              "target_critic": MLPPart(lambda a: a.targets["critic"].members, "mlp"),
-                              "actor": BC_FLOW, "target_actor": BC_FLOW_TARGET},
-                      "actor", {**CRITIC_METRICS, "critic/noisy_critic_loss": "critic/noisy_loss",
-                                "actor/flow_loss": "actor/flow_loss"}, critic_time=True),
+    "cgql-l": CGQL_SIDE,
+    "cgql-m": CGQL_SIDE,
+    "cgql": dataclasses.replace(CGQL_SIDE, metrics={**CRITIC_METRICS, "actor/flow_loss": "actor/flow_loss"}),
     "qam-f": OurSide(_qam_f, {**FLOW_MODULES, "one_step_actor": MLPPart(lambda a: a.nets["onestep"], "mlp")},
                      "actor_fast", {**QAM_METRICS, "actor/fql_distill_loss": "onestep/distill_loss",
                                     "actor/fql_q_loss": "onestep/q_loss"}),
@@ -415,6 +427,10 @@ OURS: dict[str, OurSide] = {
     "rebrac": OurSide(_rebrac, {**CRITIC, "actor": ReBRACActorPart(lambda a: a.nets["actor"]),
                                 "target_actor": ReBRACActorPart(lambda a: a.targets["actor"])}, None,
                       {**CRITIC_METRICS, "actor/actor_loss": "actor/q_loss", "actor/bc_loss": "actor/bc_loss"}),
+    "rlpd": OurSide(_rlpd, {**CRITIC, "actor": TanhGaussianPart(lambda a: a.nets["actor"]),
+                            "alpha": ScalarPart(lambda a: a.nets["log_alpha"])}, None,
+                    {**CRITIC_METRICS, "actor/actor_loss": "actor/sac_loss", "actor/entropy": "actor/entropy",
+                     "actor/alpha": "actor/alpha", "actor/q": "actor/q"}),
     "ifql": OurSide(_ifql, {**CRITIC, "actor_flow": BC_FLOW, "value": MLPPart(lambda a: a.nets["value"], "value_net")},
                     "actor_flow", {**CRITIC_METRICS, "actor/actor_loss": "actor/flow_loss",
                                    "value/value_loss": "value/loss", "value/v_mean": "value/mean",

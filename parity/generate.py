@@ -104,6 +104,17 @@ METHODS = {
     "qam-f": Spec("agents.qam", "QAMAgent", {"inv_temp": 1.0, "fql_alpha": 10.0},
                   lambda s: [*flow_roles(s), "actor/noise"], repo="qam"),
     "bam": Spec("agents.bam", "BAMAgent", {"inv_temp": 1.0}, flow_roles, captures=("sample_actions",), repo="qam"),
+    # CGQL (simple: a time-free guidance critic, no noisy critic) and CGQL-M (MSE noisy critic).
+    "cgql": Spec("agents.cgql", "CGQLAgent", {"mode": "simple", "guidance_coef": 0.1, "inv_temp": 10.0},
+                 lambda s: ["critic/next_noise", *BC_ROLES], field_module="actor", captures=("sample_actions",),
+                 critic_time=True, repo="qam"),
+    "cgql-m": Spec("agents.cgql", "CGQLAgent",
+                   {"mode": "mse", "noisy_coef": 0.1, "guidance_coef": 0.1, "inv_temp": 10.0},
+                   lambda s: ["critic/next_noise", "critic/noisy_t", "critic/distill_noise", *BC_ROLES],
+                   field_module="actor", captures=("sample_actions",), critic_time=True, repo="qam"),
+    # RLPD: SAC from scratch; the TD target samples the online actor.
+    "rlpd": Spec("agents.rlpd", "RLPDAgent", {}, lambda s: ["critic/next_noise", "actor/noise"], field_module=None,
+                 captures=(), event_first=("critic/next_noise", "actor/noise"), repo="qam"),
     # ReBRAC: main.py calls update(batch, full_update=(i % actor_freq == 0)) for i = 1, 2, ...
     "rebrac": Spec("agents.rebrac", "ReBRACAgent", {"alpha_actor": 0.1, "actor_noise": 0.2},
                    lambda s: ["critic/next_noise"], field_module=None, captures=(), repo="qam",

@@ -1,5 +1,6 @@
 """Parity with the authors' code: the committed fixtures (tests/parity, written by
-`nox -s parity` from github.com/yonghdong/trqam) replayed through our agents.
+`nox -s parity` from github.com/yonghdong/trqam and github.com/ColinQiyangLi/qam) replayed
+through our agents.
 
 Each fixture holds the reference's parameters, batches and random draws; our agent loads
 the parameters, replays the draws and must reproduce every recorded quantity (network
@@ -16,7 +17,9 @@ from parity.compare import FIXTURES, compare_fixture, fixture_paths
 
 PATHS = fixture_paths()
 # The TRQAM table's methods whose fixtures must be present (each in both settings).
-REQUIRED = {"trqam", "qam", "qam-e", "fql", "dsrl", "ifql", "cgql-l"}  # the TRQAM table's seven
+# The TRQAM table's seven, then the QAM paper's others (QSM and DAC not yet).
+REQUIRED = {"trqam", "qam", "qam-e", "fql", "dsrl", "ifql", "cgql-l",
+            "qam-f", "bam", "cgql", "cgql-m", "rebrac", "fawac", "fbrac", "fedit", "rlpd"}
 
 
 def test_every_required_method_has_fixtures():
