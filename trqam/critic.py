@@ -66,7 +66,10 @@ def batch_q(critic, obs: Float[Array, "B obs"], actions: Float[Array, "B act"]) 
 
 
 def pessimistic(q: Float[Array, "B K"], rho: float) -> Float[Array, " B"]:
-    """``mean_k Q_k - rho * std_k Q_k``."""
+    """``mean_k Q_k - rho * std_k Q_k`` (a single member has no spread, and no std: its
+    gradient would be 0/0)."""
+    if q.shape[-1] == 1:
+        return q[..., 0]
     return jnp.mean(q, axis=-1) - rho * jnp.std(q, axis=-1)
 
 
