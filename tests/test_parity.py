@@ -31,7 +31,8 @@ def test_every_required_method_has_fixtures():
 @pytest.mark.parametrize("path", PATHS, ids=[p.stem for p in PATHS])
 def test_matches_reference(path):
     rows = compare_fixture(path)
-    assert len(rows) >= 10
+    assert any(r.quantity.startswith("metric") for r in rows), "no logged metric was compared"
+    assert any(" update" in r.quantity and "after" in r.quantity for r in rows), "no parameters were compared"
     failures = [f"{r.quantity}: ours {r.ours:.7g}, reference {r.reference:.7g}, rel {r.rel:.2e} > {r.tolerance:.0e}"
                 for r in rows if not r.ok]
     assert not failures, "\n".join(failures)
