@@ -139,7 +139,7 @@ class Fixture:
 
     def subtree(self, prefix: str) -> dict[str, np.ndarray]:
         """The arrays under ``prefix/``, keyed by the rest of their path."""
-        return {k[len(prefix) + 1:]: v for k, v in self.arrays.items() if k.startswith(prefix + "/")}
+        return _strip(self.arrays, prefix)
 
     def trace(self, name: str) -> np.ndarray:
         """A metric the reference logged, at every recorded update."""
