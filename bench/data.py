@@ -24,7 +24,7 @@ from typing import Literal
 import numpy as np
 
 from bench.errors import BenchError
-from bench.files import file_lock, sha256_file
+from bench.files import cached_sha256, file_lock, npz_rows, sha256_file
 from bench.tasks import Task
 
 Source = Literal["official", "regenerated", "auto"]
@@ -121,8 +121,7 @@ def large_dataset_files(task: Task, spec: LargeDataset, dataset_dir: Path | None
         )
     train = tuple(directory / name for name in names)
     provenance = {"kind": "official", "dataset": spec.folder, "origin": spec.origin, "directory": str(directory),
-                  "shards": spec.shards,
-                  "files": [{"name": p.name, "bytes": p.stat().st_size} for p in (*train, vals[0])]}
+                  "shards": spec.shards, **official_file_records(train, vals[0])}
     return DataFiles("official", spec.folder, train, vals[0], provenance)
 
 
@@ -149,13 +148,22 @@ def _official_files(task: Task, directory: Path) -> DataFiles | None:
                 f"file; put '{task.dataset}-val.npz' (or '<shard>-val.npz') beside them"
             )
         val = vals[0]
-    provenance = {
-        "kind": "official",
-        "dataset": task.dataset,
-        "directory": str(directory),
-        "files": [{"name": p.name, "bytes": p.stat().st_size} for p in (*train, val)],
-    }
+    provenance = {"kind": "official", "dataset": task.dataset, "directory": str(directory), "shards": len(train),
+                  **official_file_records(train, val)}
     return DataFiles("official", task.dataset, train, val, provenance)
+
+
+def official_file_records(train: tuple[Path, ...], val: Path) -> dict:
+    """What a run's data.json records of official files: each file's name, size, rows (as
+    stored: observations, including each episode's last) and sha256 (hashed once per file version, `cached_sha256`), and the total
+    training rows."""
+    def record(path: Path, split: str) -> dict:
+        return {"name": path.name, "split": split, "bytes": path.stat().st_size, "rows": npz_rows(path),
+                "sha256": cached_sha256(path, cache_dir() / "checksums")}
+
+    files = [record(p, "train") for p in train] + [record(val, "val")]
+    rows = [f["rows"] for f in files if f["split"] == "train"]
+    return {"train_rows": sum(rows) if None not in rows else None, "files": files}
 
 
 def _download_official(task: Task, directory: Path) -> None:

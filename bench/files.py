@@ -6,8 +6,10 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import json
 import os
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +23,38 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def cached_sha256(path: Path, cache: Path) -> str:
+    """``sha256_file(path)``, remembered in ``cache/`` under the file's absolute path, size and
+    modification time, so that a 100-shard dataset is hashed once, not at every run."""
+    stat = path.stat()
+    key = hashlib.sha256(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
+    entry = cache / f"{key}.json"
+    try:
+        return json.loads(entry.read_text())["sha256"]
+    except (OSError, ValueError, KeyError):
+        pass
+    digest = sha256_file(path)
+    cache.mkdir(parents=True, exist_ok=True)
+    fd, tmp = temp_beside(entry)
+    with os.fdopen(fd, "w") as handle:
+        json.dump({"path": str(path.resolve()), "bytes": stat.st_size, "sha256": digest}, handle)
+    os.replace(tmp, entry)
+    return digest
+
+
+def npz_rows(path: Path, array: str = "observations") -> int | None:
+    """The leading dimension of ``array`` in an ``.npz`` file, read from its header only
+    (None when the file holds no such array or is not a readable npz)."""
+    try:
+        with zipfile.ZipFile(path) as archive, archive.open(f"{array}.npy") as member:
+            major, _ = np.lib.format.read_magic(member)
+            read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+            shape, _, _ = read_header(member)
+        return int(shape[0])
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
 
 
 def temp_beside(final: Path) -> tuple[int, Path]:

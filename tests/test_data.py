@@ -39,6 +39,25 @@ def test_official_files_load_through_ogbench(smoke_dataset_dir, env):
     assert data["terminals"].sum() == 4  # one per episode
 
 
+def test_official_provenance_records_rows_shards_and_sha256(smoke_dataset_dir, bench_cache):
+    from bench.files import sha256_file
+
+    files = resolve_files(TASK, "official", smoke_dataset_dir, SMALL)
+    record = files.provenance
+    # Rows as stored: 4 episodes of 101 observations (the loader makes 400 transitions of them).
+    assert record["kind"] == "official" and record["shards"] == 1 and record["train_rows"] == 404
+    by_name = {f["name"]: f for f in record["files"]}
+    for name, split in (("cube-single-play-v0.npz", "train"), ("cube-single-play-v0-val.npz", "val")):
+        path = smoke_dataset_dir / name
+        assert by_name[name]["split"] == split
+        assert by_name[name]["sha256"] == sha256_file(path) and by_name[name]["bytes"] == path.stat().st_size
+        with np.load(path) as f:
+            assert by_name[name]["rows"] == f["observations"].shape[0]
+    # The second resolution reads the checksum from the cache, keyed by path, size and mtime.
+    assert list((bench_cache / "checksums").glob("*.json"))
+    assert resolve_files(TASK, "official", smoke_dataset_dir, SMALL).provenance == record
+
+
 def test_auto_prefers_official_then_regenerates(smoke_dataset_dir, tmp_path, bench_cache):
     assert resolve_files(TASK, "auto", smoke_dataset_dir, SMALL).kind == "official"
     files = resolve_files(TASK, "auto", tmp_path, SMALL)  # empty directory
@@ -68,6 +87,7 @@ def test_shards_rotate_every_interval(smoke_dataset_dir, tmp_path, env):
 
     files = resolve_files(TASK, "official", shard_dir, SMALL)
     assert [p.name for p in files.train] == ["cube-single-play-v0-000.npz", "cube-single-play-v0-001.npz"]
+    assert files.provenance["shards"] == 2 and files.provenance["train_rows"] == 2 * 404
     data = ShardedData(files, TASK, env, interval=1000)
     assert [data.shard_index(s) for s in (0, 999, 1000, 1999, 2000)] == [0, 0, 1, 1, 0]
     first_obs = np.asarray(data.at_step(0).observations[0])
