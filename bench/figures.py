@@ -68,6 +68,7 @@ class Inputs:
     runs_root: Path
     reference_dir: Path
     closed_dir: Path
+    protocol: str = "trqam"  # the paper whose protocol the profile follows (bench.profiles.Profile.protocol)
 
 
 def _runs(runs_root: Path) -> list[dict]:
@@ -133,7 +134,8 @@ def main_table(inputs: Inputs):
     measured = measured_successes(load_summaries(inputs.runs_root))
     reference_dir = inputs.reference_dir
     rows = [r for r in build(measured, load_qam_reference(reference_dir), load_trqam_reference(reference_dir),
-                             profile="", official=False)["domains"] if r["phase"] == "offline"]
+                             profile="", official=False, protocol=inputs.protocol)["domains"]
+            if r["phase"] == "offline"]
     domains = list(dict.fromkeys(r["domain"] for r in rows))
     methods = _sorted_methods(r["method"] for r in rows)
     width = 0.8 / max(1, len(methods))
@@ -152,11 +154,11 @@ def main_table(inputs: Inputs):
                 err = [[mean - low], [high - mean]]
             ax.bar(x, mean, width, color=colour(method), yerr=err, capsize=2,
                    label=method if j == 0 else None, edgecolor="black", linewidth=0.4)
-            if row["trqam_paper"]:
+            if row.get("trqam_paper"):
                 ax.plot([x - width / 2, x + width / 2], [float(row["trqam_paper"].split()[0])] * 2, color="black",
                         linewidth=2, label=None if published_drawn["trqam"] else "TRQAM paper (Table 1)")
                 published_drawn["trqam"] = True
-            if row["qam_paper"]:
+            if row.get("qam_paper"):
                 ax.plot(x, float(row["qam_paper"]), "kx", label=None if published_drawn["qam"] else "QAM paper (1M)")
                 published_drawn["qam"] = True
     ax.set_xticks(range(len(domains)))
@@ -226,8 +228,10 @@ def learning_curves(inputs: Inputs):
     axes[1].axvline(1_000_000, color="0.5", linestyle="--", linewidth=0.8)
     domains = sorted({resolve_task(t).domain for t in tasks})
     fallback = not tasks or not {r["summary"]["task"] for r in default} & set(tasks)
+    protocol = ("the QAM paper's protocol, as these runs" if inputs.protocol == "qam" else
+                "the QAM paper's protocol (from scratch, discount 0.99, 12 seeds), not these runs'")
     axes[1].set_title(f"Published (QAM paper, results/reference/): {', '.join(domains)}, {len(tasks)} tasks,\n"
-                      "mean over tasks and seeds, 95% CI"
+                      f"mean over tasks and seeds, 95% CI; {protocol}"
                       + ("\n(no measured task is among the papers' tasks: a comparable domain)" if fallback else ""),
                       fontsize=9)
     axes[1].set_xlabel("step (offline 1M, then online)")
@@ -435,7 +439,9 @@ def write(runs_root: Path, out_dir: Path, profile: str, closed_dir: Path = close
     import matplotlib
 
     matplotlib.use("Agg")
-    inputs = Inputs(_runs(runs_root), runs_root, reference_dir, closed_dir)
+    from bench.profiles import get_profile
+
+    inputs = Inputs(_runs(runs_root), runs_root, reference_dir, closed_dir, get_profile(profile).protocol)
     label = _label(inputs.runs, profile)
     paths = []
     for name, draw in FIGURES.items():

@@ -71,6 +71,12 @@ QSM = {  # (beta, alpha)
 DAC_ALPHA = {"p33": 1, "scene": 1, "c2": 3, "al": 0.3, "hm": 1, "c3": 0.3, "c4": 1, "p44": 1, "ag": 0.3, "hl": 0.3}
 
 
+def kl_budget_source(abbr: str | None) -> str:
+    """Where TRQAM's budget for a domain comes from, as tables print it."""
+    key = domain_key(abbr)
+    return "default: per-domain value unpublished" if TRQAM_KL_BUDGET_IS_DEFAULT[key] else "authors' example"
+
+
 def domain_key(abbr: str | None) -> str:
     """The table key for a task's domain: its abbreviation, or the fallback domain."""
     return abbr if abbr in QAM_BETA else FALLBACK_DOMAIN

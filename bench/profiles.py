@@ -75,6 +75,9 @@ class Profile:
     large_datasets: Literal["none", "trqam-paper", "qam-paper"] = "none"
     # Fine-tuning methods start from a BC checkpoint (TRQAM paper) or from scratch (QAM paper).
     init: Literal["bc", "scratch"] = "bc"
+    # The paper whose protocol the profile follows, at its scale or scaled down: its tables
+    # compare runs with that paper's published numbers only.
+    protocol: Literal["trqam", "qam"] = "trqam"
 
     def for_task(self, task: Task) -> Profile:
         """Per-domain adjustments of the paper profiles (each paper's 'Hyperparameters')."""
@@ -200,7 +203,7 @@ PROFILES: dict[str, Profile] = {
 QAM_PAPER_METHODS = ("qam", "qam-e", "qam-f", "bam", "fql", "dsrl", "ifql", "cgql", "cgql-m", "cgql-l", "rebrac",
                      "fbrac", "fawac", "fedit", "qsm", "dac", "rlpd")
 PROFILES["qam-paper"] = replace(
-    PROFILES["paper"], name="qam-paper", discount=0.99, init="scratch", large_datasets="qam-paper",
+    PROFILES["paper"], name="qam-paper", discount=0.99, init="scratch", large_datasets="qam-paper", protocol="qam",
     methods=QAM_PAPER_METHODS, seeds=tuple(10001 * k for k in range(1, 13)), studies=(),
 )
 

@@ -8,7 +8,9 @@ the mean (``scipy.stats.bootstrap``, percentile method). Per domain and overall:
 of the task means, with a stratified bootstrap interval (seeds resampled within each
 task, as rliable does). Intervals need two or more seeds.
 
-Published numbers (``results/reference/``):
+Published numbers (``results/reference/``), each shown only beside runs of its own paper's
+protocol (a profile's ``protocol``: ``paper``, ``quick``, ``smoke`` follow the TRQAM
+paper's; ``qam-paper`` the QAM paper's):
 
 * QAM paper, per task and per seed: the offline score at 1M steps and the online score
   at 1.5M; shown per task and, as mean over the domain's five tasks, per domain.
@@ -16,9 +18,9 @@ Published numbers (``results/reference/``):
 
 Differences are measured minus published, in percentage points. A domain row also says
 how many of its five tasks were measured: a mean over fewer tasks is not the published
-domain mean's equal. For the ``paper`` profile on official data, each measured domain
-with all five tasks is checked against the TRQAM paper's mean: it matches when the gap
-is within ``max(5 pp, 2 x the published std)``.
+domain mean's equal. For the ``paper`` / ``qam-paper`` profile on official data, each
+measured domain with all five tasks is checked against its paper's mean: it matches when
+the gap is within ``max(5 pp, 2 x the published std over seeds)``.
 """
 
 from __future__ import annotations
@@ -143,47 +145,96 @@ def _ci(i: Interval) -> str:
     return "" if i.low is None else f"[{100 * i.low:.1f}, {100 * i.high:.1f}]"
 
 
-def build(measured, qam_ref, trqam_ref, *, profile: str, official: bool) -> dict[str, list[dict]]:
-    """Rows of the per-task, per-domain and overall tables (values in %)."""
+PROTOCOL_PAPERS = {
+    "trqam": "the TRQAM paper (arXiv 2605.27079, Table 1: offline, per domain, 8 seeds)",
+    "qam": "the QAM paper (arXiv 2601.14234: offline at 1M and online at 1.5M steps, per task, 12 seeds)",
+}
+
+
+def build(measured, qam_ref, trqam_ref, *, profile: str, official: bool, protocol: str = "trqam",
+          kl_budgets: dict[tuple[str, str], set[str]] | None = None) -> dict[str, list[dict]]:
+    """Rows of the per-task, per-domain and overall tables (values in %). Each run is compared
+    with the paper whose protocol it followed (``protocol``) and no other: the TRQAM paper
+    publishes per-domain offline means, the QAM paper per-task, per-seed curves.
+    ``kl_budgets``: ``(method, task) -> labels`` of TRQAM's KL budget (`run_kl_budgets`)."""
+    if protocol not in PROTOCOL_PAPERS:
+        raise ValueError(f"unknown protocol {protocol!r}; one of {sorted(PROTOCOL_PAPERS)}")
+    kl_budgets = kl_budgets or {}
+    with_qam = protocol == "qam"
+    full_paper_run = official and profile in ("paper", "qam-paper")
+
+    def budget(method: str, tasks: list[str]) -> dict:
+        labels = sorted(set().union(*(kl_budgets.get((method, t), set()) for t in tasks)))
+        return {"kl_budget": "; ".join(labels)} if method == "trqam" or labels else {"kl_budget": ""}
+
     tasks_rows, domain_rows, overall_rows = [], [], []
-    by_domain: dict[tuple[str, str, str], list[np.ndarray]] = defaultdict(list)
+    by_domain: dict[tuple[str, str, str], list[tuple[str, np.ndarray]]] = defaultdict(list)
     for (method, task, phase), values in sorted(measured.items()):
         interval = task_interval(np.array(values))
-        ref = qam_ref.get((paper_name(method), task, phase))
         domain = resolve_task(task).domain
-        by_domain[(method, domain, phase)].append(np.array(values))
-        tasks_rows.append({
-            "method": method, "task": task, "phase": phase, "seeds": interval.n,
-            "mean": _pct(interval.mean), "std": _pct(interval.std) if interval.n > 1 else "", "ci95": _ci(interval),
-            "qam_paper": _pct(None if ref is None else float(np.mean(ref))),
-            "diff_qam": "" if ref is None else f"{100 * (interval.mean - float(np.mean(ref))):+.1f}",
-        })
+        by_domain[(method, domain, phase)].append((task, np.array(values)))
+        row = {"method": method, "task": task, "phase": phase, "seeds": interval.n, "mean": _pct(interval.mean),
+               "std": _pct(interval.std) if interval.n > 1 else "", "ci95": _ci(interval)}
+        if with_qam:
+            ref = qam_ref.get((paper_name(method), task, phase))
+            row |= {"qam_paper": _pct(None if ref is None else float(np.mean(ref))),
+                    "diff_qam": "" if ref is None else f"{100 * (interval.mean - float(np.mean(ref))):+.1f}"}
+        tasks_rows.append(row | budget(method, [task]))
     per_method_domains: dict[tuple[str, str], list[np.ndarray]] = defaultdict(list)
-    for (method, domain, phase), samples in sorted(by_domain.items()):
+    for (method, domain, phase), entries in sorted(by_domain.items()):
+        samples = [values for _, values in entries]
         interval = group_interval(samples)
         info = DOMAINS_BY_NAME.get(domain)
-        qam_tasks = [qam_ref.get((paper_name(method), f"{domain}-singletask-task{k}-v0", phase)) for k in range(1, 6)]
-        qam_mean = float(np.mean([np.mean(v) for v in qam_tasks])) if all(v is not None for v in qam_tasks) else None
-        trqam = trqam_ref.get((paper_name(method), domain)) if phase == "offline" else None
-        row = {
-            "method": method, "domain": info.abbr if info else domain, "phase": phase,
-            "tasks_measured": f"{len(samples)}/5", "seeds": interval.n, "mean": _pct(interval.mean),
-            "ci95": _ci(interval),
-            "qam_paper": _pct(qam_mean),
-            "diff_qam": "" if qam_mean is None else f"{100 * (interval.mean - qam_mean):+.1f}",
-            "trqam_paper": "" if trqam is None else f"{trqam[0]:.1f}" + ("" if trqam[1] is None else f" ± {trqam[1]:.1f}"),
-            "diff_trqam": "" if trqam is None else f"{100 * interval.mean - trqam[0]:+.1f}",
-            "match": "",
-        }
-        if profile == "paper" and official and trqam is not None and len(samples) == 5:
-            tolerance = max(TOLERANCE_PP, 2 * (trqam[1] or 0.0))
-            row["match"] = "yes" if abs(100 * interval.mean - trqam[0]) <= tolerance else "no"
-        domain_rows.append(row)
+        row = {"method": method, "domain": info.abbr if info else domain, "phase": phase,
+               "tasks_measured": f"{len(samples)}/5", "seeds": interval.n, "mean": _pct(interval.mean),
+               "ci95": _ci(interval)}
+        published: tuple[float, float | None] | None = None  # (mean %, std % over seeds)
+        if with_qam:
+            qam_tasks = [qam_ref.get((paper_name(method), f"{domain}-singletask-task{k}-v0", phase)) for k in range(1, 6)]
+            if all(v is not None for v in qam_tasks) and len({len(v) for v in qam_tasks}) == 1:
+                per_seed = 100 * np.mean(np.stack(qam_tasks), axis=0)  # the domain mean of each published seed
+                published = (float(np.mean(per_seed)), float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else None)
+            row |= {"qam_paper": "" if published is None else f"{published[0]:.1f}",
+                    "diff_qam": "" if published is None else f"{100 * interval.mean - published[0]:+.1f}"}
+        else:
+            published = trqam_ref.get((paper_name(method), domain)) if phase == "offline" else None
+            row |= {"trqam_paper": "" if published is None else f"{published[0]:.1f}"
+                    + ("" if published[1] is None else f" ± {published[1]:.1f}"),
+                    "diff_trqam": "" if published is None else f"{100 * interval.mean - published[0]:+.1f}"}
+        row["match"] = ""
+        if full_paper_run and published is not None and len(samples) == 5:
+            tolerance = max(TOLERANCE_PP, 2 * (published[1] or 0.0))
+            row["match"] = "yes" if abs(100 * interval.mean - published[0]) <= tolerance else "no"
+        domain_rows.append(row | budget(method, [task for task, _ in entries]))
         per_method_domains[(method, phase)].append(np.array([np.mean(s) for s in samples]))
     for (method, phase), domain_means in sorted(per_method_domains.items()):
         overall = float(np.mean([np.mean(d) for d in domain_means]))
         overall_rows.append({"method": method, "phase": phase, "domains": len(domain_means), "mean": _pct(overall)})
     return {"tasks": tasks_rows, "domains": domain_rows, "overall": overall_rows}
+
+
+def run_kl_budgets(summary_paths: list[Path]) -> dict[tuple[str, str], set[str]]:
+    """``(method, task) -> labels`` of the KL budget each TRQAM run trained with, read from its
+    ``config.json``: the value and where it came from (a ``--set`` override, the authors'
+    published example, or the paper's default because the per-domain table is unpublished)."""
+    from bench.hyperparams import kl_budget_source
+
+    budgets: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for path in summary_paths:
+        config_path = path.parent / "config.json"
+        if not config_path.exists():
+            continue
+        config = json.loads(config_path.read_text())
+        values = {phase["agent_config"]["kl_budget"] for phase in config.get("phases", [])
+                  if "kl_budget" in phase.get("agent_config", {})}
+        if not values:
+            continue
+        run = config["run"]
+        overridden = any(o.split("=", 1)[0].strip() == "kl_budget" for o in run.get("overrides", []))
+        info = resolve_task(run["task"]).info
+        source = "--set" if overridden else kl_budget_source(info.abbr if info else None)
+        budgets[(run["method"], run["task"])] |= {f"{v:g} ({source})" for v in values}
+    return budgets
 
 
 def _markdown(rows: list[dict]) -> str:
@@ -197,16 +248,24 @@ def _markdown(rows: list[dict]) -> str:
 
 def write(runs_root: Path, out_dir: Path, profile: str, reference_dir: Path = REFERENCE_DIR) -> list[Path]:
     """``tables.md`` and one CSV per table under ``out_dir`` for the runs under ``runs_root``."""
+    from bench.profiles import get_profile
+
+    protocol = get_profile(profile).protocol
+    summary_paths = _summaries(runs_root)
     summaries = load_summaries(runs_root)
     measured = measured_successes(summaries)
     kinds = {s["data"]["kind"] for s in summaries}
     tables = build(measured, load_qam_reference(reference_dir), load_trqam_reference(reference_dir),
-                   profile=profile, official=kinds == {"official"})
+                   profile=profile, official=kinds == {"official"}, protocol=protocol,
+                   kl_budgets=run_kl_budgets(summary_paths))
     paths = []
     for name, rows in tables.items():
         path = out_dir / f"{name}.csv"
         write_atomic(path, csv_text(rows) if rows else "")
         paths.append(path)
+    other = "qam" if protocol == "trqam" else "trqam"
+    match = (f"`match`: profile `{'paper' if protocol == 'trqam' else 'qam-paper'}` on official data only, "
+             f"|gap to the published domain mean| <= max({TOLERANCE_PP:g} pp, 2 x its std over seeds).")
     text = [
         f"# Success rates: profile `{profile}` against the published numbers",
         "",
@@ -215,12 +274,18 @@ def write(runs_root: Path, out_dir: Path, profile: str, reference_dir: Path = RE
         "`ci95` is a bootstrap 95% interval (two or more seeds); differences are measured minus published.",
         f"Data: {', '.join(sorted(kinds))}." + (
             " Runs on regenerated data or a CPU-sized profile are not a reproduction of the papers' numbers."
-            if kinds != {"official"} or profile != "paper" else ""),
+            if kinds != {"official"} or profile not in ("paper", "qam-paper") else ""),
+        "",
+        f"Compared with {PROTOCOL_PAPERS[protocol]} only: profile `{profile}` follows that paper's protocol"
+        f"{'' if profile in ('paper', 'qam-paper') else ' (scaled down)'}. The "
+        f"{'QAM' if other == 'qam' else 'TRQAM'} paper's numbers come from another protocol (initialisation, "
+        "data, discount, seeds) and are not shown beside these runs.",
+        "`kl_budget` (TRQAM): the budget each run trained with and its source; \"default\" marks the paper's "
+        "default 1.0 used where its per-domain value is unpublished.",
         "",
         "## Per task", "", _markdown(tables["tasks"]),
         "## Per domain", "",
-        "`tasks_measured` below 5/5: the measured mean covers fewer tasks than the published one. `match`: "
-        f"paper profile on official data only, |gap to the TRQAM paper| <= max({TOLERANCE_PP:g} pp, 2 x its std).",
+        f"`tasks_measured` below 5/5: the measured mean covers fewer tasks than the published one. {match}",
         "", _markdown(tables["domains"]),
         "## Overall (mean over the measured domains)", "", _markdown(tables["overall"]),
     ]
