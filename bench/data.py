@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import socket
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -291,7 +292,7 @@ def load_split(path: Path, task: Task, env) -> dict[str, np.ndarray]:
     try:
         data = load_dataset(str(path), compact_dataset=False, add_info=True)
         relabel_dataset(task.env_id, env, data)
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError, IndexError) as exc:
+    except (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError, KeyError, IndexError) as exc:
         raise BenchError(
             f"dataset file {path} could not be read ({type(exc).__name__}: {exc}); it is corrupt or "
             "not an OGBench dataset: delete it and download or regenerate it again"

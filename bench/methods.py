@@ -188,6 +188,8 @@ def apply_overrides(config: Any, overrides: tuple[str, ...]) -> Any:
         if not sep or key not in targets:
             raise BenchError(f"--set '{item}' does not name a field of {type(config).__name__}; "
                              f"fields: {', '.join(targets)}")
+        if key in NOT_OVERRIDABLE:
+            raise BenchError(f"--set '{item}': {key} is {NOT_OVERRIDABLE[key]}; it cannot be overridden")
         path = targets[key]
         owner = config if len(path) == 1 else getattr(config, path[0])
         hint = typing.get_type_hints(type(owner))[path[-1]]
@@ -201,3 +203,50 @@ def apply_overrides(config: Any, overrides: tuple[str, ...]) -> Any:
         else:
             config = dataclasses.replace(config, **{path[0]: dataclasses.replace(owner, **{path[1]: value})})
     return config
+
+
+# What each config field may hold, checked before any training (`check_config`): a field of
+# any method's config (or of a nested config, TRQAM's dual settings) with this name.
+FIELD_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "hidden_sizes": (lambda v: len(v) >= 1 and all(h >= 1 for h in v), "one or more positive layer widths"),
+    "num_critics": (lambda v: v >= 1, "an integer >= 1"),
+    "learning_rate": (lambda v: v > 0, "a number > 0"),
+    "flow_steps": (lambda v: v >= 1, "an integer >= 1"),
+    "discount": (lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    "rho": (lambda v: v >= 0, "a number >= 0"),
+    "tau": (lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    "grad_clip": (lambda v: v is None or v > 0, "a number > 0, or none"),
+    "chunk_len": (lambda v: v >= 1, "an integer >= 1"),
+    "kl_budget": (lambda v: v > 0, "a number > 0 (the KL budget per action step)"),
+    "inv_temp": (lambda v: v >= 0, "a number >= 0"),
+    "alpha": (lambda v: v >= 0, "a number >= 0"),
+    "fql_alpha": (lambda v: v >= 0, "a number >= 0"),
+    "edit_scale": (lambda v: v >= 0, "a number >= 0"),
+    "init_lam": (lambda v: v > 0, "a number > 0"),
+    "dual_lr": (lambda v: v > 0, "a number > 0"),
+    "lam_min": (lambda v: v >= 0, "a number >= 0"),
+    "lam_max": (lambda v: v > 0, "a number > 0"),
+    "lam_scale": (lambda v: v > 0, "a number > 0"),
+    "ema": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "sampler": (lambda v: v in ("posterior", "jump"), "posterior (DAC's) or jump (QSM's)"),
+}
+# Fields whose value the batch sampler takes from elsewhere: an override would make the agent
+# disagree with its batches.
+NOT_OVERRIDABLE = {
+    "chunk_len": "the task's action-chunk length, which the batch sampler also uses",
+    "discount": "the profile's (per domain), which the batch sampler also uses; choose another profile",
+}
+
+
+def check_config(config: Any) -> None:
+    """One clear line for the first field of ``config`` outside what `FIELD_RULES` allows."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            check_config(value)
+            continue
+        rule = FIELD_RULES.get(f.name)
+        if rule is not None and not rule[0](value):
+            raise BenchError(f"{type(config).__name__}.{f.name} = {value!r} is not allowed: it must be {rule[1]}")
+    if getattr(config, "lam_min", 0) > getattr(config, "lam_max", float("inf")):
+        raise BenchError(f"{type(config).__name__}: lam_min = {config.lam_min} exceeds lam_max = {config.lam_max}")

@@ -36,7 +36,7 @@ from bench.batches import TransitionData, sample_batch
 from bench.data import DataFiles, Source, cache_dir, load_split, resolve_files
 from bench.errors import BenchError
 from bench.files import derived_seed
-from bench.methods import Method, apply_overrides, get_method
+from bench.methods import Method, apply_overrides, check_config, get_method
 from bench.profiles import Profile, get_profile
 from bench.runstore import CsvLog, exclusive, read_json, write_json
 from bench.tasks import Task, resolve_task
@@ -102,13 +102,17 @@ def plan_phases(method: Method, profile: Profile, task: Task, run: RunConfig) ->
         raise BenchError(f"--online-steps must be 0 (offline only) or positive, got {online_steps}")
     bc = get_method("bc")
     bc_config = bc.make_config(profile, task)
+    check_config(bc_config)
     if method.pipeline == "bc":
         if online_steps:
             raise BenchError("method 'bc' has no online phase (it is BC pretraining, evaluated as is); "
                              "run it with --online-steps 0")
-        return [Phase("pretrain", profile.pretrain_steps, method, apply_overrides(bc_config, run.overrides), True,
+        bc_config = apply_overrides(bc_config, run.overrides)
+        check_config(bc_config)
+        return [Phase("pretrain", profile.pretrain_steps, method, bc_config, True,
                       profile.pretrain_eval_every or profile.eval_every)]
     config = apply_overrides(method.make_config(profile, task), run.overrides)
+    check_config(config)
     online = Phase("online", online_steps, method, config.for_online(), True, profile.online_eval_every)
     if method.pipeline == "online":
         if not online_steps:
@@ -193,6 +197,12 @@ class Run:
         configs = [configs] if isinstance(configs, RunConfig) else list(configs)
         if not configs:
             raise BenchError("no runs given")
+        for config in configs:
+            for name in ("seed", "bc_seed"):
+                value = getattr(config, name)
+                if value is not None and not 0 <= value < 2**31:
+                    raise BenchError(f"--{name.replace('_', '-')} {value} is not allowed: seeds are integers "
+                                     f"from 0 to {2**31 - 1}")
         for other in configs[1:]:
             differs = [k for k in SHARED if getattr(other, k) != getattr(configs[0], k)]
             if differs:
@@ -271,6 +281,7 @@ class Run:
                               large=self.profile.large_datasets)
         env = ogbench.make_env_and_datasets(self.task.name, env_only=True)
         train_data = ShardedData(files, self.task, env, self.profile.shard_interval)
+        train_data.at_step(0)  # a damaged file stops the run here, before any record is written
         val_data = TransitionData.from_ogbench(
             load_split(files.val, self.task, env), sparse_reward=self.task.sparse_reward
         )

@@ -116,3 +116,68 @@ def test_from_scratch_actor_fast_is_its_own_network():
                           (agent.nets["actor_slow"], agent.nets["actor_fast"], agent.targets["actor_slow"]))
     assert not np.allclose(slow, fast)
     np.testing.assert_array_equal(slow, target)
+
+
+# ---- validation before any training (one line naming the value and what is allowed) -------
+@pytest.mark.parametrize(
+    ("overrides", "seed", "message"),
+    [
+        ((), -1, "--seed -1 is not allowed: seeds are integers from 0"),
+        (("kl_budget=-1",), 0, "TRQAMConfig.kl_budget = -1.0 is not allowed: it must be a number > 0"),
+        (("num_critics=0",), 0, "TRQAMConfig.num_critics = 0 is not allowed: it must be an integer >= 1"),
+        (("lam_min=-0.1",), 0, "DualConfig.lam_min = -0.1 is not allowed"),
+        (("chunk_len=3",), 0, "chunk_len is the task's action-chunk length"),
+        (("discount=0.9",), 0, "discount is the profile's"),
+        (("inv_temp=0.5", "kl_budget=0.005"), 0, None),  # fractional values where the table holds integers
+    ],
+)
+def test_bad_values_are_refused_before_anything_is_written(tmp_path, overrides, seed, message):
+    from bench.errors import BenchError
+    from bench.training import Run, RunConfig
+
+    config = RunConfig(method="trqam", task="c2-task1", profile="smoke", seed=seed, overrides=overrides,
+                       out=tmp_path / "run")
+    if message is None:
+        run = Run(config)
+        assert run.phases[-1].config.inv_temp == 0.5 and run.phases[-1].config.kl_budget == 0.005
+        return
+    with pytest.raises(BenchError, match=message.replace("(", r"\(").replace("+", r"\+")):
+        Run(config)
+    assert not (tmp_path / "run").exists()
+
+
+def test_every_method_default_config_passes_validation():
+    from bench.methods import METHODS, check_config
+    from bench.profiles import PROFILES
+    from bench.tasks import DOMAINS, resolve_task
+
+    for profile in PROFILES.values():
+        for domain in DOMAINS:
+            task = resolve_task(f"{domain.abbr}-task1")
+            for method in METHODS.values():
+                check_config(method.make_config(profile.for_task(task), task))
+
+
+@pytest.mark.slow
+def test_a_damaged_compressed_dataset_is_one_line_before_any_record(smoke_dataset_dir, tmp_path):
+    """Random bytes inside a member of the compressed npz (a valid zip directory, a broken
+    deflate stream): one line naming the file, and no run records written."""
+    import shutil
+    import zipfile
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("cube-single-play-v0.npz", "cube-single-play-v0-val.npz"):
+        shutil.copy(smoke_dataset_dir / name, data / name)
+    path = data / "cube-single-play-v0.npz"
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo("observations.npy")
+    raw = bytearray(path.read_bytes())
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra) + 200
+    raw[start:start + 256] = os.urandom(256)
+    path.write_bytes(bytes(raw))
+    result = _bench("train", "--method", "bc", "--task", "cube-single-play-singletask-task1-v0", "--profile", "smoke",
+                    "--source", "official", "--dataset-dir", str(data), "--out", str(tmp_path / "run"))
+    assert result.returncode == 2, result.stderr
+    assert str(path) in result.stderr and "Traceback" not in result.stderr
+    assert not any((tmp_path / "run").glob("*.json"))
