@@ -54,6 +54,11 @@ def train(
     init: Literal["bc", "scratch"] = "bc",
     bc_seed: int | None = None,
     online_steps: int | None = None,
+    offline_steps: int | None = None,
+    eval_interval: int | None = None,
+    eval_episodes: int | None = None,
+    log_interval: int | None = None,
+    batch_size: int | None = None,
     set: list[str] = [],  # noqa: A002, B006 (the option is --set; tyro reads the default)
     seed_axis: Literal["auto", "vmap", "map"] = "auto",
     progress: bool = True,
@@ -72,6 +77,11 @@ def train(
         init: Fine-tuning methods: start from the BC checkpoint (TRQAM paper; BC pretraining is cached and reused across methods) or from scratch (QAM paper).
         bc_seed: Seed of BC pretraining (default: --seed). Fine-tuning runs with the same --bc-seed share one BC checkpoint.
         online_steps: Online fine-tuning steps after the offline phase (0 = offline only; default: the profile's, 500000 for paper, 0 otherwise). A non-default value gets its own run directory (seedSEED-onlineN). RLPD is online-only and needs N > 0.
+        offline_steps: Offline fine-tuning steps (default: the profile's). Like every schedule flag below, a non-default value is recorded in config.json and gets its own run directory (seedSEED-offline_steps=N).
+        eval_interval: Gradient steps between evaluations (default: the profile's).
+        eval_episodes: Evaluation episodes (default: the profile's, 50).
+        log_interval: Gradient steps between metric rows (default: the profile's).
+        batch_size: Batch size of every phase, BC pretraining included (default: the profile's, 256).
         set: Overrides of the method's config, KEY=VALUE (e.g. kl_budget=0.5, external_kl=true, frozen_base=true, inv_temp=3).
         seed_axis: How one program trains several --seeds: vmap (every product batched over the seeds; for accelerators), map (one seed after another inside the program; faster on a CPU) or auto (map on a CPU, vmap otherwise). Results agree up to float rounding.
         progress: Show a progress bar.
@@ -79,13 +89,21 @@ def train(
     from bench.training import RunConfig, train_seeds
 
     chosen = list(dict.fromkeys(seeds)) if seeds else [seed]
+    schedule = _schedule(offline_steps, eval_interval, eval_episodes, log_interval, batch_size)
     configs = [RunConfig(method=method, task=task, profile=profile, seed=s, source=source, dataset_dir=dataset_dir,
                          out=out / f"seed{s}" if out is not None and seeds else out, init=init,
-                         overrides=tuple(set), bc_seed=bc_seed, online_steps=online_steps) for s in chosen]
+                         overrides=tuple(set), bc_seed=bc_seed, online_steps=online_steps, **schedule)
+               for s in chosen]
     for config, summary in zip(configs, train_seeds(configs, progress=progress, seed_axis=seed_axis), strict=True):
         phases = ", ".join(f"{phase} {success:.3f}" for phase, success in summary["success_by_phase"].items())
         print(f"{summary['method']} on {summary['task']} (seed {summary['seed']}, {summary['profile']}, "
               f"{summary['data']['kind']} data): success {phases} -> {config.run_dir()}")
+
+
+def _schedule(offline_steps, eval_interval, eval_episodes, log_interval, batch_size) -> dict[str, int | None]:
+    """The schedule flags as `RunConfig` fields (None: the profile's value)."""
+    return {"offline_steps": offline_steps, "eval_every": eval_interval, "eval_episodes": eval_episodes,
+            "log_every": log_interval, "batch_size": batch_size}
 
 
 def reproduce(
@@ -97,6 +115,11 @@ def reproduce(
     source: Literal["official", "regenerated", "auto"] | None = None,
     dataset_dir: Path | None = None,
     online_steps: int | None = None,
+    offline_steps: int | None = None,
+    eval_interval: int | None = None,
+    eval_episodes: int | None = None,
+    log_interval: int | None = None,
+    batch_size: int | None = None,
     studies: bool = True,
     closed_form: bool = True,
     backend: Literal["local", "ray"] = "local",
@@ -120,6 +143,11 @@ def reproduce(
         source: Data source (default: the profile's).
         dataset_dir: Directory of the official files.
         online_steps: Online fine-tuning steps after the offline phase (default: the profile's).
+        offline_steps: Offline fine-tuning steps (default: the profile's). Like every schedule flag below, a non-default value is recorded in config.json and gets its own run directory (seedSEED-offline_steps=N).
+        eval_interval: Gradient steps between evaluations (default: the profile's).
+        eval_episodes: Evaluation episodes (default: the profile's, 50).
+        log_interval: Gradient steps between metric rows (default: the profile's).
+        batch_size: Batch size of every phase, BC pretraining included (default: the profile's, 256).
         studies: Also run the profile's studies (the KL-budget sensitivity runs).
         closed_form: Compute the closed-form studies for the figures (once; stored under results/closed-form/).
         backend: local (a pool of processes on this machine) or ray (a Ray cluster).
@@ -143,7 +171,8 @@ def reproduce(
     began = time.perf_counter()
     chosen = get_profile(profile)
     runs = plan(chosen, methods=methods, domains=domains, tasks=tasks, seeds=seeds, source=source,
-                dataset_dir=dataset_dir, online_steps=online_steps, studies=studies)
+                dataset_dir=dataset_dir, online_steps=online_steps, studies=studies,
+                schedule=_schedule(offline_steps, eval_interval, eval_episodes, log_interval, batch_size))
     selection = {"methods": list(dict.fromkeys(r.method for r in runs if not r.overrides)),
                  "tasks": list(dict.fromkeys(r.task for r in runs)),
                  "seeds": sorted({r.seed for r in runs})}

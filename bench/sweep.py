@@ -42,7 +42,7 @@ from bench.methods import METHODS, get_method
 from bench.profiles import Profile
 from bench.runstore import csv_text, write_atomic, write_json
 from bench.tasks import DOMAINS_BY_ABBR, DOMAINS_BY_NAME, resolve_task
-from bench.training import RunConfig
+from bench.training import SCHEDULE_FLAGS, RunConfig
 
 REPO = Path(__file__).resolve().parent.parent
 Backend = Literal["local", "ray"]
@@ -70,7 +70,7 @@ def resolve_domains(names: Sequence[str], available: Iterable[str]) -> set[str]:
 def plan(profile: Profile, *, methods: Sequence[str] | None = None, domains: Sequence[str] | None = None,
          tasks: Sequence[str] | None = None, seeds: Sequence[int] | None = None,
          source: str | None = None, dataset_dir: Path | None = None, online_steps: int | None = None,
-         studies: bool = True) -> list[RunConfig]:
+         studies: bool = True, schedule: dict[str, int | None] | None = None) -> list[RunConfig]:
     """The runs of ``profile``'s matrix (methods x tasks x seeds, then its studies), narrowed:
     ``methods``, ``tasks`` and ``seeds`` replace the profile's lists; ``domains`` keeps the
     tasks of those domains (from ``tasks`` if given, else the profile's)."""
@@ -89,7 +89,7 @@ def plan(profile: Profile, *, methods: Sequence[str] | None = None, domains: Seq
     def config(method, task, seed, overrides=()):
         return RunConfig(method=method, task=task, profile=profile.name, seed=seed, source=source,
                          dataset_dir=dataset_dir, online_steps=online_steps, overrides=tuple(overrides),
-                         init=profile.init)
+                         init=profile.init, **(schedule or {}))
 
     runs = [config(m, t, s) for m in chosen_methods for t in chosen_tasks for s in chosen_seeds]
     if studies:
@@ -118,7 +118,7 @@ def waves(runs: Sequence[RunConfig]) -> list[list[RunConfig]]:
 
 
 def _bc_key(run: RunConfig) -> tuple:
-    return (run.task, run.profile, run.phase_seed("pretrain"), run.source, run.dataset_dir)
+    return (run.task, run.profile, run.phase_seed("pretrain"), run.source, run.dataset_dir, run.batch_size)
 
 
 # ---- one run -----------------------------------------------------------------------------
@@ -164,6 +164,8 @@ def train_command(runs: Sequence[RunConfig]) -> list[str]:
         command += ["--bc-seed", str(run.bc_seed)]
     if run.online_steps is not None:
         command += ["--online-steps", str(run.online_steps)]
+    for name, value in run.schedule_changes().items():
+        command += [f"--{SCHEDULE_FLAGS[name]}", str(value)]
     if run.overrides:
         command += ["--set", *run.overrides]
     return command

@@ -46,6 +46,13 @@ from trqam.agent import load_agent, save_agent
 RESULTS_DIR = Path(os.environ.get("TRQAM_BENCH_RESULTS", Path(__file__).resolve().parent.parent / "results"))
 
 
+SCHEDULE_FLAGS = {"offline_steps": "offline-steps", "eval_every": "eval-interval", "eval_episodes": "eval-episodes",
+                  "log_every": "log-interval", "batch_size": "batch-size"}
+# The schedule fields of a profile that `train` and `reproduce` set per run (their flags:
+# --offline-steps, --eval-interval, --eval-episodes, --log-interval, --batch-size).
+SCHEDULE_FIELDS = ("offline_steps", "eval_every", "eval_episodes", "log_every", "batch_size")
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """What to run. Everything else follows from the profile and the method's config."""
@@ -61,6 +68,20 @@ class RunConfig:
     overrides: tuple[str, ...] = ()  # "key=value" changes to the method's config
     bc_seed: int | None = None  # seed of BC pretraining (default: seed); one BC checkpoint can serve many seeds
     online_steps: int | None = None  # length of the online phase; None: the profile's (0 = offline only)
+    # The schedule, each None for the profile's value (`SCHEDULE_FIELDS`: the train/reproduce flags).
+    offline_steps: int | None = None
+    eval_every: int | None = None
+    eval_episodes: int | None = None
+    log_every: int | None = None
+    batch_size: int | None = None
+
+    def schedule_changes(self) -> dict[str, int]:
+        """The profile fields this run sets (`SCHEDULE_FIELDS`), in their order."""
+        return {name: getattr(self, name) for name in SCHEDULE_FIELDS if getattr(self, name) is not None}
+
+    def resolved_profile(self, task: Task) -> Profile:
+        """The profile for ``task`` with this run's schedule."""
+        return dataclasses.replace(get_profile(self.profile).for_task(task), **self.schedule_changes())
 
     def resolved_online_steps(self) -> int:
         return get_profile(self.profile).online_steps if self.online_steps is None else self.online_steps
@@ -76,8 +97,9 @@ class RunConfig:
         # A non-default online phase gets its own directory beside the profile's default run.
         online = self.resolved_online_steps()
         suffix = "" if online == get_profile(self.profile).online_steps else f"-online{online}"
-        # So do config overrides (the KL-budget study: seed0-kl_budget=0.25).
+        # So do config overrides (the KL-budget study: seed0-kl_budget=0.25) and schedule changes.
         suffix += "".join(f"-{o.replace('/', '_')}" for o in sorted(self.overrides))
+        suffix += "".join(f"-{k}={v}" for k, v in self.schedule_changes().items())
         return RESULTS_DIR / "runs" / self.profile / self.method / task / f"seed{self.seed}{suffix}"
 
 
@@ -154,9 +176,10 @@ def _per_seed(metrics: dict[str, jax.Array], count: int) -> list[dict[str, float
 
 
 IDENTITY = ("method", "task", "profile", "seed", "source", "dataset_dir", "init", "overrides", "bc_seed",
-            "online_steps")
+            "online_steps", *SCHEDULE_FIELDS)
 # What the seeds trained by one program must share (they differ in seed, bc_seed and out).
-SHARED = ("method", "task", "profile", "source", "dataset_dir", "init", "overrides", "online_steps")
+SHARED = ("method", "task", "profile", "source", "dataset_dir", "init", "overrides", "online_steps",
+          *SCHEDULE_FIELDS)
 
 
 class _Start(NamedTuple):
@@ -203,6 +226,9 @@ class Run:
                 if value is not None and not 0 <= value < 2**31:
                     raise BenchError(f"--{name.replace('_', '-')} {value} is not allowed: seeds are integers "
                                      f"from 0 to {2**31 - 1}")
+            for name, value in config.schedule_changes().items():
+                if value < 1:
+                    raise BenchError(f"--{SCHEDULE_FLAGS[name]} {value} is not allowed: it must be an integer >= 1")
         for other in configs[1:]:
             differs = [k for k in SHARED if getattr(other, k) != getattr(configs[0], k)]
             if differs:
@@ -214,7 +240,7 @@ class Run:
         self.config = configs[0]  # the shared fields
         self.method = get_method(self.config.method)
         self.task = resolve_task(self.config.task)
-        self.profile = get_profile(self.config.profile).for_task(self.task)
+        self.profile = self.config.resolved_profile(self.task)
         self.phases = plan_phases(self.method, self.profile, self.task, self.config)
         self.seeds = [_Seed(c, d, Checkpoint(d / "checkpoint")) for c, d in zip(configs, dirs, strict=True)]
         self.progress = progress

@@ -192,3 +192,18 @@ def test_committed_bands_pin_a_matrix_that_can_fail():
     for band in bands:
         assert 0.0 < band.min_success < 1.0, band  # a band at 0 could never fail
         assert band.min_success == pytest.approx(band_from(float(band.measured)), abs=0.005)
+
+
+def test_reproduce_schedule_flags_reach_every_program_command():
+    from bench.sweep import train_command
+    from bench.training import RunConfig
+
+    runs = plan(get_profile("smoke"), schedule={"offline_steps": 40, "eval_every": 20, "eval_episodes": None,
+                                                "log_every": None, "batch_size": 8})
+    assert all(r.offline_steps == 40 and r.batch_size == 8 and r.eval_episodes is None for r in runs)
+    for program in programs(runs, seeds_per_program=8):
+        command = train_command(program)
+        assert command[command.index("--offline-steps") + 1] == "40"
+        assert command[command.index("--eval-interval") + 1] == "20"
+        assert command[command.index("--batch-size") + 1] == "8" and "--eval-episodes" not in command
+    assert RunConfig("fql", "c2-task1", batch_size=8).run_dir().name == "seed0-batch_size=8"

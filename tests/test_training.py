@@ -103,3 +103,33 @@ def test_non_finite_loss_stops_with_a_clear_error(bench_cache, tmp_path, monkeyp
     with pytest.raises(BenchError, match=r"actor/flow_loss became non-finite at pretrain step 5 \(seed 0\); last good checkpoint: none"):
         train(RunConfig("bc", SMOKE_TASK, profile="smoke", out=tmp_path / "run"), progress=False)
     assert not (tmp_path / "run" / "summary.json").exists()
+
+
+@pytest.mark.slow
+def test_schedule_flags_change_the_run_and_are_recorded(bench_cache, tmp_path):
+    """--offline-steps, --eval-interval, --eval-episodes, --log-interval and --batch-size: a
+    run of their schedule, recorded in config.json, in its own directory beside the default's."""
+    schedule = dict(offline_steps=40, eval_every=20, eval_episodes=3, log_every=10, batch_size=8)
+    config = RunConfig("fql", SMOKE_TASK, profile="smoke", **schedule)
+    default_dir = RunConfig("fql", SMOKE_TASK, profile="smoke").run_dir()
+    assert config.run_dir() != default_dir
+    assert config.run_dir().name == ("seed0-offline_steps=40-eval_every=20-eval_episodes=3-log_every=10-"
+                                     "batch_size=8")
+    run = tmp_path / "run"
+    summary = train(dataclasses.replace(config, out=run), progress=False)
+    assert summary["steps"]["offline"] == 40
+    recorded = json.loads((run / "config.json").read_text())
+    assert {k: recorded["run"][k] for k in schedule} == schedule
+    assert {k: recorded["profile"][k] for k in schedule} == schedule
+    offline_evals = [r for r in _rows(run / "evaluations.csv") if r["phase"] == "offline"]
+    assert [int(r["step"]) for r in offline_evals] == [20, 40] and all(r["num_episodes"] == "3" for r in offline_evals)
+    offline_logs = [int(r["step"]) for r in _rows(run / "metrics.csv") if r["phase"] == "offline"]
+    assert offline_logs == [10, 20, 30, 40]
+
+
+def test_bad_schedule_values_are_refused_before_training(tmp_path):
+    from bench.training import Run
+
+    with pytest.raises(BenchError, match="--eval-interval 0 is not allowed"):
+        Run(RunConfig("fql", SMOKE_TASK, profile="smoke", eval_every=0, out=tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
