@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -149,9 +150,26 @@ def _official_files(task: Task, directory: Path) -> DataFiles | None:
                 f"file; put '{task.dataset}-val.npz' (or '<shard>-val.npz') beside them"
             )
         val = vals[0]
+    from bench import datagen
+
+    manifest = datagen.read_manifest(directory, task.dataset)
+    if manifest is not None:  # the suite's own regenerated files: the manifest decides the label
+        _verify_manifest(manifest, (*train, val), directory)
+        provenance = {"kind": "regenerated", "dataset": task.dataset, "directory": str(directory), "manifest": manifest}
+        return DataFiles("regenerated", task.dataset, train, val, provenance)
     provenance = {"kind": "official", "dataset": task.dataset, "directory": str(directory), "shards": len(train),
                   **official_file_records(train, val)}
     return DataFiles("official", task.dataset, train, val, provenance)
+
+
+def _verify_manifest(manifest: dict, paths: tuple[Path, ...], directory: Path) -> None:
+    for path in paths:
+        expected = manifest.get("files", {}).get(path.name, {}).get("sha256")
+        if expected is None or not path.exists() or sha256_file(path) != expected:
+            raise BenchError(
+                f"regenerated file {path} is missing, not listed in its manifest or corrupt (sha256 differs from "
+                f"the manifest); delete {directory} and regenerate it"
+            )
 
 
 def official_file_records(train: tuple[Path, ...], val: Path) -> dict:
@@ -205,13 +223,7 @@ def _regenerated_files(task: Task, regen: Regeneration) -> DataFiles:
             assert manifest is not None, "datagen.generate wrote no manifest"
     train = directory / f"{task.dataset}.npz"
     val = directory / f"{task.dataset}-val.npz"
-    for path in (train, val):
-        expected = manifest["files"][path.name]["sha256"]
-        if not path.exists() or sha256_file(path) != expected:
-            raise BenchError(
-                f"cached regenerated file {path} is missing or corrupt (sha256 differs from its "
-                f"manifest); delete {directory} and rerun to regenerate it"
-            )
+    _verify_manifest(manifest, (train, val), directory)
     provenance = {"kind": "regenerated", "directory": str(directory), "manifest": manifest}
     return DataFiles("regenerated", task.dataset, (train,), val, provenance)
 
@@ -221,19 +233,37 @@ def resolve_files(
 ) -> DataFiles:
     """Pick the dataset files for ``task`` according to ``source``. Under a protocol with large
     datasets (``large``, a key of LARGE_DATASETS) a task it trains on a 10M/100M set gets
-    those shards or a refusal, never the standard set."""
+    those shards or a refusal, never the standard set.
+
+    The files' own manifest decides their label: files in ``dataset_dir`` with the suite's
+    regenerated manifest beside them are "regenerated" wherever they lie. ``official`` takes
+    official files only (downloading them when absent); ``regenerated`` takes the regenerated
+    files in ``dataset_dir`` when given, else regenerates into the cache; ``auto`` takes what
+    ``dataset_dir`` holds, else regenerates, and says so in one line."""
     directory = Path(dataset_dir).expanduser() if dataset_dir else DEFAULT_OFFICIAL_DIR
-    if source == "regenerated":
+    if source == "regenerated" and dataset_dir is None:
         return _regenerated_files(task, regen)
-    spec = large_dataset(task, large)
-    if spec is not None:
-        return large_dataset_files(task, spec, dataset_dir)
     if dataset_dir is not None and not directory.is_dir():
         raise BenchError(f"--dataset-dir {directory} does not exist or is not a directory")
+    spec = large_dataset(task, large)
+    if spec is not None and source != "regenerated":
+        return large_dataset_files(task, spec, dataset_dir)
     found = _official_files(task, directory) if directory.is_dir() else None
+    if source == "regenerated":
+        if found is None or found.kind != "regenerated":
+            what = "official files (no regenerated manifest beside them)" if found else f"no files of '{task.dataset}'"
+            raise BenchError(f"--source regenerated with --dataset-dir {directory}: it holds {what}; drop "
+                             "--dataset-dir to regenerate into the cache, or pass --source official or auto")
+        return found
+    if found is not None and found.kind == "regenerated" and source == "official":
+        raise BenchError(f"{directory} holds the suite's regenerated '{task.dataset}' (its manifest is beside it), "
+                         "not the official files; pass --source regenerated or auto to train on it, or put the "
+                         "official files elsewhere")
     if found is not None:
         return found
     if source == "auto":
+        print(f"data: no '{task.dataset}' files in {directory}; --source auto uses regenerated data "
+              f"(ogbench's oracles, {regen.tag})", file=sys.stderr, flush=True)
         return _regenerated_files(task, regen)
     directory.mkdir(parents=True, exist_ok=True)
     _download_official(task, directory)

@@ -66,6 +66,30 @@ def test_auto_prefers_official_then_regenerates(smoke_dataset_dir, tmp_path, ben
     assert resolve_files(TASK, "auto", tmp_path, SMALL).train == files.train
 
 
+def test_the_manifest_decides_the_label_wherever_the_files_lie(regenerated_dataset_dir, bench_cache, capsys):
+    """The suite's regenerated files passed with --dataset-dir are labelled regenerated, never
+    official; --source official refuses them; --source regenerated honours --dataset-dir."""
+    auto = resolve_files(TASK, "auto", regenerated_dataset_dir, SMALL)
+    assert auto.kind == "regenerated" and auto.provenance["manifest"]["kind"] == "regenerated"
+    assert auto.train[0].parent == regenerated_dataset_dir
+    with pytest.raises(BenchError, match="holds the suite's regenerated 'cube-single-play-v0'"):
+        resolve_files(TASK, "official", regenerated_dataset_dir, SMALL)
+    explicit = resolve_files(TASK, "regenerated", regenerated_dataset_dir, SMALL)
+    assert explicit.kind == "regenerated" and explicit.train == auto.train
+
+
+def test_regenerated_source_refuses_a_directory_of_official_files(smoke_dataset_dir):
+    with pytest.raises(BenchError, match="it holds official files"):
+        resolve_files(TASK, "regenerated", smoke_dataset_dir, SMALL)
+
+
+def test_auto_says_when_it_falls_back_to_regenerated_data(tmp_path, bench_cache, capsys):
+    files = resolve_files(TASK, "auto", tmp_path, SMALL)
+    assert files.kind == "regenerated"
+    assert f"data: no 'cube-single-play-v0' files in {tmp_path}; --source auto uses regenerated data" in (
+        capsys.readouterr().err)
+
+
 def test_missing_official_files_explain_where_to_put_them(tmp_path, monkeypatch):
     def offline(*args, **kwargs):
         raise urllib.error.URLError("no network")
