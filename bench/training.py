@@ -40,7 +40,7 @@ from bench.methods import Method, apply_overrides, check_config, get_method
 from bench.profiles import Profile, get_profile
 from bench.runstore import CsvLog, exclusive, read_json, write_json
 from bench.tasks import Task, resolve_task
-from trqam.agent import load_agent, save_agent
+from trqam.agent import agent_file_problem, checksum_path, load_agent, save_agent
 
 # The result store; TRQAM_BENCH_RESULTS moves it (tests, or a shared file system on a cluster).
 RESULTS_DIR = Path(os.environ.get("TRQAM_BENCH_RESULTS", Path(__file__).resolve().parent.parent / "results"))
@@ -340,16 +340,20 @@ class Run:
 
     def _start(self, seed: _Seed, files: DataFiles) -> _Start:
         """Where ``seed``'s run continues: its checkpoint, else a cached BC pretraining, else the start."""
-        state = seed.checkpoint.state()
+        state = seed.checkpoint.resume_point()
         if state is not None:
             return _Start([p.name for p in self.phases].index(state["phase"]), state["step"],
                           seed.checkpoint.dir / state["agent_file"], state["elapsed_s"])
         first = self.phases[0]
         if first.name == "pretrain" and not first.evaluate:  # `bc` runs evaluate: never skipped
             cached = self._bc_cache_path(first, files, seed.config)
-            if cached.exists():
+            problem = agent_file_problem(cached) if cached.exists() else "absent"
+            if problem is None:
                 seed.pretrain_source = f"cache: {cached}"
                 return _Start(0, first.steps, cached)
+            if checksum_path(cached).exists():  # a checksum that does not match: refuse, lose nothing
+                raise BenchError(f"cached BC checkpoint {problem}; delete it (and {checksum_path(cached).name}) "
+                                 "and rerun to pretrain it again")
         return _Start(0, 0)
 
     def _train(self, seeds: list[_Seed], starts: list[_Start], train_data: ShardedData, val_data: TransitionData,
@@ -404,7 +408,7 @@ class Run:
             if phase.name == "pretrain":
                 for i, seed in enumerate(seeds):
                     cached = self._bc_cache_path(phase, files, seed.config)
-                    if not cached.exists():
+                    if agent_file_problem(cached) is not None:  # absent, or saved before checksums
                         save_agent(cached, compiled.unstack(stacked, i))  # reused by other methods' pretraining
                         seed.pretrain_source = seed.pretrain_source or "trained in this run"
             previous = stacked
@@ -582,9 +586,11 @@ class _Loop:
 
 
 class Checkpoint:
-    """The agent and the loop position. Each save writes a new agent file, then state.json
-    pointing at it, then removes older agent files: a kill at any moment leaves a
-    consistent (agent, position) pair."""
+    """The agent and the loop position. Each save writes a new agent file and its sha256,
+    checks it, then writes state.json pointing at it (with the previous checkpoint as a
+    fallback), then removes older agent files: a kill at any moment leaves a consistent
+    (agent, position) pair, and a checkpoint damaged on disk is never loaded while the one
+    before it is kept until the next one is verified."""
 
     def __init__(self, directory: Path):
         self.dir = directory
@@ -596,11 +602,40 @@ class Checkpoint:
     def save(self, agent, phase: str, step: int, elapsed_s: float) -> None:
         name = f"agent-{phase}-{step:09d}.eqx"
         save_agent(self.dir / name, agent)
+        problem = agent_file_problem(self.dir / name)
+        if problem is not None:
+            raise BenchError(f"the checkpoint just written cannot be read back: {problem}; check the disk")
+        current = self.state()
+        previous = None
+        if current is not None and current["agent_file"] != name:
+            previous = {k: current[k] for k in ("phase", "step", "elapsed_s", "agent_file")}
         write_json(self.state_path, {"phase": phase, "step": step, "elapsed_s": round(elapsed_s, 3),
-                                     "agent_file": name})
+                                     "agent_file": name, "previous": previous})
+        keep = {name, previous["agent_file"] if previous else name}
         for old in self.dir.glob("agent-*.eqx"):
-            if old.name != name:
+            if old.name not in keep:
                 old.unlink()
+                checksum_path(old).unlink(missing_ok=True)
+
+    def resume_point(self) -> dict | None:
+        """The newest checkpoint whose agent file passes its checksum: the last one, else the
+        one before it (saying so); None when the run has none."""
+        state = self.state()
+        if state is None:
+            return None
+        problems = []
+        for candidate in (state, state.get("previous")):
+            if candidate is None:
+                continue
+            problem = agent_file_problem(self.dir / candidate["agent_file"])
+            if problem is None:
+                if problems:
+                    print(f"checkpoint {problems[0]}; resuming from the previous one ({candidate['phase']} step "
+                          f"{candidate['step']})", file=sys.stderr, flush=True)
+                return candidate
+            problems.append(problem)
+        raise BenchError(f"no checkpoint in {self.dir} can be trusted ({'; '.join(problems)}); delete {self.dir} "
+                         "to start this run over")
 
 
 TRACED = ("trqam/lambda", "actor/path_kl", "trqam/kl_ema", "actor/adjoint_loss", "critic/q_mean")

@@ -133,3 +133,42 @@ def test_bad_schedule_values_are_refused_before_training(tmp_path):
     with pytest.raises(BenchError, match="--eval-interval 0 is not allowed"):
         Run(RunConfig("fql", SMOKE_TASK, profile="smoke", eval_every=0, out=tmp_path / "run"))
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_a_corrupt_checkpoint_falls_back_to_the_previous_one(bench_cache, tmp_path, capsys):
+    """Killed after its checkpoints at steps 10 and 20, the run's newest agent file is cut
+    short: the resume refuses it (sha256), resumes from step 10 and ends exactly where an
+    uninterrupted run ends."""
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    train(RunConfig("bc", SMOKE_TASK, profile="smoke", out=straight), progress=False)
+
+    def kill_at_25(phase, step):
+        if step == 25:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(RunConfig("bc", SMOKE_TASK, profile="smoke", out=resumed), progress=False, on_step=kill_at_25)
+    state = json.loads((resumed / "checkpoint" / "state.json").read_text())
+    assert state["step"] == 20 and state["previous"]["step"] == 10
+    assert (resumed / "checkpoint" / state["previous"]["agent_file"]).exists()  # kept until the next is verified
+    newest = resumed / "checkpoint" / state["agent_file"]
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])  # truncated on disk
+    train(RunConfig("bc", SMOKE_TASK, profile="smoke", out=resumed), progress=False)
+    err = capsys.readouterr().err
+    assert "is corrupt" in err and "resuming from the previous one (pretrain step 10)" in err
+    assert _agent_bytes(resumed) == _agent_bytes(straight)
+    assert _rows(resumed / "evaluations.csv") == _rows(straight / "evaluations.csv")
+
+
+@pytest.mark.slow
+def test_a_corrupt_cached_bc_checkpoint_is_refused(bench_cache, tmp_path, monkeypatch):
+    monkeypatch.setenv("TRQAM_BENCH_BC_CACHE", str(tmp_path / "bc-cache"))
+    train(RunConfig("fql", SMOKE_TASK, profile="smoke", out=tmp_path / "first"), progress=False)
+    (cached,) = (tmp_path / "bc-cache").rglob("*.eqx")
+    raw = bytearray(cached.read_bytes())
+    raw[100:356] = bytes(b ^ 0xFF for b in raw[100:356])  # 256 bytes flipped
+    cached.write_bytes(bytes(raw))
+    with pytest.raises(BenchError, match=r"cached BC checkpoint .* is corrupt"):
+        train(RunConfig("fql", SMOKE_TASK, profile="smoke", out=tmp_path / "second"), progress=False)
+    assert not (tmp_path / "second" / "checkpoint").exists()

@@ -11,6 +11,8 @@ Training is a pure function of (agent, batch, key); the harness jits it at the b
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -62,14 +64,21 @@ class Agent(Protocol):
         ...
 
 
-def save_agent(path: str | Path, agent: eqx.Module) -> None:
-    """Serialise an agent's arrays to ``path`` atomically (temp file, then rename)."""
+def checksum_path(path: str | Path) -> Path:
+    """Where `save_agent` keeps the sha256 of ``path``: ``PATH.sha256`` beside it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.with_name(path.name + ".sha256")
+
+
+class CorruptAgentFile(ValueError):
+    """A saved agent whose bytes do not match its recorded sha256 (or that has none)."""
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            eqx.tree_serialise_leaves(f, agent)
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -78,7 +87,38 @@ def save_agent(path: str | Path, agent: eqx.Module) -> None:
         raise
 
 
+def save_agent(path: str | Path, agent: eqx.Module) -> None:
+    """Serialise an agent's arrays to ``path`` atomically (temp file, then rename), then its
+    sha256 to `checksum_path`, which `load_agent` checks."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    eqx.tree_serialise_leaves(buffer, agent)
+    data = buffer.getvalue()
+    _write_atomic(path, data)
+    _write_atomic(checksum_path(path), hashlib.sha256(data).hexdigest().encode() + b"\n")
+
+
+def agent_file_problem(path: str | Path) -> str | None:
+    """Why the agent file at ``path`` cannot be trusted (missing, no checksum, sha256
+    mismatch), or None when its bytes are the ones `save_agent` wrote."""
+    path = Path(path)
+    if not path.is_file():
+        return f"{path} does not exist"
+    recorded = checksum_path(path)
+    if not recorded.is_file():
+        return f"{path} has no checksum ({recorded.name})"
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != recorded.read_text().strip():
+        return f"{path} is corrupt: its sha256 differs from the one recorded when it was saved"
+    return None
+
+
 def load_agent(path: str | Path, template: AgentT) -> AgentT:
-    """Load arrays saved by `save_agent` into an agent of the same structure."""
+    """Load arrays saved by `save_agent` into an agent of the same structure, after checking
+    the file's sha256 (`CorruptAgentFile` otherwise)."""
+    problem = agent_file_problem(path)
+    if problem is not None:
+        raise CorruptAgentFile(problem)
     with open(path, "rb") as f:
         return eqx.tree_deserialise_leaves(f, template)
