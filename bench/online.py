@@ -120,7 +120,8 @@ class OnlineLoop:
             self.loop.start_window()
             for t in range(first + 1, phase.steps + 1):
                 rows, extra = [], []
-                stepping = [c for c in collectors if t > c.collected]  # the others replay their journal
+                # The others replay their journal; a diverged seed (its actions are NaN) steps nothing.
+                stepping = [c for c in collectors if t > c.collected and c.run.diverged is None]
                 for c in stepping:
                     if c.observation is None:
                         c.observation, _ = c.env.reset(seed=derived_seed(c.seed, phase_index, t))
@@ -133,6 +134,11 @@ class OnlineLoop:
                     actions = np.asarray(compiled.sample_seed_actions(
                         agents, jnp.asarray(observations), act_keys, jnp.asarray(t), seed_axis), np.float64)
                 for i, c in enumerate(collectors):
+                    if c.run.diverged is not None and t > c.collected:  # a placeholder row in its own buffer
+                        rows.append(c.journal.record(np.zeros(obs_dim), np.zeros(c.action_dim), 0.0, False, False,
+                                                     np.zeros(obs_dim)))
+                        extra.append({"online/transitions": c.collected, "online/episodes": c.episodes})
+                        continue
                     if c not in stepping:  # replayed from the journal
                         rows.append(c.records[t - 1])
                         extra.append({"online/transitions": t, "online/episodes": int(c.episodes_done[t - 1])})
@@ -166,6 +172,8 @@ class OnlineLoop:
                         profile.discount, method.offline_fraction, seed_axis)
                 self.loop.after_step(phase, phase_index, t, functools.cache(lambda i, a=agents: compiled.unstack(a, i)),
                                      metrics, val_keys, extra)
+                if all(c.run.diverged is not None for c in collectors):
+                    break
             self.summaries = [self._write_episodes(c, phase, method, warmup, buffers) for c in collectors]
             return agents
         finally:

@@ -57,8 +57,8 @@ def _sweep_history(sweeps_dir: Path, profile: str) -> list[str]:
     for path in sorted(sweeps_dir.glob(f"{profile}-*.json")):
         record = json.loads(path.read_text())
         counts = record["counts"]
-        lines.append(f"  - `{path.name}`: {counts['finished']} trained, {counts['skipped']} skipped, "
-                     f"{counts['failed']} failed; sweep wall time {record['wall_time_s'] / 60:.1f} min on "
+        lines.append(f"  - `{path.name}`: {counts['finished']} trained, {counts.get('diverged', 0)} diverged, "
+                     f"{counts['skipped']} skipped, {counts['failed']} failed; sweep wall time {record['wall_time_s'] / 60:.1f} min on "
                      f"`{record['driver']['host']}` ({record['settings']['backend']} backend)")
     return ["- Sweeps stored for this profile (`results/sweeps/`):", *lines] if lines else []
 
@@ -115,8 +115,9 @@ def write(path: Path, *, profile: Profile, command: str, selection: dict, outcom
         f"- Matrix: methods {', '.join(selection['methods'])}; tasks {', '.join(selection['tasks'])}; "
         f"seeds {', '.join(map(str, selection['seeds']))}; plus the profile's studies "
         f"({', '.join(f'{s.method} {s.key} in {list(s.values)}' for s in profile.studies) or 'none'}).",
-        f"- Runs in this invocation: {counts.get('finished', 0)} trained, {counts.get('skipped', 0)} already "
-        f"finished before it (kept, not redone), {counts.get('failed', 0)} failed.",
+        f"- Runs in this invocation: {counts.get('finished', 0)} trained, {counts.get('diverged', 0)} diverged "
+        f"(results: success 0), {counts.get('skipped', 0)} already finished before it (kept, not redone), "
+        f"{counts.get('failed', 0)} failed.",
         f"- Wall time of this invocation: {wall_s['total'] / 60:.1f} min (sweep {wall_s['sweep'] / 60:.1f} min, "
         f"closed-form studies {wall_s['closed_form'] / 60:.1f} min, tables, figures and report "
         f"{wall_s['outputs'] / 60:.1f} min). Sum of the stored programs' own wall times: {run_seconds / 60:.1f} min "
@@ -128,6 +129,17 @@ def write(path: Path, *, profile: Profile, command: str, selection: dict, outcom
         f"under `{relative_path(runs_root, base.parent)}`; the index of all stored runs is `results/index.csv`.",
         "",
     ]
+    diverged = [(d, s) for d, s in zip(run_dirs, summaries, strict=True) if s.get("status") == "diverged"]
+    if diverged:
+        lines += ["## Diverged runs", "", "Each is a result: counted in the tables with success 0 from the phase it "
+                  "diverged in (column `diverged`), never retried.", "",
+                  "| run | diverged at | non-finite | last good checkpoint |", "|---|---|---|---|"]
+        for directory, summary in diverged:
+            info, last = summary["diverged"], summary["diverged"].get("last_good_checkpoint")
+            last_text = f"{last['phase']} step {last['step']}" if last else "none"
+            lines.append(f"| `{relative_path(directory, runs_root)}` | {info['phase']} step {info['step']} | "
+                         f"{', '.join(info['metrics'])} | {last_text} |")
+        lines.append("")
     failed = failures_table(outcomes)
     if failed:
         lines += ["## Failed runs", "", "These runs did not finish; their logs say why. Rerun the same command to "

@@ -129,7 +129,9 @@ class Outcome:
     task: str
     seed: int
     overrides: tuple[str, ...]
-    status: Literal["finished", "skipped", "failed"]  # skipped: finished before this sweep
+    # skipped: finished (or diverged) before this sweep; diverged: a seed whose training became
+    # non-finite, recorded as a result (success 0), never retried
+    status: Literal["finished", "diverged", "skipped", "failed"]
     seconds: float
     host: str
     log: str
@@ -204,7 +206,8 @@ def execute(runs: Sequence[RunConfig]) -> list[Outcome]:
     seconds = round(time.perf_counter() - began, 1)
     for run in pending:
         if code == 0 and (run.run_dir() / "summary.json").exists():
-            outcomes.append(outcome(run, "finished", seconds))
+            status = json.loads((run.run_dir() / "summary.json").read_text()).get("status", "finished")
+            outcomes.append(outcome(run, "diverged" if status == "diverged" else "finished", seconds))
         else:
             tail = (run.run_dir() / LOG_NAME).read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
             outcomes.append(outcome(run, "failed", seconds, f"exit code {code}\n" + "\n".join(tail)))
@@ -293,7 +296,7 @@ def sweep(runs: Sequence[RunConfig], settings: SweepSettings = SweepSettings(),
 def _print_outcome(outcome: Outcome) -> None:
     extra = "" if not outcome.overrides else " " + " ".join(outcome.overrides)
     line = f"[{outcome.status}] {outcome.method}{extra} {outcome.task} seed {outcome.seed}"
-    if outcome.status == "finished":
+    if outcome.status in ("finished", "diverged"):
         line += f" ({outcome.seconds:.0f} s on {outcome.host})"
     if outcome.status == "failed":
         last = next((x for x in reversed(outcome.error.splitlines()) if x.strip()), "")
@@ -352,7 +355,7 @@ def write_record(results_dir: Path, profile: str, selection: dict, settings: Swe
         "profile": profile, "selection": selection, "settings": asdict(settings), "wall_time_s": round(wall_s, 1),
         "driver": {"host": platform.node(), "hardware": provenance.hardware(), "versions": provenance.versions(),
                    "code_revision": provenance.code_revision()},
-        "counts": {s: sum(o.status == s for o in outcomes) for s in ("finished", "skipped", "failed")},
+        "counts": {s: sum(o.status == s for o in outcomes) for s in ("finished", "diverged", "skipped", "failed")},
         "runs": [asdict(o) for o in outcomes],
     })
     return path

@@ -105,6 +105,19 @@ def load_summaries(runs_root: Path) -> list[dict]:
     return summaries
 
 
+def diverged_runs(summaries: list[dict]) -> dict[tuple[str, str, str], int]:
+    """``(method, task, phase) -> runs that diverged in or before that phase`` (their success
+    there is 0: `bench.training`)."""
+    counts: dict[tuple[str, str, str], int] = defaultdict(int)
+    for summary in summaries:
+        if summary.get("status") != "diverged":
+            continue
+        phases = list(summary["success_by_phase"])
+        for phase in phases[phases.index(summary["diverged"]["phase"]):]:
+            counts[(summary["method"], summary["task"], "offline" if phase == "pretrain" else phase)] += 1
+    return counts
+
+
 def measured_successes(summaries: list[dict]) -> dict[tuple[str, str, str], list[float]]:
     """``(method, task, phase) -> successes over seeds``."""
     measured: dict[tuple[str, str, str], list[float]] = defaultdict(list)
@@ -152,14 +165,21 @@ PROTOCOL_PAPERS = {
 
 
 def build(measured, qam_ref, trqam_ref, *, profile: str, official: bool, protocol: str = "trqam",
-          kl_budgets: dict[tuple[str, str], set[str]] | None = None) -> dict[str, list[dict]]:
+          kl_budgets: dict[tuple[str, str], set[str]] | None = None,
+          diverged: dict[tuple[str, str, str], int] | None = None,
+          planned_seeds: int | None = None) -> dict[str, list[dict]]:
     """Rows of the per-task, per-domain and overall tables (values in %). Each run is compared
     with the paper whose protocol it followed (``protocol``) and no other: the TRQAM paper
     publishes per-domain offline means, the QAM paper per-task, per-seed curves.
-    ``kl_budgets``: ``(method, task) -> labels`` of TRQAM's KL budget (`run_kl_budgets`)."""
+    ``kl_budgets``: ``(method, task) -> labels`` of TRQAM's KL budget (`run_kl_budgets`);
+    ``diverged``: ``(method, task, phase) -> diverged runs`` (counted with success 0);
+    ``planned_seeds``: the profile's seeds per task, to say when a mean covers fewer."""
     if protocol not in PROTOCOL_PAPERS:
         raise ValueError(f"unknown protocol {protocol!r}; one of {sorted(PROTOCOL_PAPERS)}")
-    kl_budgets = kl_budgets or {}
+    kl_budgets, diverged = kl_budgets or {}, diverged or {}
+
+    def seeds(n: int) -> str:
+        return f"{n} of {planned_seeds}" if planned_seeds and n < planned_seeds else str(n)
     with_qam = protocol == "qam"
     full_paper_run = official and profile in ("paper", "qam-paper")
 
@@ -173,7 +193,8 @@ def build(measured, qam_ref, trqam_ref, *, profile: str, official: bool, protoco
         interval = task_interval(np.array(values))
         domain = resolve_task(task).domain
         by_domain[(method, domain, phase)].append((task, np.array(values)))
-        row = {"method": method, "task": task, "phase": phase, "seeds": interval.n, "mean": _pct(interval.mean),
+        row = {"method": method, "task": task, "phase": phase, "seeds": seeds(interval.n),
+               "diverged": diverged.get((method, task, phase), 0), "mean": _pct(interval.mean),
                "std": _pct(interval.std) if interval.n > 1 else "", "ci95": _ci(interval)}
         if with_qam:
             ref = qam_ref.get((paper_name(method), task, phase))
@@ -186,8 +207,9 @@ def build(measured, qam_ref, trqam_ref, *, profile: str, official: bool, protoco
         interval = group_interval(samples)
         info = DOMAINS_BY_NAME.get(domain)
         row = {"method": method, "domain": info.abbr if info else domain, "phase": phase,
-               "tasks_measured": f"{len(samples)}/5", "seeds": interval.n, "mean": _pct(interval.mean),
-               "ci95": _ci(interval)}
+               "tasks_measured": f"{len(samples)}/5", "seeds": seeds(interval.n),
+               "diverged": sum(diverged.get((method, task, phase), 0) for task, _ in entries),
+               "mean": _pct(interval.mean), "ci95": _ci(interval)}
         published: tuple[float, float | None] | None = None  # (mean %, std % over seeds)
         if with_qam:
             qam_tasks = [qam_ref.get((paper_name(method), f"{domain}-singletask-task{k}-v0", phase)) for k in range(1, 6)]
@@ -257,7 +279,8 @@ def write(runs_root: Path, out_dir: Path, profile: str, reference_dir: Path = RE
     kinds = {s["data"]["kind"] for s in summaries}
     tables = build(measured, load_qam_reference(reference_dir), load_trqam_reference(reference_dir),
                    profile=profile, official=kinds == {"official"}, protocol=protocol,
-                   kl_budgets=run_kl_budgets(summary_paths))
+                   kl_budgets=run_kl_budgets(summary_paths), diverged=diverged_runs(summaries),
+                   planned_seeds=len(get_profile(profile).seeds))
     paths = []
     for name, rows in tables.items():
         path = out_dir / f"{name}.csv"
@@ -280,6 +303,8 @@ def write(runs_root: Path, out_dir: Path, profile: str, reference_dir: Path = RE
         f"{'' if profile in ('paper', 'qam-paper') else ' (scaled down)'}. The "
         f"{'QAM' if other == 'qam' else 'TRQAM'} paper's numbers come from another protocol (initialisation, "
         "data, discount, seeds) and are not shown beside these runs.",
+        "`diverged`: runs whose training became non-finite, counted in the mean with success 0. `seeds` says "
+        "\"n of m\" where fewer runs than the profile plans are stored.",
         "`kl_budget` (TRQAM): the budget each run trained with and its source; \"default\" marks the paper's "
         "default 1.0 used where its per-domain value is unpublished.",
         "",

@@ -203,6 +203,10 @@ class _Seed:
     last_success: dict[str, float] = dataclasses.field(default_factory=dict)
     online_summary: dict[str, Any] | None = None
     pretrain_source: str | None = None
+    # Set when a metric of this seed became non-finite: where, which, the last good checkpoint.
+    # The seed is then a result (status "diverged", success 0 from there on); its program goes
+    # on with the other seeds.
+    diverged: dict[str, Any] | None = None
 
 
 class Run:
@@ -408,21 +412,28 @@ class Run:
             if phase.name == "pretrain":
                 for i, seed in enumerate(seeds):
                     cached = self._bc_cache_path(phase, files, seed.config)
-                    if agent_file_problem(cached) is not None:  # absent, or saved before checksums
+                    if seed.diverged is None and agent_file_problem(cached) is not None:  # absent, or pre-checksum
                         save_agent(cached, compiled.unstack(stacked, i))  # reused by other methods' pretraining
                         seed.pretrain_source = seed.pretrain_source or "trained in this run"
             previous = stacked
+            if all(seed.diverged is not None for seed in seeds):
+                break
         bar.close()
         return [self._summarise(seed, [s.config.seed for s in seeds], files, loop.time_split()) for seed in seeds]
 
     def _summarise(self, seed: _Seed, together: list[int], files: DataFiles, split: dict[str, float]) -> dict:
         cfg, phases = seed.config, self.phases
         last_metrics = [r for r in seed.logs["metrics"].rows if r["phase"] == phases[-1].name]
+        if seed.diverged is not None:  # success 0 from the diverging phase on
+            for phase in phases[[p.name for p in phases].index(seed.diverged["phase"]):]:
+                seed.last_success[phase.name] = 0.0
         summary = {
             "method": cfg.method,
             "task": self.task.name,
             "seed": cfg.seed,
             "profile": self.profile.name,
+            "status": "finished" if seed.diverged is None else "diverged",
+            "diverged": seed.diverged,
             "final_success": seed.last_success[phases[-1].name],
             "success_by_phase": seed.last_success,
             "steps": {p.name: p.steps for p in phases},
@@ -482,14 +493,16 @@ class Run:
 
     @staticmethod
     def _check_finite(values: dict[str, float], phase: str, step: int, seed: _Seed) -> None:
+        """Mark ``seed`` diverged when a metric of its last update is not finite (and say so)."""
         bad = [k for k, v in values.items() if not math.isfinite(v)]
         if bad:
             state = seed.checkpoint.state()
-            last = f"{seed.checkpoint.dir} ({state['phase']} step {state['step']})" if state else "none yet"
-            raise BenchError(
-                f"training diverged: {', '.join(bad)} became non-finite at {phase} step {step} "
-                f"(seed {seed.config.seed}); last good checkpoint: {last}; lower the learning rate or check the data"
-            )
+            seed.diverged = {"phase": phase, "step": step, "metrics": bad,
+                             "last_good_checkpoint": None if state is None else
+                             {"phase": state["phase"], "step": state["step"]}}
+            print(f"seed {seed.config.seed} diverged: {', '.join(bad)} became non-finite at {phase} step {step}; "
+                  "it is recorded as diverged (success 0) and the program goes on without it",
+                  file=sys.stderr, flush=True)
 
 
 class _Loop:
@@ -537,6 +550,8 @@ class _Loop:
             step += count
             self.after_step(phase, phase_index, step, functools.cache(lambda i, a=agents: compiled.unstack(a, i)),
                             metrics, val_keys, count=count)
+            if all(seed.diverged is not None for seed in self.seeds):
+                break
         return agents
 
     def start_window(self) -> None:
@@ -551,14 +566,18 @@ class _Loop:
         profile, task = self.owner.profile, self.owner.task
         self.bar.update(count)
         self._window = (self._window[0], self._window[1] + count)
-        if metrics is not None and (done % profile.log_every == 0 or done == phase.steps):
-            began = time.perf_counter()
+        values = None
+        if metrics is not None:  # every host call: a diverged seed never logs, evaluates or checkpoints
             values = _per_seed(metrics, len(self.seeds))
             for seed, seed_values in zip(self.seeds, values, strict=True):
-                self.owner._check_finite(seed_values, phase.name, done, seed)
+                if seed.diverged is None:
+                    self.owner._check_finite(seed_values, phase.name, done, seed)
+        live = [(i, seed) for i, seed in enumerate(self.seeds) if seed.diverged is None]
+        if values is not None and (done % profile.log_every == 0 or done == phase.steps):
+            began = time.perf_counter()
             now = time.perf_counter()
             rate = round(self._window[1] / (now - self._window[0]), 2)
-            for i, seed in enumerate(self.seeds):
+            for i, seed in live:
                 val = _as_floats(compiled.validation_metrics(agent_of(i), self.val_data, jax.random.fold_in(val_keys[i], done),
                                                   profile.batch_size, task.chunk_len, profile.discount))
                 seed.logs["metrics"].append({"phase": phase.name, "step": done, **values[i],
@@ -568,17 +587,18 @@ class _Loop:
             self.seconds["logging"] += self._window[0] - began
         if phase.evaluate and (done % phase.eval_every == 0 or done == phase.steps):
             began = time.perf_counter()
-            for i, seed in enumerate(self.seeds):
+            for i, seed in live:
                 result = self.owner._evaluate(self.evaluator, agent_of(i), derived_seed(seed.config.seed,
                                                                                          phase_index, done))
                 seed.last_success[phase.name] = result.success_rate
                 seed.logs["evaluations"].append({"phase": phase.name, "step": done, **result.to_dict(),
                                                  "wall_s": round(time.perf_counter() - seed.began, 2)})
-            self.bar.set_postfix(success="/".join(f"{s.last_success[phase.name]:.2f}" for s in self.seeds))
+            self.bar.set_postfix(success="/".join(f"{s.last_success[phase.name]:.2f}" if s.diverged is None
+                                                  else "diverged" for s in self.seeds))
             self.seconds["evaluation"] += time.perf_counter() - began
         if done % profile.checkpoint_every == 0 or done == phase.steps:
             began = time.perf_counter()
-            for i, seed in enumerate(self.seeds):
+            for i, seed in live:
                 seed.checkpoint.save(agent_of(i), phase.name, done, time.perf_counter() - seed.began)
             self.seconds["checkpoints"] += time.perf_counter() - began
         if self.owner.on_step is not None:

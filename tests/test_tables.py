@@ -14,11 +14,12 @@ from bench.tables import REFERENCE_DIR, write
 C2 = "cube-double-play-singletask-task{}-v0"
 
 
-def _run(root, method, task, seed, success, phase="offline", kind="regenerated", suffix=""):
+def _run(root, method, task, seed, success, phase="offline", kind="regenerated", suffix="", **extra):
     run = root / method / task / f"seed{seed}{suffix}"
     run.mkdir(parents=True)
     (run / "summary.json").write_text(json.dumps({"method": method, "task": task, "seed": seed,
-                                                   "success_by_phase": {phase: success}, "data": {"kind": kind}}))
+                                                   "success_by_phase": {phase: success}, "data": {"kind": kind},
+                                                   **extra}))
 
 
 def _rows(path):
@@ -44,7 +45,7 @@ def test_qam_protocol_runs_are_compared_with_the_qam_paper_only(tmp_path):
     write(runs, tmp_path / "out", "qam-paper")
     tasks = {(r["method"], r["phase"]): r for r in _rows(tmp_path / "out" / "tasks.csv")}
     qam = tasks[("qam", "offline")]
-    assert qam["seeds"] == "3" and qam["mean"] == "40.0" and qam["std"] == "20.0"
+    assert qam["seeds"] == "3 of 12" and qam["mean"] == "40.0" and qam["std"] == "20.0"  # 12 planned
     low, high = (float(x) for x in qam["ci95"].strip("[]").split(","))
     assert 20.0 <= low < 40.0 < high <= 60.0
     published = _published_qam(C2.format(1))
@@ -110,3 +111,15 @@ def test_paper_profile_checks_each_full_domain_against_the_trqam_table(tmp_path,
 def test_no_runs_is_a_clear_error(tmp_path):
     with pytest.raises(BenchError, match="no finished runs"):
         write(tmp_path / "empty", tmp_path / "out", "quick")
+
+
+def test_diverged_runs_count_as_zero_and_are_counted(tmp_path):
+    runs = tmp_path / "runs"
+    _run(runs, "qam", C2.format(1), 0, 0.5)
+    _run(runs, "qam", C2.format(1), 1, 0.0, status="diverged",
+         diverged={"phase": "offline", "step": 15, "metrics": ["critic/loss"], "last_good_checkpoint": None})
+    write(runs, tmp_path / "out", "quick")
+    (task,) = _rows(tmp_path / "out" / "tasks.csv")
+    assert task["diverged"] == "1" and task["mean"] == "25.0" and task["seeds"] == "2"
+    (domain,) = _rows(tmp_path / "out" / "domains.csv")
+    assert domain["diverged"] == "1"
