@@ -96,6 +96,9 @@ def train(
                for s in chosen]
     for config, summary in zip(configs, train_seeds(configs, progress=progress, seed_axis=seed_axis), strict=True):
         phases = ", ".join(f"{phase} {success:.3f}" for phase, success in summary["success_by_phase"].items())
+        if summary.get("status") == "diverged":
+            where = summary["diverged"]
+            phases += f" (DIVERGED at {where['phase']} step {where['step']}: recorded with success 0)"
         print(f"{summary['method']} on {summary['task']} (seed {summary['seed']}, {summary['profile']}, "
               f"{summary['data']['kind']} data): success {phases} -> {config.run_dir()}")
 
