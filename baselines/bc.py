@@ -1,6 +1,6 @@
 """Flow behaviour cloning: the pretrained policy every flow method starts from.
 
-Trained by the flow-matching loss of ALGORITHMS.md section 1 and acting with the Euler
+Trained by the flow-matching loss of docs/ALGORITHMS.md section 1 and acting with the Euler
 ODE sampler. As the method ``bc`` it is the pretrained policy evaluated as is (the BC
 rows of the QAM paper); its checkpoint initialises the fine-tuning methods.
 """

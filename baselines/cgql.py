@@ -1,5 +1,5 @@
 """CGQL: classifier-guided flow Q-learning, the QAM paper's guidance baseline (arXiv
-2601.14234), with its -M and -L modes. ALGORITHMS.md section 4.
+2601.14234), with its -M and -L modes. docs/ALGORITHMS.md section 4.
 
 A BC flow is guided at sampling time by the critic's action gradient, used as the score
 of ``exp(inv_temp * Q)``: for every Euler step with t > 0 the (EMA) BC velocity gets
@@ -33,7 +33,7 @@ from trqam.fine_tune import FlowQAgent, FlowQConfig, Nets
 class CGQLConfig(FlowQConfig):
     mode: Literal["simple", "mse", "linex"] = "simple"
     guidance: float = 0.1  # per-domain: bench.hyperparams.CGQL_GUIDANCE / CGQL_M / CGQL_L
-    inv_temp: float = 10.0  # PROTOCOL.md: every CGQL variant uses 10
+    inv_temp: float = 10.0  # docs/PROTOCOL.md: every CGQL variant uses 10
     noisy_coef: float = 0.001  # weight of the noisy-critic distillation (-M, -L)
     linex_clip: float = 5.0
     grad_clip: float | None = None  # plain Adam, as the reference

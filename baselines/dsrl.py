@@ -1,6 +1,6 @@
 """DSRL: diffusion steering by RL in the latent-noise space (Wagenmaker et al., arXiv
 2506.15799; the noise-aliased variant, as the QAM paper, arXiv 2601.14234, runs it).
-ALGORITHMS.md section 4.
+docs/ALGORITHMS.md section 4.
 
 The BC flow is left as trained by the flow loss; a tanh-Gaussian noise policy picks the
 flow's starting noise ``z = noise_scale * e`` and the (EMA) BC flow decodes it into an action.

@@ -1,5 +1,5 @@
 """FAWAC: advantage-weighted actor-critic (AWAC, Nair et al., arXiv 2006.09359) with a flow
-actor, as the QAM paper (arXiv 2601.14234) runs it. ALGORITHMS.md section 4.
+actor, as the QAM paper (arXiv 2601.14234) runs it. docs/ALGORITHMS.md section 4.
 
 A value ``V(s)`` is regressed onto the target critics at dataset actions; the BC flow's
 loss is weighted per example by ``min(exp(inv_temp * (Q(s, a) - V(s))), 100)`` and the

@@ -1,6 +1,6 @@
 """FBRAC: behaviour-regularised actor-critic with a flow actor, trained by backpropagating
 the critic through every Euler step (the FQL paper's baseline, Park, Li, Levine, arXiv
-2502.02538, as the QAM paper runs it). ALGORITHMS.md section 4.
+2502.02538, as the QAM paper runs it). docs/ALGORITHMS.md section 4.
 
 Actor loss: ``BC_flow - Q(s, flow(s, z)) / alpha``; the BC part is the shared flow loss,
 this file adds the Q part through the differentiable Euler ODE.

@@ -1,5 +1,5 @@
 """FEdit: a BC flow plus the edit policy of EXPO (Dong et al., arXiv 2507.07986), as the
-QAM paper (arXiv 2601.14234) runs it. ALGORITHMS.md section 4.
+QAM paper (arXiv 2601.14234) runs it. docs/ALGORITHMS.md section 4.
 
 The BC flow (``actor_slow``) is trained by the flow loss alone; the agent acts with
 ``clip(a_flow + edit_scale * e)``, the edit ``e`` a tanh-Gaussian trained by SAC on the

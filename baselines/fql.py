@@ -1,4 +1,4 @@
-"""FQL: Flow Q-Learning (Park, Li, Levine; arXiv 2502.02538). ALGORITHMS.md section 4.
+"""FQL: Flow Q-Learning (Park, Li, Levine; arXiv 2502.02538). docs/ALGORITHMS.md section 4.
 
 A BC flow policy (trained by the flow loss) and a one-step policy ``mu(s, z)`` trained on
 ``-Q(s, clip(mu)) + alpha ||mu(s, z) - flow_bc(s, z)||^2``; the agent acts with mu, and

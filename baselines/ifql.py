@@ -1,5 +1,5 @@
 """IFQL: implicit flow Q-learning, the flow version of IQL (Park, Li, Levine; arXiv 2502.02538,
-as configured in the QAM paper). ALGORITHMS.md section 4.
+as configured in the QAM paper). docs/ALGORITHMS.md section 4.
 
 A value ``V(s)`` regressed by expectile (kappa) onto ``mean - rho * std`` of the target
 critics at dataset actions; critics regressed onto ``R + gamma^h m V(s')``; the actor is

@@ -1,5 +1,5 @@
 """ReBRAC: revisited behaviour-regularised actor-critic (Tarasov et al., arXiv 2305.09836),
-as the QAM paper (arXiv 2601.14234) runs it. ALGORITHMS.md section 4.
+as the QAM paper (arXiv 2601.14234) runs it. docs/ALGORITHMS.md section 4.
 
 A deterministic tanh actor trained on ``-Qbar(s, pi(s)) / mean|Qbar| + alpha ||pi(s) - a_data||^2``
 with ``Qbar = mean_k Q_k - rho std_k Q_k``; the TD target's actions come from a Polyak
@@ -8,7 +8,7 @@ acting adds the same noise. As the reference (github.com/ColinQiyangLi/qam): the
 updates every step while the targets move every second step (its ``actor_freq = 2``
 schedule), and the actor's last layer starts at scale 0.01. No flow, no BC pretraining:
 trained from scratch. The original's critic-side BC penalty is not part of the QAM paper's
-sweep (PROTOCOL.md lists only alpha and the actor noise) and is left out.
+sweep (docs/PROTOCOL.md lists only alpha and the actor noise) and is left out.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """RLPD: reinforcement learning with prior data (Ball, Smith, Kostrikov, Levine; arXiv
-2302.02948), as the QAM paper (arXiv 2601.14234) runs it. ALGORITHMS.md section 4.
+2302.02948), as the QAM paper (arXiv 2601.14234) runs it. docs/ALGORITHMS.md section 4.
 
 SAC with a 10-critic ensemble, trained online only, from scratch: a tanh-Gaussian actor
 over the whole action chunk, the chunked pessimistic TD target of the shared agent (the

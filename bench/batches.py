@@ -2,7 +2,7 @@
 
 The dataset lives on the device as `TransitionData`; `sample_batch` draws uniform start
 indices from a key and gathers chunks, so sampling fuses with the update under one jit.
-Semantics follow the reference implementations (ALGORITHMS.md section 1):
+Semantics follow the reference implementations (docs/ALGORITHMS.md section 1):
 
 * ``valid[i] = 0`` when an episode ends (``terminals``) at a step before i of the chunk;
 * ``rewards = sum_i gamma^i r_{t+i} valid_i``;

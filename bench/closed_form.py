@@ -6,7 +6,7 @@ stored as a CSV under ``results/closed-form/`` (computed once; delete the file t
 
 * ``kl_tracking.csv``: lambda and the realised path KL over training, TRQAM (the budget acts
   through sigma, "internal KL") against the "external KL" ablation (QAM's fixed sigma plus
-  lambda x KL in the loss), both at budget 0.05 (ALGORITHMS.md s3).
+  lambda x KL in the loss), both at budget 0.05 (docs/ALGORITHMS.md s3).
 * ``budget_sensitivity.csv``: TRQAM at several budgets: realised KL and the mean Q of its
   samples, beside the exact tilt with that KL.
 * ``critic_error.csv``: Lemma 1. The same bounded critic error (delta . a) moves QAM's
@@ -116,7 +116,7 @@ def ensure(directory: Path = CLOSED_FORM_DIR, log: Callable[[str], None] = print
             rows = study()
             write_atomic(path, csv_text(rows))
             write_json(directory / f"{name}.json", {
-                "study": name, "problem": "trqam.gaussian_problem (ALGORITHMS.md s5)",
+                "study": name, "problem": "trqam.gaussian_problem (docs/ALGORITHMS.md s5)",
                 "wall_time_s": round(time.perf_counter() - began, 1), "versions": provenance.versions(),
                 "hardware": provenance.hardware(), "code_revision": provenance.code_revision(),
             })

@@ -309,7 +309,7 @@ def kl_tracking(inputs: Inputs):
         axes[2].plot([r["step"] for r in part], [r["lambda"] / 10 for r in part], style, color="0.4",
                      linewidth=0.8, label=f"{name}: lambda / 10")
     axes[2].axhline(rows[0]["budget"], color="black", linewidth=1, label=f"budget {rows[0]['budget']:g}")
-    axes[2].set_title("Closed-form problem (2-D Gaussian, ALGORITHMS.md s5):\ninternal vs external KL", fontsize=9)
+    axes[2].set_title("Closed-form problem (2-D Gaussian, docs/ALGORITHMS.md s5):\ninternal vs external KL", fontsize=9)
     axes[2].set_xlabel("update")
     axes[2].set_yscale("log")
     axes[2].legend(fontsize=7)

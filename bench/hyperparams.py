@@ -1,9 +1,9 @@
 """Per-domain hyperparameters of every method, with their sources.
 
 Source of every value below unless noted: the QAM paper's per-domain table (arXiv
-2601.14234, as transcribed in PROTOCOL.md 'Hyperparameters'; beta = inv_temp). The TRQAM
+2601.14234, as transcribed in docs/PROTOCOL.md 'Hyperparameters'; beta = inv_temp). The TRQAM
 paper's per-domain KL budgets (its Table 4) are not public: every domain uses the paper's
-default budget 1.0 until they are (ALGORITHMS.md s3), and `--set kl_budget=...` overrides it.
+default budget 1.0 until they are (docs/ALGORITHMS.md s3), and `--set kl_budget=...` overrides it.
 
 Domains are keyed by the TRQAM table's abbreviations. Tasks outside the ten benchmark
 domains (e.g. cube-single) use the values of `FALLBACK_DOMAIN`, recorded in the run config.
@@ -13,18 +13,18 @@ from __future__ import annotations
 
 FALLBACK_DOMAIN = "c2"
 
-# Common values (PROTOCOL.md 'Hyperparameters').
+# Common values (docs/PROTOCOL.md 'Hyperparameters').
 COMMON = {
     "num_critics": 10,
     "rho": 0.5,  # 0 on humanoidmaze (both papers)
     "tau": 0.005,
-    "grad_clip": 1.0,  # QAM, TRQAM, BAM, QSM/DAC (ALGORITHMS.md s1)
+    "grad_clip": 1.0,  # QAM, TRQAM, BAM, QSM/DAC (docs/ALGORITHMS.md s1)
 }
 RHO_OVERRIDES = {"hm": 0.0, "hl": 0.0}
 
 # TRQAM: KL budget per action step. cube-triple: 0.5, the authors' published example
 # (github.com/yonghdong/trqam README). Every other domain: 1.0, the paper's default
-# (ALGORITHMS.md s3), because the paper's per-domain table is unpublished (TRQAM_KL_BUDGET_IS_DEFAULT).
+# (docs/ALGORITHMS.md s3), because the paper's per-domain table is unpublished (TRQAM_KL_BUDGET_IS_DEFAULT).
 TRQAM_KL_BUDGET = {d: 1.0 for d in ("p33", "scene", "c2", "al", "hm", "c4", "p44", "ag", "hl")} | {"c3": 0.5}
 TRQAM_KL_BUDGET_IS_DEFAULT = {d: d != "c3" for d in TRQAM_KL_BUDGET}
 

@@ -45,7 +45,7 @@ class Method:
     # 'scratch': the offline phase alone (no flow to pretrain: ReBRAC, QSM, DAC); 'bc': BC itself;
     # 'online': the online phase alone (RLPD). Any but 'bc' may be followed by the online phase.
     pipeline: Literal["bc", "fine-tune", "scratch", "online"] = "fine-tune"
-    # Online phase (PROTOCOL.md): None samples uniformly from offline + online transitions;
+    # Online phase (docs/PROTOCOL.md): None samples uniformly from offline + online transitions;
     # a fraction draws that share of each batch from the offline data (RLPD: 0.5).
     offline_fraction: float | None = None
     random_warmup: bool = False  # act uniformly at random until the first update (RLPD)
@@ -62,7 +62,7 @@ def _bc_config(profile: Profile, task: Task) -> FlowBCConfig:
 
 def _flow_q(profile: Profile, task: Task, *, clip: bool = True) -> dict[str, Any]:
     """Fields every method on the shared agent has (trqam.fine_tune.FlowQConfig). Only QAM, its
-    variants, BAM, TRQAM, QSM and DAC clip the gradient norm (ALGORITHMS.md s1)."""
+    variants, BAM, TRQAM, QSM and DAC clip the gradient norm (docs/ALGORITHMS.md s1)."""
     d = _domain(task)
     return dict(
         hidden_sizes=profile.hidden_sizes, actor_layer_norm=profile.actor_layer_norm,

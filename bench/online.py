@@ -1,4 +1,4 @@
-"""The online phase of offline-to-online fine-tuning (PROTOCOL.md, 'Online phase').
+"""The online phase of offline-to-online fine-tuning (docs/PROTOCOL.md, 'Online phase').
 
 Step t = 1 .. N of the phase:
 

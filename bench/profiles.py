@@ -4,7 +4,7 @@
 * ``quick``: CPU-sized networks and schedule, minutes per run on a 2-core machine,
   on regenerated data. Calibrated so BC reaches a non-zero success rate on at least one
   manipulation task. Not a reproduction of the papers' numbers.
-* ``paper``: the published settings (PROTOCOL.md, 'Hyperparameters'); GPU-cluster work.
+* ``paper``: the published settings (docs/PROTOCOL.md, 'Hyperparameters'); GPU-cluster work.
 
 Each value of ``paper`` names its source.
 """
@@ -145,7 +145,7 @@ PROFILES: dict[str, Profile] = {
         eval_every=500,  # two points of a learning curve per fine-tuning run
         pretrain_eval_every=10_000,
         online_steps=0,  # offline only by default; `--online-steps 10000` for offline-to-online runs
-        online_warmup=5_000,  # PROTOCOL.md: updates start after 5,000 online steps
+        online_warmup=5_000,  # docs/PROTOCOL.md: updates start after 5,000 online steps
         online_eval_every=2_000,  # a learning curve within a CPU-sized online phase
         eval_episodes=50,
         eval_envs=25,
@@ -163,39 +163,39 @@ PROFILES: dict[str, Profile] = {
     ),
     "paper": Profile(
         name="paper",
-        hidden_sizes=(512, 512, 512, 512),  # ALGORITHMS.md s1: 4 hidden layers of 512
-        num_critics=10,  # PROTOCOL.md: K = 10 critics
+        hidden_sizes=(512, 512, 512, 512),  # docs/ALGORITHMS.md s1: 4 hidden layers of 512
+        num_critics=10,  # docs/PROTOCOL.md: K = 10 critics
         actor_layer_norm=False,  # actor LayerNorm only on 10M/100M sets (for_task)
-        batch_size=256,  # PROTOCOL.md: common hyperparameters
-        learning_rate=3e-4,  # PROTOCOL.md: Adam lr 3e-4
-        flow_steps=10,  # PROTOCOL.md: flow steps 10
+        batch_size=256,  # docs/PROTOCOL.md: common hyperparameters
+        learning_rate=3e-4,  # docs/PROTOCOL.md: Adam lr 3e-4
+        flow_steps=10,  # docs/PROTOCOL.md: flow steps 10
         discount=0.995,  # TRQAM paper (humanoidmaze 0.999, see for_task)
         pretrain_steps=300_000,  # TRQAM paper: BC pretraining 300K steps
-        offline_steps=1_000_000,  # PROTOCOL.md: 1M offline steps
-        eval_every=50_000,  # PROTOCOL.md: every 50K gradient steps
-        online_steps=500_000,  # ALGORITHMS.md s3: 1M offline + 500K online fine-tuning steps
-        online_warmup=5_000,  # PROTOCOL.md: updates start after 5,000 online steps
-        online_eval_every=50_000,  # PROTOCOL.md (the QAM curves: 1.05M .. 1.5M)
-        eval_episodes=50,  # PROTOCOL.md: 50 episodes
+        offline_steps=1_000_000,  # docs/PROTOCOL.md: 1M offline steps
+        eval_every=50_000,  # docs/PROTOCOL.md: every 50K gradient steps
+        online_steps=500_000,  # docs/ALGORITHMS.md s3: 1M offline + 500K online fine-tuning steps
+        online_warmup=5_000,  # docs/PROTOCOL.md: updates start after 5,000 online steps
+        online_eval_every=50_000,  # docs/PROTOCOL.md (the QAM curves: 1.05M .. 1.5M)
+        eval_episodes=50,  # docs/PROTOCOL.md: 50 episodes
         eval_envs=50,
         log_every=5_000,
         checkpoint_every=50_000,
-        shard_interval=1_000,  # PROTOCOL.md: next shard every 1,000 gradient steps
+        shard_interval=1_000,  # docs/PROTOCOL.md: next shard every 1,000 gradient steps
         source="official",
         large_datasets="trqam-paper",
         regeneration=Regeneration(episodes=1000, episode_length=1000, seed=0),  # the 1M size
         machine="one GPU with 80 GB (A100/H100 class), 64 GB host RAM",
         methods=PAPER_METHODS,
-        tasks=ALL_TASKS,  # PROTOCOL.md: 50 tasks, 10 domains x 5
+        tasks=ALL_TASKS,  # docs/PROTOCOL.md: 50 tasks, 10 domains x 5
         seeds=tuple(range(8)),  # TRQAM paper: 8 seeds
-        # ALGORITHMS.md s3: the paper sweeps the budget over {0.5, 1, ..., 4} (1 is the main matrix's).
+        # docs/ALGORITHMS.md s3: the paper sweeps the budget over {0.5, 1, ..., 4} (1 is the main matrix's).
         # Which tasks its sensitivity figure used is not public; ours: task 1 of every domain.
         studies=(Study("trqam", "kl_budget", (0.5, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0),
                        tuple(f"{d.abbr}-task1" for d in DOMAINS), tuple(range(8))),),
     ),
 }
 
-# The QAM paper's protocol (arXiv 2601.14234; PROTOCOL.md) for its 17 methods: every method
+# The QAM paper's protocol (arXiv 2601.14234; docs/PROTOCOL.md) for its 17 methods: every method
 # trained from scratch (actor_fast initialised independently of actor_slow, only the targets
 # tied), discount 0.99 (0.995 on antmaze-giant and humanoidmaze: for_task), rho 0 on
 # humanoidmaze (bench.hyperparams), width 512 everywhere, the standard datasets except the

@@ -1,6 +1,6 @@
 """The online phase's replay buffer, and the journal that keeps its transitions on disk.
 
-PROTOCOL.md, 'Online phase': the buffer holds the whole offline set (for the 10M/100M
+docs/PROTOCOL.md, 'Online phase': the buffer holds the whole offline set (for the 10M/100M
 sets, the shard of the moment) plus every online transition, and batches are sampled
 uniformly from their union; RLPD alone draws a fixed fraction from each. Online
 transitions are stored as the offline ones are: ``masks = 1 - terminated`` (a time-limit

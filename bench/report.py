@@ -167,7 +167,7 @@ def closed_form_summary(closed_dir: Path) -> list[str]:
     tail = {mode: float(np.mean([r["path_kl"] for r in tracking if r["mode"] == mode][-10:]))
             for mode in ("internal", "external")}  # the last 10 logged estimates (100 updates)
     lines = [
-        "On the 2-D Gaussian problem of ALGORITHMS.md s5 (exact base flow, quadratic critic; "
+        "On the 2-D Gaussian problem of docs/ALGORITHMS.md s5 (exact base flow, quadratic critic; "
         "`results/closed-form/`):",
         "",
         f"- KL tracking at budget {last['internal']['budget']:g}: TRQAM's path-KL estimate averages "

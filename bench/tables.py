@@ -2,7 +2,7 @@
 
     python -m bench tables --profile quick --out reports/tables
 
-Aggregation follows PROTOCOL.md: mean over seeds, then over tasks, then over domains.
+Aggregation follows docs/PROTOCOL.md: mean over seeds, then over tasks, then over domains.
 Per task: mean and standard deviation over seeds (ddof 1) and a bootstrap 95% interval of
 the mean (``scipy.stats.bootstrap``, percentile method). Per domain and overall: the mean
 of the task means, with a stratified bootstrap interval (seeds resampled within each

@@ -1,4 +1,4 @@
-"""The OGBench tasks the suite knows, with the per-domain facts of PROTOCOL.md.
+"""The OGBench tasks the suite knows, with the per-domain facts of docs/PROTOCOL.md.
 
 A *task* is an OGBench singletask name, ``<domain>-singletask-task<k>-v0`` where the
 domain includes the dataset type (``cube-double-play``). Its *dataset* is the name of
@@ -16,7 +16,7 @@ from bench.errors import BenchError, suggest
 
 @dataclass(frozen=True)
 class Domain:
-    """One of the ten domains of the TRQAM/QAM tables (PROTOCOL.md, 'Tasks')."""
+    """One of the ten domains of the TRQAM/QAM tables (docs/PROTOCOL.md, 'Tasks')."""
 
     abbr: str  # the TRQAM table's abbreviation, e.g. "c2"
     name: str  # domain with dataset type, e.g. "cube-double-play"

@@ -1,6 +1,6 @@
 """TRQAM's internal KL (sigma scaled by lambda) against the 'external KL' ablation
 (QAM's fixed sigma plus lambda * KL in the loss), on the closed-form Gaussian problem
-of ALGORITHMS.md section 5. Records the realised KL of each against the budget.
+of docs/ALGORITHMS.md section 5. Records the realised KL of each against the budget.
 """
 
 from __future__ import annotations

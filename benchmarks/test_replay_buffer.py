@@ -1,4 +1,4 @@
-"""Peak memory of the online replay buffer at paper size (PROTOCOL.md, 'Online phase').
+"""Peak memory of the online replay buffer at paper size (docs/PROTOCOL.md, 'Online phase').
 
 The paper profile's buffer is the offline set plus 500K online transitions; for the
 10M/100M sets only the current 1M shard is resident (shards rotate). Measured in a fresh

@@ -27,7 +27,7 @@ def test_mlp_init_and_layer_norm():
 
 
 class _GaussianField(eqx.Module):
-    """Exact flow velocity from N(0, I) to N(mu, s^2) per dimension (ALGORITHMS.md s5)."""
+    """Exact flow velocity from N(0, I) to N(mu, s^2) per dimension (docs/ALGORITHMS.md s5)."""
 
     mu: float
     s: float

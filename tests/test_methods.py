@@ -114,3 +114,32 @@ def test_frozen_base_stays_put(frozen):
     for i in range(3):
         agent, _ = eqx.filter_jit(lambda a, b, k: a.update(b, k))(agent, _batch(), jax.random.key(i))
     assert bool(eqx.tree_equal(agent.targets["actor_slow"], base)) == frozen
+
+
+def test_docs_protocol_tables_are_the_values_the_suite_trains_with():
+    """docs/PROTOCOL.md's per-domain tables, cell by cell, against bench/hyperparams.py."""
+    from pathlib import Path
+
+    from bench import hyperparams as hp
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "PROTOCOL.md").read_text()
+    text = text[text.index("## Hyperparameters"):]
+    rows = [line.strip("|").split("|") for line in text.splitlines() if line.startswith("| ")]
+    tables = [r for r in rows if r[0].strip() in hp.QAM_BETA]
+    assert len(tables) == 20  # ten domains in each of the two per-domain tables
+
+    def numbers(cell):
+        return tuple(float(x) for x in cell.split(","))
+
+    columns = {
+        1: [lambda d: (hp.QAM_BETA[d],), lambda d: hp.QAM_E[d], lambda d: hp.QAM_F[d], lambda d: (hp.BAM_BETA[d],),
+            lambda d: (hp.FQL_ALPHA[d],), lambda d: (hp.FBRAC_ALPHA[d],), lambda d: (hp.FEDIT_EDIT[d],),
+            lambda d: (hp.DSRL_NOISE[d],)],
+        2: [lambda d: (hp.FAWAC_BETA[d],), lambda d: (hp.IFQL_KAPPA[d],), lambda d: hp.REBRAC[d],
+            lambda d: (hp.CGQL_GUIDANCE[d],), lambda d: hp.CGQL_M[d], lambda d: hp.CGQL_L[d], lambda d: hp.QSM[d],
+            lambda d: (hp.DAC_ALPHA[d],)],
+    }
+    for index, row in enumerate(tables):
+        domain, cells = row[0].strip(), row[1:]
+        for cell, expected in zip(cells, columns[1 if index < 10 else 2], strict=True):
+            assert numbers(cell) == tuple(float(x) for x in expected(domain)), (domain, cell)

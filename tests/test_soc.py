@@ -1,4 +1,4 @@
-"""QAM and TRQAM against closed-form answers (ALGORITHMS.md sections 2, 3 and 5)."""
+"""QAM and TRQAM against closed-form answers (docs/ALGORITHMS.md sections 2, 3 and 5)."""
 
 from __future__ import annotations
 

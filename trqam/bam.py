@@ -1,6 +1,6 @@
 """BAM: basic adjoint matching by backpropagation through the SDE (the QAM paper's baseline).
 
-ALGORITHMS.md section 2: maximise ``beta * (mean_k Q_k - rho std_k Q_k)(s, x_N)`` minus the
+docs/ALGORITHMS.md section 2: maximise ``beta * (mean_k Q_k - rho std_k Q_k)(s, x_N)`` minus the
 control cost ``sum_{k<N-1} (2 / g_k^2) ||v_ft(x_k) - v_base(x_k)||^2`` along the memoryless
 SDE, differentiating through every step instead of using the adjoint. As the reference
 (github.com/ColinQiyangLi/qam): the online critic (its parameters held fixed) at the

@@ -1,4 +1,4 @@
-"""The critic ensemble, its chunked pessimistic TD target and Polyak targets (ALGORITHMS.md s1).
+"""The critic ensemble, its chunked pessimistic TD target and Polyak targets (docs/ALGORITHMS.md s1).
 
 Written once and used by every method that learns a Q-function over action chunks.
 """

@@ -1,4 +1,4 @@
-"""Projected dual descent on the trust-region multiplier lambda (TRQAM, ALGORITHMS.md s3).
+"""Projected dual descent on the trust-region multiplier lambda (TRQAM, docs/ALGORITHMS.md s3).
 
 Once per gradient step, after the parameter update:
 

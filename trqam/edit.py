@@ -1,4 +1,4 @@
-"""The edit policy of EXPO (arXiv 2507.07986), shared by QAM-E and FEdit (ALGORITHMS.md s2, s4).
+"""The edit policy of EXPO (arXiv 2507.07986), shared by QAM-E and FEdit (docs/ALGORITHMS.md s2, s4).
 
 On top of a flow's action ``a_flow`` the agent acts with
 ``clip(a_flow + edit_scale * e)``, ``e ~ pi_edit(. | s, a_flow)`` a tanh-Gaussian trained by

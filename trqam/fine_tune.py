@@ -1,6 +1,6 @@
 """What every critic-guided flow fine-tuning method shares (QAM, QAM-E, QAM-F, BAM, TRQAM).
 
-Networks (ALGORITHMS.md s2): the critic ensemble and its Polyak target; ``actor_slow``,
+Networks (docs/ALGORITHMS.md s2): the critic ensemble and its Polyak target; ``actor_slow``,
 trained by the BC flow loss throughout, and its EMA ``target_actor_slow``, which is the
 base field ``v_base``; and ``actor_fast``, the fine-tuned field ``v_ft``. Given a BC
 checkpoint, all three actors start from it; from scratch, ``actor_fast`` is initialised

@@ -1,4 +1,4 @@
-"""The flow policy: a velocity field over flattened action chunks (ALGORITHMS.md section 1).
+"""The flow policy: a velocity field over flattened action chunks (docs/ALGORITHMS.md section 1).
 
 Conventions: an action chunk of h steps of an |A|-dimensional action is flattened to
 ``action_dim = h * |A|``; flow time ``t`` runs from noise (t = 0) to action (t = 1).

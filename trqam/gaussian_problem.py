@@ -1,4 +1,4 @@
-"""The closed-form problem of ALGORITHMS.md section 5: the SOC tests check QAM and TRQAM
+"""The closed-form problem of docs/ALGORITHMS.md section 5: the SOC tests check QAM and TRQAM
 against it, and `bench.closed_form` draws the paper's claims on it where a CPU-sized
 OGBench run is too short to show them.
 
@@ -23,7 +23,7 @@ MU = jnp.array([0.2, -0.1])
 S = jnp.array([[0.09, 0.03], [0.03, 0.04]])
 C = jnp.array([0.5, 0.3])
 A = jnp.diag(jnp.array([4.0, 2.0]))
-NUM_STEPS = 40  # Euler error is small enough at N = 40 (ALGORITHMS.md s5)
+NUM_STEPS = 40  # Euler error is small enough at N = 40 (docs/ALGORITHMS.md s5)
 
 
 class ExactBase(eqx.Module):

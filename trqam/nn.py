@@ -1,4 +1,4 @@
-"""Networks shared by every method (ALGORITHMS.md section 1).
+"""Networks shared by every method (docs/ALGORITHMS.md section 1).
 
 Modules act on a single example, the way Equinox's own layers do; callers `jax.vmap`
 over the batch.

@@ -1,4 +1,4 @@
-"""The one-step policy ``mu(s, z)`` distilled from a flow (FQL; QAM-F). ALGORITHMS.md s2, s4.
+"""The one-step policy ``mu(s, z)`` distilled from a flow (FQL; QAM-F). docs/ALGORITHMS.md s2, s4.
 
 ``mu`` maps a state and a noise vector z straight to an action; it is trained on
 ``-Q(s, clip(mu(s, z))) + alpha ||mu(s, z) - flow(s, z)||^2``, where ``flow(s, z)`` is the

@@ -1,5 +1,5 @@
 """QAM: Q-learning with Adjoint Matching (Li and Levine, arXiv 2601.14234), and its
-QAM-E (edit policy) and QAM-F (one-step policy) variants. ALGORITHMS.md section 2.
+QAM-E (edit policy) and QAM-F (one-step policy) variants. docs/ALGORITHMS.md section 2.
 
 QAM fine-tunes the flow by adjoint matching towards ``pi_base exp(beta Q)`` with a fixed
 inverse temperature ``beta`` (``inv_temp``).

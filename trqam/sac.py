@@ -1,5 +1,5 @@
 """Maximum-entropy (SAC-style) pieces shared by every stochastic tanh-Gaussian actor:
-QAM-E's and FEdit's edit policies, DSRL's noise policy (ALGORITHMS.md s2, s4).
+QAM-E's and FEdit's edit policies, DSRL's noise policy (docs/ALGORITHMS.md s2, s4).
 
 The temperature ``alpha = exp(log_alpha)`` is tuned automatically towards a target entropy
 ``target_entropy_scale * dim`` (the references use -0.5 per dimension).

@@ -1,6 +1,6 @@
 """Stochastic optimal control over flow policies: the pieces QAM, BAM and TRQAM share.
 
-ALGORITHMS.md sections 2-3. With N flow steps, ``dt = 1/N``, shifted times ``t_k = k/N``
+docs/ALGORITHMS.md sections 2-3. With N flow steps, ``dt = 1/N``, shifted times ``t_k = k/N``
 and the memoryless noise schedule ``g_k = sqrt(2 (1 - t_k + dt) / (t_k + dt))``:
 
 * `memoryless_rollout`: the forward SDE

@@ -1,6 +1,6 @@
 """TRQAM: Trust Region Q-Adjoint Matching (Dong, Lee, Kim, Kim, Shin; arXiv 2605.27079).
 
-ALGORITHMS.md section 3. Same networks and forward SDE as QAM, but the temperature is a
+docs/ALGORITHMS.md section 3. Same networks and forward SDE as QAM, but the temperature is a
 dual variable: the terminal adjoint carries no beta, the loss uses
 ``sigma_k = g_k / sqrt(lam_scale * lambda)``, and projected dual descent moves lambda so
 that the realised path KL (Theorem 1's Girsanov estimator) tracks ``kl_budget``.
@@ -34,7 +34,7 @@ class TRQAMConfig(FlowQConfig):
     dual: DualConfig = field(default_factory=DualConfig)
 
     def for_online(self) -> Self:
-        """The online phase tracks ``online_kl_budget`` where one is set (ALGORITHMS.md s3)."""
+        """The online phase tracks ``online_kl_budget`` where one is set (docs/ALGORITHMS.md s3)."""
         if self.online_kl_budget is None:
             return self
         return dataclasses.replace(self, kl_budget=self.online_kl_budget)
