@@ -61,6 +61,7 @@ def train(
     batch_size: int | None = None,
     set: list[str] = [],  # noqa: A002, B006 (the option is --set; tyro reads the default)
     seed_axis: Literal["auto", "vmap", "map"] = "auto",
+    rerun_stale: bool = False,
     progress: bool = True,
 ) -> None:
     """Train and evaluate one method on one task; resumes an interrupted run in the same directory.
@@ -84,9 +85,10 @@ def train(
         batch_size: Batch size of every phase, BC pretraining included (default: the profile's, 256).
         set: Overrides of the method's config, KEY=VALUE (e.g. kl_budget=0.5, external_kl=true, frozen_base=true, inv_temp=3).
         seed_axis: How one program trains several --seeds: vmap (every product batched over the seeds; for accelerators), map (one seed after another inside the program; faster on a CPU) or auto (map on a CPU, vmap otherwise). Results agree up to float rounding.
+        rerun_stale: When the run directory holds a run of another configuration, of another result store (a committed run) or of another code revision, move it aside (under results/replaced/) and train; without it such a run is refused with one line (another revision's is kept and returned).
         progress: Show a progress bar.
     """
-    from bench.training import RunConfig, train_seeds
+    from bench.training import RERUN_STALE, RunConfig, train_seeds
 
     chosen = list(dict.fromkeys(seeds)) if seeds else [seed]
     schedule = _schedule(offline_steps, eval_interval, eval_episodes, log_interval, batch_size)
@@ -94,7 +96,8 @@ def train(
                          out=out / f"seed{s}" if out is not None and seeds else out, init=init,
                          overrides=tuple(set), bc_seed=bc_seed, online_steps=online_steps, **schedule)
                for s in chosen]
-    for config, summary in zip(configs, train_seeds(configs, progress=progress, seed_axis=seed_axis), strict=True):
+    summaries = train_seeds(configs, progress=progress, seed_axis=seed_axis, rerun=RERUN_STALE if rerun_stale else ())
+    for config, summary in zip(configs, summaries, strict=True):
         phases = ", ".join(f"{phase} {success:.3f}" for phase, success in summary["success_by_phase"].items())
         if summary.get("status") == "diverged":
             where = summary["diverged"]
@@ -132,6 +135,7 @@ def reproduce(
     gpus_per_run: float = 0.0,
     seeds_per_program: int = 8,
     reports: Path = Path("reports"),
+    rerun_stale: bool = False,
     dry_run: bool = False,
 ) -> None:
     """The main job: run a profile's matrix (finished runs are kept, interrupted ones resume, a
@@ -160,7 +164,8 @@ def reproduce(
         gpus_per_run: Ray backend: GPUs requested per program (e.g. 1, or 0.25 to pack four per GPU).
         seeds_per_program: Runs that differ only in their seed are trained side by side by one compiled program, this many at most (1: one process per run).
         reports: Where the tables, figures and REPORT.md go.
-        dry_run: List the runs and stop.
+        rerun_stale: Also train again the runs of this result store finished at another code revision (they are kept and marked otherwise). Runs of another configuration or of another result store (committed runs, on a fresh clone) are always trained again; the old ones are moved under results/replaced/ and the report sets the new numbers beside them.
+        dry_run: Say, per run, what would happen (kept, trained, trained again and why), which data is present or missing, and an estimate of the cost on this machine; then stop.
     """
     import time
 
@@ -168,7 +173,15 @@ def reproduce(
     from bench import report as report_module
     from bench import tables as tables_module
     from bench.profiles import get_profile
-    from bench.sweep import SweepSettings, failures_table, plan, sweep, write_index, write_record
+    from bench.sweep import (
+        SweepSettings,
+        failures_table,
+        plan,
+        prepare,
+        sweep,
+        write_index,
+        write_record,
+    )
     from bench.training import RESULTS_DIR
 
     began = time.perf_counter()
@@ -181,14 +194,16 @@ def reproduce(
                  "seeds": sorted({r.seed for r in runs})}
     data_problems = _large_data_problems(chosen, runs, source, dataset_dir)
     if dry_run:
-        for run in runs:
-            print(f"{run.method:8s} {run.task:45s} seed {run.seed} {' '.join(run.overrides)} -> {run.run_dir()}")
-        print(f"{len(runs)} runs")
-        for problem in data_problems.values():
-            print(f"data missing: {problem}")
+        _dry_run(chosen, prepare(runs, rerun_stale=rerun_stale, dry_run=True), source, dataset_dir, data_problems,
+                 RESULTS_DIR, rerun_stale)
         return
     if data_problems:  # before any training: one line for the first task without its data
         raise BenchError(next(iter(data_problems.values())))
+    prepared = prepare(runs, rerun_stale=rerun_stale)
+    for item in prepared:
+        if item.replaced is not None:
+            print(f"{item.run.run_dir()}: {item.before} ({'; '.join(item.reasons[:2])}): moved to {item.replaced}, "
+                  "trained again", flush=True)
     settings = SweepSettings(backend=backend, workers=workers, address=address, cpus_per_run=cpus_per_run,
                              gpus_per_run=gpus_per_run, seeds_per_program=seeds_per_program)
     print(f"{len(runs)} runs of profile {profile} ({backend} backend)", flush=True)
@@ -215,13 +230,69 @@ def reproduce(
     path = report_module.write(
         reports / "REPORT.md", profile=chosen, command=" ".join(["python -m bench reproduce", *sys.argv[2:]]),
         selection=selection, outcomes=outcomes, runs_root=runs_root, tables_dir=tables_dir, figures=figure_paths,
-        closed_dir=RESULTS_DIR / "closed-form", wall_s=wall)
+        closed_dir=RESULTS_DIR / "closed-form", wall_s=wall, prepared=prepared)
     print(f"wrote {tables_dir}/, {reports / 'figures' / profile}/, {path}; sweep record {record}")
     failed = failures_table(outcomes)
     if failed:
         print("some runs failed (rerun the same command to retry them; finished runs are kept):\n" + failed,
               file=sys.stderr)
         sys.exit(1)
+
+
+def _dry_run(profile, prepared, source, dataset_dir, data_problems: dict[str, str], results_dir: Path,
+             rerun_stale: bool) -> None:
+    """What `reproduce` would do, run by run, with the data and an estimate of the cost."""
+    import json
+    import statistics
+
+    from bench.sweep import REDO
+
+    redo = set(REDO) | ({"other-revision"} if rerun_stale else set())
+    actions = {"missing": "train", "unfinished": "resume", "current": "keep (finished here, at this revision)",
+               "other-revision": "keep (finished at another revision; --rerun-stale trains it again)"}
+    to_train = []
+    for item in prepared:
+        run = item.run
+        action = f"train again ({item.before})" if item.before in redo else actions[item.before]
+        print(f"{run.method:8s} {run.task:45s} seed {run.seed} {' '.join(run.overrides):20s} {action}"
+              + (f": {'; '.join(item.reasons[:2])}" if item.reasons else ""))
+        if item.before in redo or item.before in ("missing", "unfinished"):
+            to_train.append(run)
+    for task in dict.fromkeys(item.run.task for item in prepared):
+        print(f"data {task}: {data_problems.get(task) or _data_status(profile, task, source, dataset_dir)}")
+    # Cost: the median wall time of the stored finished runs of each method at this profile.
+    seconds: dict[str, list[float]] = {}
+    for path in (results_dir / "runs" / profile.name).glob("*/*/seed*/summary.json"):
+        summary = json.loads(path.read_text())
+        share = len(summary.get("seeds_in_program") or [0]) or 1
+        seconds.setdefault(summary["method"], []).append(float(summary.get("wall_time_s", 0.0)) / share)
+    known = [statistics.median(seconds[r.method]) for r in to_train if r.method in seconds]
+    unknown = sorted({r.method for r in to_train if r.method not in seconds})
+    print(f"{len(prepared)} runs: {len(to_train)} to train, {len(prepared) - len(to_train)} kept; estimated "
+          f"{sum(known) / 3600:.1f} h of program time, from the stored runs' own wall times"
+          + (f" (none stored for {', '.join(unknown)}: not estimated)" if unknown else "")
+          + "; programs run side by side on several workers.")
+
+
+def _data_status(profile, task_name: str, source, dataset_dir) -> str:
+    """Whether ``task_name``'s data is here, without downloading or regenerating anything."""
+    from bench import datagen
+    from bench.data import DEFAULT_OFFICIAL_DIR, cache_dir
+    from bench.tasks import resolve_task
+
+    task = resolve_task(task_name)
+    source = source or profile.source
+    directory = Path(dataset_dir).expanduser() if dataset_dir else DEFAULT_OFFICIAL_DIR
+    official = (directory / f"{task.dataset}.npz").is_file() and (directory / f"{task.dataset}-val.npz").is_file()
+    if source != "regenerated" and official:
+        return f"files present in {directory}"
+    cached = cache_dir() / "datasets" / task.dataset / profile.regeneration.tag
+    if source == "official":
+        return f"missing from {directory}: would be downloaded (or the run fails with the files to put there)"
+    if datagen.read_manifest(cached, task.dataset) is not None:
+        return f"regenerated data cached in {cached}"
+    return (f"missing: would be regenerated into {cached} ({profile.regeneration.episodes} episodes of "
+            f"{profile.regeneration.episode_length} steps)")
 
 
 def _large_data_problems(profile, runs, source, dataset_dir) -> dict[str, str]:

@@ -82,14 +82,76 @@ def _data_section(summaries: list[dict], run_dirs: list[Path]) -> list[str]:
     return lines or ["  - (no data records)"]
 
 
+def _run_environments(run_dirs: list[Path]) -> dict[str, Counter]:
+    """What the runs' own ``environment.json`` say: hardware, versions and code revisions, each
+    with how many runs it describes."""
+    found: dict[str, Counter] = {"hardware": Counter(), "versions": Counter(), "revision": Counter()}
+    for directory in run_dirs:
+        path = directory / "environment.json"
+        env = json.loads(path.read_text()) if path.exists() else {}
+        hw = env.get("hardware", {})
+        found["hardware"][f"{hw.get('cpu', '?')} x{hw.get('cpu_cores', '?')} cores, {hw.get('memory_gib', '?')} GiB, "
+                          f"JAX `{hw.get('jax_backend', '?')}` ({', '.join(hw.get('jax_devices', []))}), "
+                          f"host `{hw.get('host', '?')}`"] += 1
+        found["versions"][", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items()) or "unrecorded"] += 1
+        found["revision"][env.get("code_revision") or "unrecorded"] += 1
+    return found
+
+
+def _counted(counter: Counter, total: int) -> str:
+    return "; ".join(f"{value} ({n} of {total} runs)" for value, n in counter.most_common())
+
+
+def _new_against_committed(prepared, runs_root: Path, tables_dir: Path) -> list[str]:
+    """Per method: the runs trained again in this invocation against the runs they replaced
+    (a fresh clone's committed runs, or runs of another configuration), and the published
+    value the tables show."""
+    import csv
+
+    new: dict[str, list[float]] = {}
+    old: dict[str, list[float]] = {}
+    revisions: dict[str, set[str]] = {}
+    for item in prepared or ():
+        if item.replaced is None or not (item.replaced / "summary.json").exists():
+            continue
+        current = item.run.run_dir() / "summary.json"
+        if not current.exists():
+            continue
+        label = item.run.method + ("" if not item.run.overrides else " " + " ".join(item.run.overrides))
+        new.setdefault(label, []).append(float(json.loads(current.read_text())["final_success"]))
+        old.setdefault(label, []).append(float(json.loads((item.replaced / "summary.json").read_text())["final_success"]))
+        revisions.setdefault(label, set()).add(str(item.revision or "unrecorded")[:12])
+    if not new:
+        return []
+    published: dict[str, str] = {}
+    domains = tables_dir / "domains.csv"
+    if domains.exists():
+        with open(domains, newline="") as f:
+            for row in csv.DictReader(f):
+                value = row.get("trqam_paper") or row.get("qam_paper") or ""
+                if value and row["phase"] == "offline":
+                    published.setdefault(row["method"], f"{row['domain']}: {value}")
+    lines = ["## New against committed", "",
+             "Runs trained in this invocation in place of stored runs of another result store (the committed "
+             "runs, on a fresh clone) or of another configuration; the old runs are kept under "
+             "`results/replaced/`. Final success in %, mean over the runs; published: the value the tables "
+             "show for the profile's paper (empty where the task is not among the paper's).", "",
+             "| method | runs | new | committed | committed at revision | published |", "|---|---|---|---|---|---|"]
+    for label in sorted(new):
+        lines.append(f"| {label} | {len(new[label])} | {100 * np.mean(new[label]):.1f} | {100 * np.mean(old[label]):.1f} | "
+                     f"{', '.join(sorted(revisions[label]))} | {published.get(label.split()[0], '')} |")
+    return [*lines, ""]
+
+
 def write(path: Path, *, profile: Profile, command: str, selection: dict, outcomes: list[Outcome],
-          runs_root: Path, tables_dir: Path, figures: list[Path], closed_dir: Path, wall_s: dict[str, float]) -> Path:
+          runs_root: Path, tables_dir: Path, figures: list[Path], closed_dir: Path, wall_s: dict[str, float],
+          prepared=None) -> Path:
     base = path.parent
     run_dirs = sorted(p.parent for p in runs_root.glob("*/*/seed*/summary.json"))
     summaries = [json.loads((d / "summary.json").read_text()) for d in run_dirs]
     counts = Counter(o.status for o in outcomes)
-    hardware = provenance.hardware()
-    versions = provenance.versions()
+    environments = _run_environments(run_dirs)
+    current_revision = provenance.code_revision()
     hidden = "x".join(str(h) for h in profile.hidden_sizes)
     statement = CAN_AND_CANNOT.get(profile.name, "").format(
         hidden=hidden, critics=profile.num_critics, pretrain=profile.pretrain_steps, offline=profile.offline_steps,
@@ -108,10 +170,15 @@ def write(path: Path, *, profile: Profile, command: str, selection: dict, outcom
         "",
         "## Provenance",
         "",
-        f"- Hardware: {hardware['cpu']} x{hardware['cpu_cores']} cores, {hardware['memory_gib']} GiB RAM, "
-        f"JAX backend `{hardware['jax_backend']}` ({', '.join(hardware['jax_devices'])}), host `{hardware['host']}`.",
-        "- Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".",
-        f"- Code revision: `{provenance.code_revision()}`.",
+        "Every provenance line below comes from the stored runs' own records (`environment.json`, "
+        "`data.json`), not from the machine that wrote this report.",
+        "",
+        f"- Hardware: {_counted(environments['hardware'], len(run_dirs))}.",
+        f"- Versions: {_counted(environments['versions'], len(run_dirs))}.",
+        f"- Code revision of the runs: {_counted(environments['revision'], len(run_dirs))}"
+        + ("" if set(environments["revision"]) <= {current_revision} else
+           f"; this report was written at `{current_revision}`: runs of another revision are marked in the "
+           "tables' `revision` column, and `reproduce --rerun-stale` trains them again") + ".",
         f"- Matrix: methods {', '.join(selection['methods'])}; tasks {', '.join(selection['tasks'])}; "
         f"seeds {', '.join(map(str, selection['seeds']))}; plus the profile's studies "
         f"({', '.join(f'{s.method} {s.key} in {list(s.values)}' for s in profile.studies) or 'none'}).",
@@ -140,6 +207,7 @@ def write(path: Path, *, profile: Profile, command: str, selection: dict, outcom
             lines.append(f"| `{relative_path(directory, runs_root)}` | {info['phase']} step {info['step']} | "
                          f"{', '.join(info['metrics'])} | {last_text} |")
         lines.append("")
+    lines += _new_against_committed(prepared, runs_root, tables_dir)
     failed = failures_table(outcomes)
     if failed:
         lines += ["## Failed runs", "", "These runs did not finish; their logs say why. Rerun the same command to "

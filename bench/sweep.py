@@ -121,6 +121,48 @@ def _bc_key(run: RunConfig) -> tuple:
     return (run.task, run.profile, run.phase_seed("pretrain"), run.source, run.dataset_dir, run.batch_size)
 
 
+# ---- what the store holds -------------------------------------------------------------------
+# States of `bench.training.StoredRun` that `reproduce` always trains again (moving the old run
+# aside): another configuration, or a run of another result store (a fresh clone's committed
+# runs are what its new numbers are set beside, not its answer). ``--rerun-stale`` adds the
+# runs of this store finished at another code revision.
+REDO = ("stale", "foreign", "finished-without-config")
+
+
+@dataclass(frozen=True)
+class Prepared:
+    run: RunConfig
+    before: str  # the StoredRun state found
+    reasons: tuple[str, ...]
+    revision: str | None  # of the run found there
+    replaced: Path | None  # where the run found there was moved (when it is trained again)
+
+
+def stored_state(run: RunConfig):
+    """``run``'s `bench.training.StoredRun` (what its directory holds against this code)."""
+    from bench.training import Run
+
+    owner = Run(run, progress=False)
+    return owner.stored(owner.seeds[0])
+
+
+def prepare(runs: Sequence[RunConfig], *, rerun_stale: bool = False, dry_run: bool = False) -> list[Prepared]:
+    """Classify every run's directory and, unless ``dry_run``, move aside those to train again
+    (`REDO`, and other-revision runs with ``rerun_stale``), so that the sweep trains them in
+    place and the old ones stay readable for the report."""
+    from bench.training import set_aside
+
+    redo = set(REDO) | ({"other-revision"} if rerun_stale else set())
+    prepared = []
+    for run in runs:
+        stored = stored_state(run)
+        replaced = None
+        if stored.state in redo and not dry_run:
+            replaced = set_aside(stored.directory)
+        prepared.append(Prepared(run, stored.state, stored.reasons, stored.revision, replaced))
+    return prepared
+
+
 # ---- one run -----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Outcome:

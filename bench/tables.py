@@ -167,7 +167,8 @@ PROTOCOL_PAPERS = {
 def build(measured, qam_ref, trqam_ref, *, profile: str, official: bool, protocol: str = "trqam",
           kl_budgets: dict[tuple[str, str], set[str]] | None = None,
           diverged: dict[tuple[str, str, str], int] | None = None,
-          planned_seeds: int | None = None) -> dict[str, list[dict]]:
+          planned_seeds: int | None = None,
+          revisions: dict[tuple[str, str], set[str]] | None = None) -> dict[str, list[dict]]:
     """Rows of the per-task, per-domain and overall tables (values in %). Each run is compared
     with the paper whose protocol it followed (``protocol``) and no other: the TRQAM paper
     publishes per-domain offline means, the QAM paper per-task, per-seed curves.
@@ -176,7 +177,7 @@ def build(measured, qam_ref, trqam_ref, *, profile: str, official: bool, protoco
     ``planned_seeds``: the profile's seeds per task, to say when a mean covers fewer."""
     if protocol not in PROTOCOL_PAPERS:
         raise ValueError(f"unknown protocol {protocol!r}; one of {sorted(PROTOCOL_PAPERS)}")
-    kl_budgets, diverged = kl_budgets or {}, diverged or {}
+    kl_budgets, diverged, revisions = kl_budgets or {}, diverged or {}, revisions or {}
 
     def seeds(n: int) -> str:
         return f"{n} of {planned_seeds}" if planned_seeds and n < planned_seeds else str(n)
@@ -200,7 +201,10 @@ def build(measured, qam_ref, trqam_ref, *, profile: str, official: bool, protoco
             ref = qam_ref.get((paper_name(method), task, phase))
             row |= {"qam_paper": _pct(None if ref is None else float(np.mean(ref))),
                     "diff_qam": "" if ref is None else f"{100 * (interval.mean - float(np.mean(ref))):+.1f}"}
-        tasks_rows.append(row | budget(method, [task]))
+        row |= budget(method, [task])
+        if revisions:
+            row["revision"] = ", ".join(sorted(revisions.get((method, task), set())))
+        tasks_rows.append(row)
     per_method_domains: dict[tuple[str, str], list[np.ndarray]] = defaultdict(list)
     for (method, domain, phase), entries in sorted(by_domain.items()):
         samples = [values for _, values in entries]
@@ -233,6 +237,19 @@ def build(measured, qam_ref, trqam_ref, *, profile: str, official: bool, protoco
         overall = float(np.mean([np.mean(d) for d in domain_means]))
         overall_rows.append({"method": method, "phase": phase, "domains": len(domain_means), "mean": _pct(overall)})
     return {"tasks": tasks_rows, "domains": domain_rows, "overall": overall_rows}
+
+
+def run_revisions(summary_paths: list[Path], current: str | None) -> dict[tuple[str, str], set[str]]:
+    """``(method, task) -> revisions`` the runs were trained at (from each run's
+    ``environment.json``), 12 characters each, ``(other)`` after one that is not ``current``."""
+    found: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for path in summary_paths:
+        env_path = path.parent / "environment.json"
+        revision = json.loads(env_path.read_text()).get("code_revision") if env_path.exists() else None
+        summary = json.loads(path.read_text())
+        label = (revision or "unrecorded")[:12] + ("" if revision == current else " (other)")
+        found[(summary["method"], summary["task"])].add(label)
+    return found
 
 
 def run_kl_budgets(summary_paths: list[Path]) -> dict[tuple[str, str], set[str]]:
@@ -270,6 +287,7 @@ def _markdown(rows: list[dict]) -> str:
 
 def write(runs_root: Path, out_dir: Path, profile: str, reference_dir: Path = REFERENCE_DIR) -> list[Path]:
     """``tables.md`` and one CSV per table under ``out_dir`` for the runs under ``runs_root``."""
+    from bench import provenance
     from bench.profiles import get_profile
 
     protocol = get_profile(profile).protocol
@@ -280,7 +298,8 @@ def write(runs_root: Path, out_dir: Path, profile: str, reference_dir: Path = RE
     tables = build(measured, load_qam_reference(reference_dir), load_trqam_reference(reference_dir),
                    profile=profile, official=kinds == {"official"}, protocol=protocol,
                    kl_budgets=run_kl_budgets(summary_paths), diverged=diverged_runs(summaries),
-                   planned_seeds=len(get_profile(profile).seeds))
+                   planned_seeds=len(get_profile(profile).seeds),
+                   revisions=run_revisions(summary_paths, provenance.code_revision()))
     paths = []
     for name, rows in tables.items():
         path = out_dir / f"{name}.csv"
@@ -305,6 +324,8 @@ def write(runs_root: Path, out_dir: Path, profile: str, reference_dir: Path = RE
         "data, discount, seeds) and are not shown beside these runs.",
         "`diverged`: runs whose training became non-finite, counted in the mean with success 0. `seeds` says "
         "\"n of m\" where fewer runs than the profile plans are stored.",
+        f"`revision`: the code revision the runs were trained at; \"(other)\" marks one that is not this "
+        f"checkout's (`{provenance.code_revision()}`): `reproduce --rerun-stale` trains those again.",
         "`kl_budget` (TRQAM): the budget each run trained with and its source; \"default\" marks the paper's "
         "default 1.0 used where its per-domain value is unpublished.",
         "",

@@ -18,9 +18,11 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import sys
 import time
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,10 +37,10 @@ from bench import compiled, provenance
 from bench.batches import TransitionData, sample_batch
 from bench.data import DataFiles, Source, cache_dir, load_split, resolve_files
 from bench.errors import BenchError
-from bench.files import derived_seed
+from bench.files import derived_seed, file_lock
 from bench.methods import Method, apply_overrides, check_config, get_method
 from bench.profiles import Profile, get_profile
-from bench.runstore import CsvLog, exclusive, read_json, write_json
+from bench.runstore import CsvLog, exclusive, read_json, write_atomic, write_json
 from bench.tasks import Task, resolve_task
 from trqam.agent import agent_file_problem, checksum_path, load_agent, save_agent
 
@@ -182,6 +184,82 @@ SHARED = ("method", "task", "profile", "source", "dataset_dir", "init", "overrid
           *SCHEDULE_FIELDS)
 
 
+# Fields of a run's config.json that do not change what it trains: the profile's matrix
+# (which runs a sweep lists), what the profile is sized for, how many updates one host call
+# makes (speed only), which paper's numbers its tables show, and the method's description.
+NOT_IDENTITY = {("profile", "methods"), ("profile", "tasks"), ("profile", "seeds"), ("profile", "studies"),
+                ("profile", "machine"), ("profile", "updates_per_call"), ("profile", "protocol"),
+                ("method", "paper")}
+RunState = Literal["missing", "unfinished", "current", "other-revision", "stale", "foreign", "finished-without-config"]
+
+
+@dataclass(frozen=True)
+class StoredRun:
+    """What a run directory holds, against the run the current code would train there:
+
+    * ``missing`` / ``unfinished``: nothing, or an interrupted run of this configuration;
+    * ``current``: finished, with this configuration, by this result store, at this revision;
+    * ``other-revision``: the same, at another code revision (kept and marked; redone by
+      ``--rerun-stale``);
+    * ``stale``: finished or interrupted with another configuration (``reasons`` lists the
+      fields): never returned as this run's result;
+    * ``foreign``: finished with this configuration in another result store (a committed run
+      on a fresh clone, or one copied from another machine): a result to compare with, not
+      this checkout's answer; `reproduce` trains it again.
+    """
+
+    directory: Path
+    state: RunState
+    reasons: tuple[str, ...] = ()
+    revision: str | None = None
+
+    def describe(self) -> str:
+        return f"{self.state}" + (f" ({'; '.join(self.reasons)})" if self.reasons else "")
+
+
+def config_differences(previous: Any, current: Any, path: tuple[str, ...] = ()) -> list[str]:
+    """``a.b: old -> new`` for every field that differs between two config records (the
+    fields in `NOT_IDENTITY` excepted)."""
+    if path[:2] in NOT_IDENTITY:
+        return []
+    if isinstance(previous, dict) and isinstance(current, dict):
+        out = []
+        for key in dict.fromkeys([*previous, *current]):
+            out += config_differences(previous.get(key, "(absent)"), current.get(key, "(absent)"), (*path, key))
+        return out
+    if isinstance(previous, list) and isinstance(current, list) and len(previous) == len(current):
+        out = []
+        for i, (old, new) in enumerate(zip(previous, current, strict=True)):  # phases are named by their name
+            name = old.get("name", i) if isinstance(old, dict) and old.get("name") == new.get("name") else i
+            out += config_differences(old, new, (*path, f"{name}"))
+        return out
+    return [] if previous == current else [f"{'.'.join(path)}: {previous} -> {current}"]
+
+
+def store_id(results_dir: Path | None = None) -> str:
+    """This result store's identity (``RESULTS/.store-id``, never committed): every run it
+    trains records it, so a committed or copied run is told from one trained here."""
+    path = (results_dir or RESULTS_DIR) / ".store-id"
+    if not path.exists():
+        with file_lock(path.with_name(".store-id.lock")):
+            if not path.exists():
+                write_atomic(path, uuid.uuid4().hex + "\n")
+    return path.read_text().strip()
+
+
+def set_aside(directory: Path) -> Path:
+    """Move a run directory out of the way of a new run, keeping it: under
+    ``RESULTS/replaced/UTCSTAMP/`` for a run of the result store, else beside it."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    try:
+        target = RESULTS_DIR / "replaced" / stamp / directory.resolve().relative_to((RESULTS_DIR / "runs").resolve())
+    except ValueError:
+        target = directory.with_name(f"{directory.name}.replaced-{stamp}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(directory), str(target))
+    return target
+
+
 class _Start(NamedTuple):
     """Where a seed's run continues."""
 
@@ -219,7 +297,8 @@ class Run:
     In the online phase each seed steps its own environment (`bench.online`)."""
 
     def __init__(self, configs: RunConfig | Sequence[RunConfig], *, progress: bool = True,
-                 on_step: Callable[[str, int], None] | None = None, seed_axis: compiled.SeedAxis = "auto"):
+                 on_step: Callable[[str, int], None] | None = None, seed_axis: compiled.SeedAxis = "auto",
+                 rerun: Iterable[str] = ()):
         self.seed_axis = compiled.resolve_seed_axis(seed_axis)  # how one program walks its seeds
         configs = [configs] if isinstance(configs, RunConfig) else list(configs)
         if not configs:
@@ -249,6 +328,7 @@ class Run:
         self.seeds = [_Seed(c, d, Checkpoint(d / "checkpoint")) for c, d in zip(configs, dirs, strict=True)]
         self.progress = progress
         self.on_step = on_step  # called after every host call; tests use it to interrupt a run
+        self.rerun = frozenset(rerun)  # states of `StoredRun` to move aside and train again
 
     # ---- records -------------------------------------------------------------------
     def config_record(self, config: RunConfig | None = None) -> dict[str, Any]:
@@ -269,27 +349,46 @@ class Run:
                      "chunk_len": self.task.chunk_len, "sparse_reward": self.task.sparse_reward},
         }
 
+    def stored(self, seed: _Seed) -> StoredRun:
+        """What ``seed``'s directory holds, against what this code would train there (`StoredRun`)."""
+        summary, recorded, environment = (seed.dir / n for n in ("summary.json", "config.json", "environment.json"))
+        if not recorded.exists():
+            return StoredRun(seed.dir, "finished-without-config" if summary.exists() else "missing")
+        differences = config_differences(_jsonable(read_json(recorded)), _jsonable(self.config_record(seed.config)))
+        env = read_json(environment) if environment.exists() else {}
+        revision = env.get("code_revision")
+        if differences:
+            return StoredRun(seed.dir, "stale", tuple(differences), revision)
+        if not summary.exists():
+            return StoredRun(seed.dir, "unfinished", (), revision)
+        if env.get("store_id") != store_id():
+            where = f"trained at revision {revision or 'unknown'} on {env.get('hardware', {}).get('host', '?')}"
+            return StoredRun(seed.dir, "foreign", (f"{where}, in another result store",), revision)
+        if revision != provenance.code_revision():
+            return StoredRun(seed.dir, "other-revision", (f"trained at revision {revision}",), revision)
+        return StoredRun(seed.dir, "current", (), revision)
+
     def _check_directory(self, seed: _Seed) -> dict | None:
-        """Return the summary of a finished run, or None; refuse a different config."""
-        summary, recorded = seed.dir / "summary.json", seed.dir / "config.json"
-        if summary.exists():
-            previous = read_json(recorded)["run"] if recorded.exists() else {}
-            current = _jsonable(self.config_record(seed.config))["run"]
-            differs = [k for k in IDENTITY if k in previous and previous[k] != current[k]]
-            if differs:
-                raise BenchError(
-                    f"run directory {seed.dir} holds a finished run with another {', '.join(differs)}; "
-                    "finished runs are never overwritten: pass another --out"
-                )
-            return read_json(summary)
-        if recorded.exists():
-            previous = read_json(recorded)
-            if _jsonable(previous) != _jsonable(self.config_record(seed.config)):
-                raise BenchError(
-                    f"run directory {seed.dir} holds an unfinished run with a different configuration; "
-                    "pass another --out, or delete that directory to start over"
-                )
-        return None
+        """The summary of a finished run of this configuration, or None (train); a run of
+        another configuration, or of another result store, is moved aside (`set_aside`) when
+        ``rerun`` names its state, and refused with one line otherwise: never returned."""
+        stored = self.stored(seed)
+        if stored.state in ("missing", "unfinished"):
+            return None
+        if stored.state == "current" or (stored.state == "other-revision" and stored.state not in self.rerun):
+            if stored.state == "other-revision":
+                print(f"{seed.dir}: finished at revision {stored.revision}, kept (--rerun-stale redoes it)",
+                      file=sys.stderr, flush=True)
+            return read_json(seed.dir / "summary.json")
+        if stored.state in self.rerun:
+            aside = set_aside(seed.dir)
+            print(f"{seed.dir}: {stored.describe()}; moved to {aside} and trained again", file=sys.stderr, flush=True)
+            return None
+        what = {"stale": "a run of another configuration", "foreign": "a run of another result store",
+                "finished-without-config": "a finished run without its config.json"}[stored.state]
+        raise BenchError(f"run directory {seed.dir} holds {what} ({'; '.join(stored.reasons[:3])}"
+                         f"{'; ...' if len(stored.reasons) > 3 else ''}); it is never returned as this run: pass "
+                         "--rerun-stale to move it aside and train, or --out DIR for a new run")
 
     # ---- the loop ------------------------------------------------------------------
     def execute(self) -> list[dict]:
@@ -316,7 +415,7 @@ class Run:
             load_split(files.val, self.task, env), sparse_reward=self.task.sparse_reward
         )
         environment = {"versions": provenance.versions(), "hardware": provenance.hardware(),
-                       "code_revision": provenance.code_revision()}
+                       "code_revision": provenance.code_revision(), "store_id": store_id()}
         for seed in seeds:
             write_json(seed.dir / "config.json", self.config_record(seed.config))
             write_json(seed.dir / "environment.json", environment)
@@ -674,14 +773,20 @@ def _jsonable(record: Any) -> Any:
     return json.loads(json.dumps(record, default=str))
 
 
-def train(config: RunConfig, *, progress: bool = True, on_step: Callable[[str, int], None] | None = None) -> dict:
-    """Run (or resume, or report) one training run; returns its summary."""
-    return Run(config, progress=progress, on_step=on_step).execute()[0]
+def train(config: RunConfig, *, progress: bool = True, on_step: Callable[[str, int], None] | None = None,
+          rerun: Iterable[str] = ()) -> dict:
+    """Run (or resume, or report) one training run; returns its summary. ``rerun``: states of
+    `StoredRun` to move aside and train again (`RERUN_STALE`: all of them)."""
+    return Run(config, progress=progress, on_step=on_step, rerun=rerun).execute()[0]
+
+
+RERUN_STALE = ("stale", "foreign", "other-revision", "finished-without-config")  # train --rerun-stale
 
 
 def train_seeds(configs: Sequence[RunConfig], *, progress: bool = True,
-                on_step: Callable[[str, int], None] | None = None, seed_axis: compiled.SeedAxis = "auto") -> list[dict]:
+                on_step: Callable[[str, int], None] | None = None, seed_axis: compiled.SeedAxis = "auto",
+                rerun: Iterable[str] = ()) -> list[dict]:
     """Run (or resume, or report) the runs of several seeds of one method, task and config,
     trained side by side in one compiled program (walking the seeds as ``seed_axis`` says:
     `bench.compiled`); returns their summaries."""
-    return Run(configs, progress=progress, on_step=on_step, seed_axis=seed_axis).execute()
+    return Run(configs, progress=progress, on_step=on_step, seed_axis=seed_axis, rerun=rerun).execute()

@@ -207,3 +207,42 @@ def test_reproduce_schedule_flags_reach_every_program_command():
         assert command[command.index("--eval-interval") + 1] == "20"
         assert command[command.index("--batch-size") + 1] == "8" and "--eval-episodes" not in command
     assert RunConfig("fql", "c2-task1", batch_size=8).run_dir().name == "seed0-batch_size=8"
+
+
+@pytest.mark.slow
+def test_a_fresh_clone_trains_its_matrix_beside_the_committed_runs(bench_cache, tmp_path):
+    """Runs committed from another result store are what a fresh clone's numbers are set
+    beside, not its answer: the dry run says so, reproduce trains them again (keeping the old
+    ones under results/replaced/), the report sets new against committed, and a second dry run
+    finds them finished here."""
+    import shutil
+
+    committed, clone = tmp_path / "committed", tmp_path / "clone"
+    args = ["--methods", "bc", "--seeds", "0", "--workers", "1"]
+    first = _reproduce([*args, "--reports", str(tmp_path / "reports-committed")], _env(bench_cache, committed))
+    output, _ = first.communicate(timeout=900)
+    assert first.returncode == 0, output
+    shutil.copytree(committed / "runs", clone / "runs")  # what a clone of the repository holds
+    env = _env(bench_cache, clone)
+
+    def dry_run() -> str:
+        result = subprocess.run([sys.executable, "-m", "bench", "reproduce", "--profile", "smoke", *args, "--dry-run"],
+                                cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    before = dry_run()
+    assert "train again (foreign)" in before and "in another result store" in before
+    assert "1 runs: 1 to train, 0 kept" in before and "h of program time" in before
+    assert f"data {TASK}: regenerated data cached" in before
+    second = _reproduce([*args, "--reports", str(tmp_path / "reports")], env)
+    output, _ = second.communicate(timeout=900)
+    assert second.returncode == 0, output
+    assert "moved to" in output and "[finished] bc" in output
+    (old,) = (clone / "replaced").rglob("summary.json")
+    assert json.loads(old.read_text()) == json.loads(next((committed / "runs").rglob("summary.json")).read_text())
+    report = (tmp_path / "reports" / "REPORT.md").read_text()
+    assert "## New against committed" in report and "| bc | 1 |" in report
+    assert "from the stored runs' own records" in report
+    after = dry_run()
+    assert "keep (finished here, at this revision)" in after and "1 runs: 0 to train, 1 kept" in after

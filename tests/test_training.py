@@ -76,7 +76,7 @@ def test_finished_run_is_never_overwritten(bench_cache, tmp_path):
     before = (tmp_path / "run" / "summary.json").read_bytes()
     again = train(config, progress=False)
     assert again == first and (tmp_path / "run" / "summary.json").read_bytes() == before
-    with pytest.raises(BenchError, match="finished run with another seed"):
+    with pytest.raises(BenchError, match=r"holds a run of another configuration \(run.seed: 0 -> 3"):
         train(RunConfig("bc", SMOKE_TASK, profile="smoke", seed=3, out=tmp_path / "run"), progress=False)
 
 
@@ -87,7 +87,7 @@ def test_other_config_in_the_same_directory_is_refused(bench_cache, tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         train(RunConfig("bc", SMOKE_TASK, profile="smoke", out=tmp_path / "run"), progress=False, on_step=stop)
-    with pytest.raises(BenchError, match="different configuration"):
+    with pytest.raises(BenchError, match="another configuration"):
         train(RunConfig("bc", SMOKE_TASK, profile="smoke", seed=1, out=tmp_path / "run"), progress=False)
 
 
@@ -194,3 +194,33 @@ def test_a_corrupt_cached_bc_checkpoint_is_refused(bench_cache, tmp_path, monkey
     with pytest.raises(BenchError, match=r"cached BC checkpoint .* is corrupt"):
         train(RunConfig("fql", SMOKE_TASK, profile="smoke", out=tmp_path / "second"), progress=False)
     assert not (tmp_path / "second" / "checkpoint").exists()
+
+
+@pytest.mark.slow
+def test_a_run_is_reused_only_when_its_whole_config_and_store_match(bench_cache, tmp_path, monkeypatch):
+    """A change of any field of the resolved config (here the profile's offline steps, not a
+    name field) or a run of another result store is never returned as the result: refused in
+    one line, or, with --rerun-stale, moved aside and trained again."""
+    from bench import profiles
+
+    config = RunConfig("fql", SMOKE_TASK, profile="smoke", out=tmp_path / "run")
+    first = train(config, progress=False)
+    assert train(config, progress=False) == first  # the same config, this store: reused
+    monkeypatch.setitem(profiles.PROFILES, "smoke", dataclasses.replace(profiles.PROFILES["smoke"], offline_steps=40))
+    with pytest.raises(BenchError, match=r"another configuration \(profile.offline_steps: 30 -> 40; "
+                                         r"phases.offline.steps: 30 -> 40\)"):
+        train(config, progress=False)
+    from bench.training import RERUN_STALE
+
+    second = train(config, progress=False, rerun=RERUN_STALE)
+    assert second["steps"]["offline"] == 40
+    (aside,) = [p for p in tmp_path.iterdir() if p.name.startswith("run.replaced-")]
+    assert json.loads((aside / "summary.json").read_text()) == first  # the old run is kept
+
+    environment = tmp_path / "run" / "environment.json"  # as if committed from another store
+    record = json.loads(environment.read_text())
+    environment.write_text(json.dumps({**record, "store_id": "another-store"}))
+    with pytest.raises(BenchError, match="holds a run of another result store"):
+        train(config, progress=False)
+    assert train(config, progress=False, rerun=RERUN_STALE)["steps"]["offline"] == 40
+    assert json.loads(environment.read_text())["store_id"] != "another-store"
