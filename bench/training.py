@@ -236,6 +236,27 @@ def config_differences(previous: Any, current: Any, path: tuple[str, ...] = ()) 
     return [] if previous == current else [f"{'.'.join(path)}: {previous} -> {current}"]
 
 
+def data_differences(recorded: dict) -> list[str]:
+    """How the data a run recorded differs from the files at the same place now: regenerated
+    files whose manifest changed, official files whose sha256 changed (files no longer there,
+    as on another machine, are not compared)."""
+    from bench import datagen
+    from bench.files import cached_sha256
+
+    directory = Path(recorded.get("directory", ""))
+    if not recorded.get("directory") or not directory.is_dir():
+        return []
+    if recorded.get("kind") == "regenerated":
+        manifest = recorded.get("manifest") or {}
+        now = datagen.read_manifest(directory, manifest.get("dataset", recorded.get("dataset", "")))
+        if now is not None and now.get("files") != manifest.get("files"):
+            return [f"data: the regenerated files in {directory} changed since the run"]
+        return []
+    changed = [f["name"] for f in recorded.get("files", []) if f.get("sha256") and (directory / f["name"]).is_file()
+               and cached_sha256(directory / f["name"], cache_dir() / "checksums") != f["sha256"]]
+    return [f"data: {', '.join(changed)} in {directory} changed since the run (sha256)"] if changed else []
+
+
 def store_id(results_dir: Path | None = None) -> str:
     """This result store's identity (``RESULTS/.store-id``, never committed): every run it
     trains records it, so a committed or copied run is told from one trained here."""
@@ -355,6 +376,8 @@ class Run:
         if not recorded.exists():
             return StoredRun(seed.dir, "finished-without-config" if summary.exists() else "missing")
         differences = config_differences(_jsonable(read_json(recorded)), _jsonable(self.config_record(seed.config)))
+        if (seed.dir / "data.json").exists():
+            differences += data_differences(read_json(seed.dir / "data.json"))
         env = read_json(environment) if environment.exists() else {}
         revision = env.get("code_revision")
         if differences:

@@ -185,3 +185,29 @@ def test_corrupt_regenerated_cache_is_detected(bench_cache):
 def test_antmaze_cannot_be_regenerated(bench_cache):
     with pytest.raises(BenchError, match="cannot be regenerated"):
         resolve_files(resolve_task("al-task1"), "regenerated", None, SMALL)
+
+
+def test_a_runs_data_identity_is_checked_against_the_files_now(smoke_dataset_dir, regenerated_dataset_dir, tmp_path):
+    """Part of a run's identity (bench.training.data_differences): the regenerated manifest,
+    or the sha256 of each official file, recorded in data.json against the files now."""
+    import json
+
+    from bench.datagen import manifest_path
+    from bench.training import data_differences
+
+    regenerated = resolve_files(TASK, "regenerated", regenerated_dataset_dir, SMALL).provenance
+    assert data_differences(json.loads(json.dumps(regenerated))) == []
+    official_dir = _copy(smoke_dataset_dir, tmp_path / "official")
+    official = resolve_files(TASK, "official", official_dir, SMALL).provenance
+    assert data_differences(official) == []
+    with np.load(official_dir / "cube-single-play-v0.npz") as f:
+        changed = {k: f[k] for k in f.files}
+    changed["observations"] = changed["observations"] + 1.0
+    np.savez_compressed(official_dir / "cube-single-play-v0.npz", **changed)
+    assert data_differences(official) == [
+        f"data: cube-single-play-v0.npz in {official_dir} changed since the run (sha256)"]
+    manifest = manifest_path(regenerated_dataset_dir, "cube-single-play-v0")
+    record = json.loads(manifest.read_text())
+    record["files"]["cube-single-play-v0.npz"]["sha256"] = "0" * 64
+    stale = {**regenerated, "manifest": {**regenerated["manifest"], "files": record["files"]}}
+    assert data_differences(stale) == [f"data: the regenerated files in {regenerated_dataset_dir} changed since the run"]
