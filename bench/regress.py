@@ -31,7 +31,7 @@ from bench.training import RESULTS_DIR, RunConfig
 
 BANDS = RESULTS_DIR / "regress" / "bands.csv"
 WORK_DIR = Path(".regress")
-COLUMNS = ("method", "task", "profile", "seed", "min_success", "measured", "source")
+COLUMNS = ("method", "task", "profile", "seed", "overrides", "min_success", "measured", "source")
 
 
 def band_from(measured: float, episodes: int = 50) -> float:
@@ -47,10 +47,12 @@ class Band:
     min_success: float
     measured: str = ""
     source: str = ""
+    overrides: tuple[str, ...] = ()  # --set KEY=VALUE of the pinned run (column: space-separated)
 
     def run(self, work_dir: Path) -> RunConfig:
+        suffix = "".join(f"-{o}" for o in self.overrides)
         return RunConfig(method=self.method, task=self.task, profile=self.profile, seed=self.seed,
-                         out=work_dir / "runs" / self.method / self.task / f"seed{self.seed}")
+                         overrides=self.overrides, out=work_dir / "runs" / self.method / self.task / f"seed{self.seed}{suffix}")
 
 
 def read_bands(path: Path) -> list[Band]:
@@ -62,7 +64,8 @@ def read_bands(path: Path) -> list[Band]:
         if missing:
             raise BenchError(f"{path} lacks the column(s) {', '.join(missing)}; expected {', '.join(COLUMNS)}")
         bands = [Band(r["method"], r["task"], r["profile"], int(r["seed"]), float(r["min_success"]),
-                      r.get("measured", ""), r.get("source", "")) for r in reader]
+                      r.get("measured", ""), r.get("source", ""), tuple((r.get("overrides") or "").split()))
+                 for r in reader]
     if not bands:
         raise BenchError(f"{path} has no rows: nothing to check")
     return bands
@@ -85,8 +88,8 @@ def check(bands_path: Path = BANDS, work_dir: Path = WORK_DIR, workers: int | No
             os.environ.pop("TRQAM_BENCH_BC_CACHE")
         else:
             os.environ["TRQAM_BENCH_BC_CACHE"] = previous
-    lines = ["| method | task | profile | seed | measured now | band (min) | set from | verdict |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| method | overrides | task | profile | seed | measured now | band (min) | set from | verdict |",
+             "|---|---|---|---|---|---|---|---|---|"]
     passed = True
     for band, run in zip(bands, runs, strict=True):
         summary_path = run.run_dir() / "summary.json"
@@ -98,8 +101,8 @@ def check(bands_path: Path = BANDS, work_dir: Path = WORK_DIR, workers: int | No
             ok, now = False, "-"
             verdict = f"FAILED (log: {outcomes[str(run.run_dir())].log})"
         passed &= ok
-        lines.append(f"| {band.method} | {band.task} | {band.profile} | {band.seed} | {now} | {band.min_success:.2f} "
-                     f"| {band.measured} | {verdict} |")
+        lines.append(f"| {band.method} | {' '.join(band.overrides)} | {band.task} | {band.profile} | {band.seed} | {now} "
+                     f"| {band.min_success:.2f} | {band.measured} | {verdict} |")
     table = "\n".join(lines) + "\n"
     write_atomic(work_dir / "regress.md", table)
     return passed, table
