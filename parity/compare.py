@@ -31,12 +31,14 @@ import numpy as np
 
 from baselines.bc import FlowBC, FlowBCConfig
 from baselines.cgql import CGQL, CGQLConfig
+from baselines.dac import DAC, DACConfig
 from baselines.dsrl import DSRL, DSRLConfig
 from baselines.fawac import FAWAC, FAWACConfig
 from baselines.fbrac import FBRAC, FBRACConfig
 from baselines.fedit import FEdit, FEditConfig
 from baselines.fql import FQL, FQLConfig
 from baselines.ifql import IFQL, IFQLConfig
+from baselines.qsm import QSM, QSMConfig
 from baselines.rebrac import ReBRAC, ReBRACConfig
 from baselines.rlpd import RLPD, RLPDConfig
 from parity.setting import Setting, to_ours
@@ -51,6 +53,9 @@ FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "parity"
 # Which reference draw each of ours replays: the first rule whose function names all appear,
 # nearest first and in that order, on the call stack of a draw of that kind.
 RULES: list[tuple[tuple[str, ...], str, str]] = [
+    (("add_noise",), "randint", "ddpm/t"),  # QSM/DAC: the denoising loss's step index
+    (("add_noise",), "normal", "ddpm/noise"),  # ... and its noise
+    (("ddpm_sample",), "normal", "critic/next_z"),  # QSM/DAC: the sampler's noise, one per step
     (("memoryless_rollout",), "normal", "soc/noise"),
     (("adjoint_rollout",), "normal", "soc/x0"),
     (("bam_rollout",), "normal", "soc/x0"),
@@ -94,9 +99,9 @@ TRAJECTORY_TOLERANCE = 1e-4
 
 @contextlib.contextmanager
 def replaying(draws: dict[str, jax.Array]) -> Iterator[None]:
-    """Serve ``jax.random.normal`` / ``uniform`` from ``draws`` by role while the block runs
-    (or is traced: under ``jit`` the draws may be traced arrays)."""
-    originals = {kind: getattr(jax.random, kind) for kind in ("normal", "uniform")}
+    """Serve ``jax.random.normal`` / ``uniform`` / ``randint`` from ``draws`` by role while
+    the block runs (or is traced: under ``jit`` the draws may be traced arrays)."""
+    originals = {kind: getattr(jax.random, kind) for kind in ("normal", "uniform", "randint")}
 
     def replayer(kind: str):
         def draw(key, shape=(), *args, **kwargs):
@@ -206,6 +211,36 @@ class MLPPart:
     def read(self, agent) -> dict[str, np.ndarray]:
         return {f"{self.inner}/{k}": v for k, v in mlp_params(self.where(agent)).items()}
 
+    def output(self, agent, obs, actions, times):
+        """A velocity field's output ``v(s, a, t)`` on a batch."""
+        return jax.vmap(self.where(agent))(jnp.concatenate([obs, actions, times], axis=-1))
+
+
+@dataclass(frozen=True)
+class DDPMPart:
+    """The reference's ``DDPM``: ``FourierFeatures_0`` (a ``[half, 1]`` kernel), the time
+    encoder ``MLP_0`` and the noise predictor ``MLP_1``, which are our `NoisePredictor`'s
+    frequencies, ``time_mlp`` and ``mlp``."""
+
+    where: Where
+
+    def load(self, agent, params: dict[str, np.ndarray]):
+        model = self.where(agent)
+        model = eqx.tree_at(lambda m: (m.time_features.frequencies, m.time_mlp, m.mlp), model,
+                            (jnp.asarray(params["FourierFeatures_0/kernel"][:, 0]),
+                             load_mlp(model.time_mlp, _strip(params, "MLP_0")), load_mlp(model.mlp, _strip(params, "MLP_1"))))
+        return eqx.tree_at(self.where, agent, model)
+
+    def read(self, agent) -> dict[str, np.ndarray]:
+        model = self.where(agent)
+        return {"FourierFeatures_0/kernel": np.asarray(model.time_features.frequencies)[:, None],
+                **{f"MLP_0/{k}": v for k, v in mlp_params(model.time_mlp).items()},
+                **{f"MLP_1/{k}": v for k, v in mlp_params(model.mlp).items()}}
+
+    def output(self, agent, obs, actions, times):
+        """The noise prediction ``eps(s, x, t)`` on a batch."""
+        return jax.vmap(self.where(agent))(obs, actions, times[:, 0])
+
 
 @dataclass(frozen=True)
 class TanhGaussianPart:
@@ -269,7 +304,7 @@ def _strip(params: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
     return {k[len(prefix) + 1:]: v for k, v in params.items() if k.startswith(prefix + "/")}
 
 
-Part = MLPPart | TanhGaussianPart | ScalarPart | ReBRACActorPart
+Part = MLPPart | TanhGaussianPart | ScalarPart | ReBRACActorPart | DDPMPart
 CRITIC: dict[str, Part] = {
     "critic": MLPPart(lambda a: a.nets["critic"].members, "value_net"),
     "target_critic": MLPPart(lambda a: a.targets["critic"].members, "value_net"),
@@ -291,6 +326,9 @@ class OurSide:
     metrics: dict[str, str]
     our_only: dict[str, tuple[Part, str]] = dataclasses.field(default_factory=dict)  # ours -> (part, from module)
     critic_time: bool = False  # the critic takes the flow time after the action (CGQL)
+    # Added to our logged metrics before comparing, for a metric the reference computes
+    # differently with the same gradient (QSM/DAC: see `ddpm_loss_offset`).
+    metric_offset: Callable[[str, Any], float] = lambda name, batch: 0.0
 
 
 def _common(ref: dict, clip: bool) -> dict:
@@ -367,6 +405,27 @@ def _rlpd(ref: dict):  # plain Adam; our RLPD has no BC term (the reference's bc
     return RLPD, RLPDConfig(**_common(ref, False), target_entropy_scale=-ref["target_entropy_multiplier"])
 
 
+def _ddpm(ref: dict):  # QSM and DAC: one agent in the reference (DCGQLAgent), clipped Adam
+    if not ref["use_target_critic_grad"] or ref["beta_schedule"] != "vp" or not ref["action_chunking"]:
+        raise ValueError("our QSM/DAC take the target critic's gradient, the VP schedule and action chunks")
+    samplers = {(False, True): "jump", (True, False): "posterior"}
+    sampler = samplers.get((ref["clip_sampler_before"], ref["clip_sampler_after"]))
+    if sampler is None:
+        raise ValueError("our DDPM samplers are the reference's QSM (clip after) and DAC (clip before) settings")
+    common = _common(ref, True) | dict(flow_steps=ref["diffusion_steps"], grad_clip=ref["clip_grad_norm"],
+                                      time_dim=ref["time_dim"], alpha=ref["alpha"], sampler=sampler)
+    if ref["actor_loss_type"] == "qsm":
+        return QSM, QSMConfig(**common, inv_temp=ref["inv_temp"])
+    return DAC, DACConfig(**common)
+
+
+def ddpm_loss_offset(name: str, batch) -> float:
+    """The reference's QSM/DAC loss raises each example's loss to the power ``valid`` where
+    ours multiplies by it: an invalid example adds 1 to its logged mean, not 0 (the gradient
+    is the same). Our logged guidance loss plus the invalid fraction is its value."""
+    return float(np.mean(1.0 - np.asarray(batch.valid[:, -1]))) if name == "actor/guidance_loss" else 0.0
+
+
 def _ifql(ref: dict):  # plain Adam; acting draws num_samples candidates
     return IFQL, IFQLConfig(**_common(ref, False), kappa=ref["kappa"], num_samples=ref["num_samples"])
 
@@ -383,7 +442,12 @@ FLOW_MODULES = {**CRITIC, "actor_slow": BC_FLOW, "target_actor_slow": BC_FLOW_TA
 CRITIC_METRICS = {"critic/critic_loss": "critic/loss", "critic/q_mean": "critic/q_mean",
                   "critic/q_max": "critic/q_max", "critic/q_min": "critic/q_min"}
 QAM_METRICS = {**CRITIC_METRICS, "actor/flow_loss": "actor/flow_loss", "actor/adj_loss": "actor/adjoint_loss"}
+DDPM_SIDE = OurSide(_ddpm, {**CRITIC, "actor": DDPMPart(lambda a: a.nets["ddpm"])}, "actor",
+                    {"critic/critic_loss": "critic/loss", "critic/q": "critic/q_mean",
+                     "actor/actor_loss": "actor/guidance_loss"}, metric_offset=ddpm_loss_offset)
 OURS: dict[str, OurSide] = {
+    "qsm": DDPM_SIDE,
+    "dac": DDPM_SIDE,
     "trqam": OurSide(_trqam, FLOW_MODULES, "actor_fast", {
         **QAM_METRICS, "actor/path_kl": "actor/path_kl", "dual/lambda": "trqam/lambda_eff",
         "dual/kl_ema": "trqam/kl_ema"}),
@@ -547,9 +611,9 @@ def compare_flow_agent(fixture: Fixture, method: str) -> list[Row]:
                                                      jnp.concatenate([batch.actions, *ones], axis=-1))).T
         rows.append(row(fixture.name, "critic output Q(s, a)", q, fixture.arrays["capture/q"], TOLERANCE))
         if side.field is not None:
-            field = side.modules[side.field].where(agent)
-            inputs = jnp.concatenate([batch.observations, batch.actions, jnp.full((s.batch_size, 1), 0.3)], axis=-1)
-            rows.append(row(fixture.name, f"{side.field} output v(s, a, 0.3)", jax.vmap(field)(inputs),
+            output = side.modules[side.field].output(agent, batch.observations, batch.actions,
+                                                     jnp.full((s.batch_size, 1), 0.3))
+            rows.append(row(fixture.name, f"{side.field} output at (s, a, t = 0.3)", output,
                             fixture.arrays["capture/v"], TOLERANCE))
         wants_actions, wants_rollout = "capture/next_actions" in fixture.arrays, "capture/xs" in fixture.arrays
 
@@ -573,7 +637,8 @@ def compare_flow_agent(fixture: Fixture, method: str) -> list[Row]:
         rows += compare_params(fixture, "gradient of", our_params(SimpleNamespace(nets=grads), trained), "grads",
                                TOLERANCE)
         agent, metrics = step(agent, batch, draws)
-        rows += [row(fixture.name, f"metric {ours}", metrics[ours], fixture.trace(theirs)[0], TOLERANCE)
+        rows += [row(fixture.name, f"metric {ours}", metrics[ours] + side.metric_offset(ours, batch),
+                     fixture.trace(theirs)[0], TOLERANCE)
                  for theirs, ours in side.metrics.items()]
         rows += compare_params(fixture, "after 1 update:", our_params(agent, side.modules), "params_after_1",
                                TOLERANCE)
@@ -587,7 +652,7 @@ def compare_flow_agent(fixture: Fixture, method: str) -> list[Row]:
     for u in range(s.updates):
         agent, metrics = step(agent, fixture.batch(u), fixture.draws(u))
         for name in history:
-            history[name].append(float(metrics[name]))
+            history[name].append(float(metrics[name]) + side.metric_offset(name, fixture.batch(u)))
     n = s.updates
     rows += [row(fixture.name, f"metric {ours}, updates 1-{n}", history[ours], fixture.trace(theirs), TRAJECTORY_TOLERANCE)
              for theirs, ours in side.metrics.items()]

@@ -7,7 +7,7 @@ For each method the reference agent (imported from DIR, never copied here) is cr
 `Setting.seed`; its BC flow is pretrained by the reference's own BC-only mode for
 `Setting.bc_updates` updates and loaded into every flow network, as the reference's
 ``main.py --pretrained_actor_path`` does; then `Setting.updates` updates run while every
-``jax.random.normal`` / ``jax.random.uniform`` draw is recorded (also inside the compiled updates, `DrawRecorder`) and named by its role; the first
+``jax.random.normal`` / ``uniform`` / ``randint`` draw is recorded (also inside the compiled updates, `DrawRecorder`) and named by its role; the first
 fine-tuning update runs eagerly (``jax.disable_jit``) so that its intermediate values can be
 captured. What is stored, per method and setting (one ``.npz`` and
 the provenance in ``provenance.json``):
@@ -77,6 +77,10 @@ def flow_roles(s: Setting) -> list[str]:
 
 BC_ROLES = ["bc/x0", "bc/t"]
 
+
+def ddpm_roles(s: Setting) -> list[str]:
+    return ["critic/next_noise", *["critic/next_z"] * s.flow_steps, "ddpm/t", "ddpm/noise"]
+
 METHODS = {
     "trqam": Spec("agents.trqam", "TRQAMAgent", {"kl_budget": 1.0}, flow_roles),
     "qam": Spec("agents.qam", "QAMAgent", {"inv_temp": 1.0}, flow_roles),
@@ -119,6 +123,14 @@ METHODS = {
     "rebrac": Spec("agents.rebrac", "ReBRACAgent", {"alpha_actor": 0.1, "actor_noise": 0.2},
                    lambda s: ["critic/next_noise"], field_module=None, captures=(), repo="qam",
                    update_kwargs=lambda u: {"full_update": (u + 1) % 2 == 0}),
+    # QSM and DAC (one DDPM agent): the TD target's sampler noise x_N and one z per denoising
+    # step (the last drawn but not used), then the denoising loss's step index and noise.
+    "qsm": Spec("agents.dcgql", "DCGQLAgent", {"actor_loss_type": "qsm", "inv_temp": 3.0, "alpha": 10.0,
+                                               "clip_sampler_before": False, "clip_sampler_after": True},
+                ddpm_roles, field_module="actor", captures=("sample_actions",), repo="qam"),
+    "dac": Spec("agents.dcgql", "DCGQLAgent", {"actor_loss_type": "dac", "alpha": 1.0,
+                                               "clip_sampler_before": True, "clip_sampler_after": False},
+                ddpm_roles, field_module="actor", captures=("sample_actions",), repo="qam"),
     "fawac": Spec("agents.fawac", "FAWACAgent", {"inv_temp": 0.8}, lambda s: ["critic/next_noise", *BC_ROLES],
                   field_module="actor", captures=("sample_actions",), repo="qam"),
     "fbrac": Spec("agents.fbrac", "FBRACAgent", {"alpha": 1.0},
@@ -143,12 +155,14 @@ def reference_config(module, setting: Setting, extra: dict):
         "action_chunking": True, "horizon_length": setting.chunk_len, "discount": setting.discount,
         "lr": setting.learning_rate, "batch_size": setting.batch_size, "flow_steps": setting.flow_steps, **extra,
     })
+    if "diffusion_steps" in config:  # the DDPM agent's denoising steps
+        config["diffusion_steps"] = setting.flow_steps
     return config
 
 
 # ---- recording -----------------------------------------------------------------------
 class DrawRecorder:
-    """Records every ``jax.random.normal`` / ``uniform`` value, also inside jitted code.
+    """Records every ``jax.random.normal`` / ``uniform`` / ``randint`` value, also inside jitted code.
 
     Installed once (`install`), it wraps both functions: each call site gets a number when
     it is traced (program order) and sends its value to the host with
@@ -160,14 +174,14 @@ class DrawRecorder:
         self.sites = 0
 
     def install(self) -> None:
-        for name in ("normal", "uniform"):
+        for name in ("normal", "uniform", "randint"):
             setattr(jax.random, name, self._wrap(getattr(jax.random, name)))
 
     def _wrap(self, original):
         def draw(*args, **kwargs):
             value = original(*args, **kwargs)
             site, self.sites = self.sites, self.sites + 1
-            jax.debug.callback(lambda v, site=site: self.log.append((site, np.asarray(v))), value)
+            jax.debug.callback(lambda v, site=site: self.log.append((site, np.asarray(v))), value, ordered=True)
             return value
         return draw
 

@@ -16,10 +16,10 @@ import pytest
 from parity.compare import FIXTURES, compare_fixture, fixture_paths
 
 PATHS = fixture_paths()
-# The TRQAM table's methods whose fixtures must be present (each in both settings).
-# The TRQAM table's seven, then the QAM paper's others (QSM and DAC not yet).
+# The methods whose fixtures must be present (each in both settings): the TRQAM table's
+# seven, then the QAM paper's other ten.
 REQUIRED = {"trqam", "qam", "qam-e", "fql", "dsrl", "ifql", "cgql-l",
-            "qam-f", "bam", "cgql", "cgql-m", "rebrac", "fawac", "fbrac", "fedit", "rlpd"}
+            "qam-f", "bam", "cgql", "cgql-m", "rebrac", "fawac", "fbrac", "fedit", "qsm", "dac", "rlpd"}
 
 
 def test_every_required_method_has_fixtures():

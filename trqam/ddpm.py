@@ -1,8 +1,14 @@
 """DDPM policies (Ho et al., arXiv 2006.11239) with the VP noise schedule, shared by QSM
-and DAC (ALGORITHMS.md s4: 10 denoising steps, VP schedule).
+and DAC (docs/ALGORITHMS.md s4: 10 denoising steps, VP schedule).
 
 Indexing follows the references: steps t = 1..N, with arrays padded at index 0 so that
 ``alpha_bar[0] = 1`` (no noise). ``x_t = sqrt(alpha_bar_t) a + sqrt(1 - alpha_bar_t) eps``.
+
+Two ancestral samplers, as the QAM paper's reference runs them (its ``clip_sampler_before``
+/ ``clip_sampler_after`` flags): DAC's ``"posterior"`` step takes the DDPM posterior mean
+around the predicted clean action clipped to [-1, 1]; QSM's ``"jump"`` step jumps to the
+predicted clean action itself and clips the noisy action after every step. Both add
+``sqrt(1 - alpha_t) z`` for t > 1.
 """
 
 from __future__ import annotations
@@ -34,9 +40,10 @@ def vp_schedule(num_steps: int) -> Schedule:
     """The discretised variance-preserving SDE: ``alpha_t = exp(-b_min/N - (b_max - b_min)(2t - 1)/(2 N^2))``,
     so ``alpha_bar_t = exp(-b_min t/N - (b_max - b_min) t^2 / (2 N^2))``."""
     t = jnp.arange(1, num_steps + 1)
-    alphas = jnp.exp(-VP_BETA_MIN / num_steps - 0.5 * (VP_BETA_MAX - VP_BETA_MIN) * (2 * t - 1) / num_steps**2)
-    alphas = jnp.concatenate([jnp.ones(1), alphas])
-    return Schedule(betas=1.0 - alphas, alphas=alphas, alpha_bars=jnp.cumprod(alphas))
+    betas = 1.0 - jnp.exp(-VP_BETA_MIN / num_steps - 0.5 * (VP_BETA_MAX - VP_BETA_MIN) * (2 * t - 1) / num_steps**2)
+    betas = jnp.concatenate([jnp.zeros(1), betas])
+    alphas = 1.0 - betas  # via the betas, as the reference rounds them
+    return Schedule(betas=betas, alphas=alphas, alpha_bars=jnp.cumprod(alphas))
 
 
 class FourierTime(eqx.Module):
@@ -54,7 +61,7 @@ class FourierTime(eqx.Module):
 
 class NoisePredictor(eqx.Module):
     """``eps(s, x_t, t)``: Fourier time features through an MLP, then an MLP on
-    ``concat(s, x_t, time embedding)``; mish activations, as in the references."""
+    ``concat(x_t, s, time embedding)``; mish activations, as in the references."""
 
     time_features: FourierTime
     time_mlp: MLP
@@ -71,7 +78,7 @@ class NoisePredictor(eqx.Module):
         self.action_dim = action_dim
 
     def __call__(self, obs: Float[Array, " O"], x: Float[Array, " D"], t: Float[Array, ""]) -> Float[Array, " D"]:
-        return self.mlp(jnp.concatenate([obs, x, self.time_mlp(self.time_features(t))]))
+        return self.mlp(jnp.concatenate([x, obs, self.time_mlp(self.time_features(t))]))
 
 
 class Noised(NamedTuple):
@@ -103,22 +110,31 @@ def ddpm_loss(model, schedule: Schedule, obs, actions, valid_last: Float[Array, 
     return loss, noised, predicted
 
 
+SAMPLERS = ("posterior", "jump")
+
+
 def ddpm_sample(model, schedule: Schedule, obs: Float[Array, "B O"], noise: Float[Array, "B D"],
-                key: PRNGKeyArray, *, clip_denoised: bool = True) -> Float[Array, "B D"]:
-    """Ancestral sampling from x_N = noise: the DDPM posterior mean given the predicted
-    ``x0_hat`` (clipped to [-1, 1] when ``clip_denoised``), plus ``sqrt(beta_t) z`` for t > 1."""
+                key: PRNGKeyArray, *, sampler: str = "posterior") -> Float[Array, "B D"]:
+    """Ancestral sampling from ``x_N = noise`` (see the module's docstring for ``sampler``)."""
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown DDPM sampler {sampler!r}; use one of {SAMPLERS}")
     s = schedule
 
     def step(x, inputs):
         t, z = inputs
         eps = predict_noise(model, obs, x, jnp.full(obs.shape[:1], t))
-        x0 = (x - jnp.sqrt(1 - s.alpha_bars[t]) * eps) / jnp.sqrt(s.alpha_bars[t])
-        x0 = jnp.clip(x0, -1.0, 1.0) if clip_denoised else x0
-        mean = (jnp.sqrt(s.alpha_bars[t - 1]) * s.betas[t] * x0
-                + jnp.sqrt(s.alphas[t]) * (1 - s.alpha_bars[t - 1]) * x) / (1 - s.alpha_bars[t])
-        return mean + jnp.where(t > 1, jnp.sqrt(s.betas[t]), 0.0) * z, None
+        x0 = 1 / jnp.sqrt(s.alpha_bars[t]) * (x - jnp.sqrt(1 - s.alpha_bars[t]) * eps)  # the predicted clean action
+        if sampler == "posterior":  # q(x_{t-1} | x_t, clip(x0)): DAC
+            x = 1 / (1 - s.alpha_bars[t]) * (jnp.sqrt(s.alpha_bars[t - 1]) * (1 - s.alphas[t]) * jnp.clip(x0, -1.0, 1.0)
+                                             + jnp.sqrt(s.alphas[t]) * (1 - s.alpha_bars[t - 1]) * x)
+        else:  # jump to x0: QSM
+            x = x0
+        x = x + (t > 1) * jnp.sqrt(1 - s.alphas[t]) * z
+        return (jnp.clip(x, -1.0, 1.0) if sampler == "jump" else x), None
 
     steps = jnp.arange(s.num_steps, 0, -1)
     zs = jax.random.normal(key, (s.num_steps, *noise.shape))
     x, _ = jax.lax.scan(step, noise, (steps, zs))
+    # The posterior's last step returns clip(x0) itself (alpha_bar_0 = 1), so this clip only
+    # removes round-off there.
     return jnp.clip(x, -1.0, 1.0)

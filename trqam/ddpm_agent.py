@@ -2,6 +2,12 @@
 ``alpha * denoising BC loss + a critic-gradient term`` that each method defines
 (`guidance_loss`), and sampled by ancestral DDPM sampling. No BC pretraining: the flow
 checkpoint does not fit a DDPM, so both train from scratch, as in the QAM paper.
+
+Both losses weight each example by its chunk's last valid flag. The reference raises the
+per-example loss to the power of that flag instead (``loss ** valid``): the gradients are
+the same, and its logged loss is larger by the fraction of invalid examples (an invalid
+example contributes 1, not 0). We keep the product; the parity comparison adds that
+fraction back before comparing the logged value.
 """
 
 from __future__ import annotations
@@ -21,6 +27,9 @@ from trqam.fine_tune import FlowQAgent, FlowQConfig, Nets, mean_q
 class DDPMConfig(FlowQConfig):
     alpha: float = 1.0  # weight of the denoising BC loss
     time_dim: int = 64  # Fourier features of the step index
+    # "posterior" (DAC) or "jump" (QSM): trqam.ddpm's two samplers, the reference's
+    # clip_sampler_before / clip_sampler_after per method
+    sampler: str = "posterior"
 
 
 class DDPMAgent(FlowQAgent):
@@ -40,7 +49,7 @@ class DDPMAgent(FlowQAgent):
     def act(self, nets: Nets, obs: Float[Array, "B O"], key: PRNGKeyArray) -> Float[Array, "B D"]:
         noise_key, sample_key = jax.random.split(key)
         noise = jax.random.normal(noise_key, (obs.shape[0], nets["ddpm"].action_dim))
-        return ddpm_sample(nets["ddpm"], self.schedule, obs, noise, sample_key)
+        return ddpm_sample(nets["ddpm"], self.schedule, obs, noise, sample_key, sampler=self.config.sampler)
 
     def q_gradient(self, obs: Float[Array, "B O"], actions: Float[Array, "B D"]) -> Float[Array, "B D"]:
         """``grad_a mean_k Q_target_k(s, a)`` at (noisy) actions, no gradient to the critic."""
