@@ -32,7 +32,9 @@ def tests(session: nox.Session) -> None:
     """The test suite (real MuJoCo episodes, regenerated data, a local Ray cluster; about 16 minutes on 2 cores)."""
     _check_python(session)
     session.install("-e", ".[test]")
-    session.run("pytest", *(session.posargs or ["tests"]))
+    # Two or more test processes (one per core): the slow tests are real training runs and
+    # MuJoCo episodes, mostly single-threaded; --durations names the slowest.
+    session.run("pytest", *(session.posargs or ["-n", "auto", "--dist", "worksteal", "--durations=15", "tests"]))
 
 
 @nox.session(python=PYTHON)
