@@ -351,3 +351,19 @@ def test_curves_count_online_steps_on_from_the_offline_phase(tmp_path):
     assert "| qam | " + TASK + " | 0 | quick | 100 | 0.10 | 50 | 0.50 | 3 (0.33) |" in text
     with pytest.raises(BenchError, match="not a finished run"):
         write([tmp_path / "missing"], tmp_path / "out" / "x")
+
+
+@pytest.mark.slow
+def test_rlpd_runs_the_smoke_online_job_to_the_end(bench_cache, tmp_path):
+    """The job that once stopped with "grad_norm became non-finite at online step 740":
+    RLPD on puzzle-3x3 task 4, smoke profile, 2000 online steps on a tiny regenerated set.
+    Every logged metric stays finite and the run finishes (not diverged)."""
+    import math
+
+    summary = train(RunConfig("rlpd", "puzzle-3x3-play-singletask-task4-v0", profile="smoke", online_steps=2000,
+                              out=tmp_path / "run"), progress=False)
+    assert summary["status"] == "finished" and summary["steps"] == {"online": 2000}
+    with open(tmp_path / "run" / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert int(rows[-1]["step"]) == 2000
+    assert all(math.isfinite(float(v)) for row in rows for k, v in row.items() if k not in ("phase",) and v != "")
