@@ -233,6 +233,8 @@ def config_differences(previous: Any, current: Any, path: tuple[str, ...] = ()) 
             name = old.get("name", i) if isinstance(old, dict) and old.get("name") == new.get("name") else i
             out += config_differences(old, new, (*path, f"{name}"))
         return out
+    if previous == "(absent)" and current is None:  # a field added since, at its "profile's value" default
+        return []
     return [] if previous == current else [f"{'.'.join(path)}: {previous} -> {current}"]
 
 
