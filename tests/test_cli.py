@@ -181,3 +181,42 @@ def test_a_damaged_compressed_dataset_is_one_line_before_any_record(smoke_datase
     assert result.returncode == 2, result.stderr
     assert str(path) in result.stderr and "Traceback" not in result.stderr
     assert not any((tmp_path / "run").glob("*.json"))
+
+
+def test_nox_sessions_build_from_the_running_python_and_refuse_an_unsupported_one(monkeypatch):
+    """Every session uses the interpreter nox runs on (so 3.11, 3.12 and 3.13 all work) and
+    fails with one line, rather than being skipped, on a Python outside 3.11 to 3.13."""
+    import ast
+    import importlib.util
+    import types
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "noxfile.py"
+    tree = ast.parse(path.read_text())
+    sessions = [f for f in tree.body if isinstance(f, ast.FunctionDef) and f.decorator_list]
+    assert len(sessions) >= 6
+    for function in sessions:
+        (decorator,) = function.decorator_list
+        assert [ast.unparse(k) for k in decorator.keywords] == ["python=PYTHON"], function.name
+        assert "_check_python(session)" in ast.unparse(function), function.name
+
+    stub = types.ModuleType("nox")
+    stub.options = types.SimpleNamespace()
+    stub.session = lambda **kwargs: (lambda f: f)
+    stub.Session = object
+    monkeypatch.setitem(sys.modules, "nox", stub)
+    spec = importlib.util.spec_from_file_location("noxfile_under_test", path)
+    noxfile = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(noxfile)
+    assert noxfile.PYTHON is None
+
+    class Session:
+        def error(self, message):
+            raise RuntimeError(message)
+
+    for version in ((3, 11, 0), (3, 12, 1), (3, 13, 0)):
+        monkeypatch.setattr(sys, "version_info", version)
+        noxfile._check_python(Session())  # accepted
+    monkeypatch.setattr(sys, "version_info", (3, 10, 9))
+    with pytest.raises(RuntimeError, match="is not supported: run nox from Python 3.11 to 3.13"):
+        noxfile._check_python(Session())

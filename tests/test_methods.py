@@ -143,3 +143,26 @@ def test_docs_protocol_tables_are_the_values_the_suite_trains_with():
         domain, cells = row[0].strip(), row[1:]
         for cell, expected in zip(cells, columns[1 if index < 10 else 2], strict=True):
             assert numbers(cell) == tuple(float(x) for x in expected(domain)), (domain, cell)
+
+
+def test_every_docs_citation_points_at_a_section_that_exists():
+    """Code, READMEs and reports cite docs/ALGORITHMS.md by section number (s1..s5, "section
+    N") and docs/PROTOCOL.md by section name: each cited section must be there."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    algorithms = (root / "docs" / "ALGORITHMS.md").read_text()
+    protocol = (root / "docs" / "PROTOCOL.md").read_text()
+    numbered = {int(m) for m in re.findall(r"^## (\d+)\.", algorithms, re.M)}
+    named = set(re.findall(r"^## (.+)$", protocol, re.M))
+    files = [p for folder in ("trqam", "baselines", "bench", "benchmarks", "parity", "tests")
+             for p in (root / folder).rglob("*.py")] + [root / "README.md", *root.glob("*/README.md")]
+    cited_sections, cited_names = set(), set()
+    for path in files:
+        text = path.read_text()
+        assert "/".join(("spec", "ALGORITHMS")) not in text and "/".join(("spec", "PROTOCOL")) not in text, path
+        cited_sections |= {int(n) for n in re.findall(r"docs/ALGORITHMS\.md,? (?:s|section )(\d)", text)}
+        cited_names |= set(re.findall(r"docs/PROTOCOL\.md,? '([^']+)'", text))
+    assert cited_sections and cited_sections <= numbered, cited_sections - numbered
+    assert cited_names and cited_names <= named, cited_names - named
