@@ -254,7 +254,7 @@ def _dry_run(profile, prepared, source, dataset_dir, data_problems: dict[str, st
     for item in prepared:
         run = item.run
         action = f"train again ({item.before})" if item.before in redo else actions[item.before]
-        print(f"{run.method:8s} {run.task:45s} seed {run.seed} {' '.join(run.overrides):20s} {action}"
+        print(f"{run.method:8s} {run.task:45s} seed {run.seed} {' '.join(run.overrides)} -> {action}"
               + (f": {'; '.join(item.reasons[:2])}" if item.reasons else ""))
         if item.before in redo or item.before in ("missing", "unfinished"):
             to_train.append(run)
@@ -268,9 +268,10 @@ def _dry_run(profile, prepared, source, dataset_dir, data_problems: dict[str, st
         seconds.setdefault(summary["method"], []).append(float(summary.get("wall_time_s", 0.0)) / share)
     known = [statistics.median(seconds[r.method]) for r in to_train if r.method in seconds]
     unknown = sorted({r.method for r in to_train if r.method not in seconds})
-    print(f"{len(prepared)} runs: {len(to_train)} to train, {len(prepared) - len(to_train)} kept; estimated "
-          f"{sum(known) / 3600:.1f} h of program time, from the stored runs' own wall times"
-          + (f" (none stored for {', '.join(unknown)}: not estimated)" if unknown else "")
+    estimate = (f"estimated {sum(known) / 3600:.1f} h of program time for {len(known)} of them, from the stored "
+                "runs' own wall times" if known else "no cost estimate")
+    print(f"{len(prepared)} runs: {len(to_train)} to train, {len(prepared) - len(to_train)} kept; {estimate}"
+          + (f" (no stored run of {', '.join(unknown)} at this profile to estimate from)" if unknown else "")
           + "; programs run side by side on several workers.")
 
 

@@ -85,9 +85,11 @@ def test_qam_paper_dry_run_lists_the_qam_papers_matrix(tmp_path):
     assert {r[0] for r in runs} == set("qam qam-e qam-f bam fql dsrl ifql cgql cgql-m cgql-l rebrac fbrac fawac fedit "
                                        "qsm dac rlpd".split())
     assert sorted({int(r[3]) for r in runs}) == [10001 * k for k in range(1, 13)]
+    assert all(line.endswith("-> train") for line in result.stdout.splitlines() if "-> " in line)  # empty store
     # Without the 100M shards of cube-quadruple and puzzle-4x4, the dry run says so per task.
-    missing = [line for line in result.stdout.splitlines() if line.startswith("data missing:")]
-    assert len(missing) == 10 and all("100m-v0" in line for line in missing)
+    missing = [line for line in result.stdout.splitlines() if line.startswith("data ") and "100m-v0" in line]
+    assert len(missing) == 10 and all("are missing" in line for line in missing)
+    assert f"{17 * 50 * 12} runs: {17 * 50 * 12} to train, 0 kept" in result.stdout
 
 
 def test_qam_paper_profile_is_the_qam_protocol():

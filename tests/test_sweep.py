@@ -233,7 +233,7 @@ def test_a_fresh_clone_trains_its_matrix_beside_the_committed_runs(bench_cache, 
 
     before = dry_run()
     assert "train again (foreign)" in before and "in another result store" in before
-    assert "1 runs: 1 to train, 0 kept" in before and "h of program time" in before
+    assert "1 runs: 1 to train, 0 kept; estimated" in before and "h of program time for 1 of them" in before
     assert f"data {TASK}: regenerated data cached" in before
     second = _reproduce([*args, "--reports", str(tmp_path / "reports")], env)
     output, _ = second.communicate(timeout=900)
