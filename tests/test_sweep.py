@@ -112,7 +112,7 @@ def test_killed_sweep_rerun_finishes_the_rest_without_redoing_finished_runs(benc
         assert json.loads((runs_root / "fql" / TASK / f"seed{seed}" / "summary.json").read_text())[
             "seeds_in_program"] == [0, 1]
     record = json.loads(max((results / "sweeps").glob("smoke-*.json")).read_text())
-    assert record["counts"] == {"finished": 4 - len(finished), "skipped": len(finished), "failed": 0}
+    assert record["counts"] == {"finished": 4 - len(finished), "diverged": 0, "skipped": len(finished), "failed": 0}
     report = (reports / "REPORT.md").read_text()
     assert "regenerated" in report and "Wall time of this invocation" in report
     for name in ("main_table", "learning_curves", "kl_tracking", "kl_budget_sensitivity", "collapse"):
@@ -123,18 +123,21 @@ def test_killed_sweep_rerun_finishes_the_rest_without_redoing_finished_runs(benc
 
 @pytest.mark.slow
 def test_one_failed_run_does_not_stop_the_others_and_is_reported_with_its_log(bench_cache, tmp_path):
+    import fcntl
+
     results = tmp_path / "results"
-    # A corrupt run directory: a different unfinished config is refused by that run only.
+    # The fql run's directory is held by another process (this one): that run fails, alone.
     blocked = results / "runs" / "smoke" / "fql" / TASK / "seed0"
     blocked.mkdir(parents=True)
-    (blocked / "config.json").write_text(json.dumps({"run": {"method": "other"}}))
-    process = _reproduce(["--methods", "bc", "fql", "--reports", str(tmp_path / "reports")],
-                         _env(bench_cache, results))
-    output, _ = process.communicate(timeout=900)
+    with open(blocked / "run.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        process = _reproduce(["--methods", "bc", "fql", "--reports", str(tmp_path / "reports")],
+                             _env(bench_cache, results))
+        output, _ = process.communicate(timeout=900)
     assert process.returncode == 1, output
     assert (results / "runs" / "smoke" / "bc" / TASK / "seed0" / "summary.json").exists()
-    assert "[failed] fql" in output and "different configuration" in output
-    assert str(blocked / "train.log") in output and "different configuration" in (blocked / "train.log").read_text()
+    assert "[failed] fql" in output and "in use by another process" in output
+    assert str(blocked / "train.log") in output and "in use by another process" in (blocked / "train.log").read_text()
 
 
 def _free_port() -> int:
