@@ -29,7 +29,8 @@ def _check_python(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
-    """The test suite (real MuJoCo episodes, regenerated data, a local Ray cluster; about 16 minutes on 2 cores)."""
+    """The test suite (real MuJoCo episodes, regenerated data, a local Ray cluster, parity fixtures;
+    about 30 minutes on 2 cores)."""
     _check_python(session)
     session.install("-e", ".[test]")
     # Two or more test processes (one per core): the slow tests are real training runs and
