@@ -245,9 +245,9 @@ def _dry_run(profile, prepared, source, dataset_dir, data_problems: dict[str, st
     import json
     import statistics
 
-    from bench.sweep import REDO
+    from bench.sweep import redo_states
 
-    redo = set(REDO) | ({"other-revision"} if rerun_stale else set())
+    redo = redo_states(rerun_stale)
     actions = {"missing": "train", "unfinished": "resume", "current": "keep (finished here, at this revision)",
                "other-revision": "keep (finished at another revision; --rerun-stale trains it again)"}
     to_train = []

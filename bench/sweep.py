@@ -138,6 +138,12 @@ class Prepared:
     replaced: Path | None  # where the run found there was moved (when it is trained again)
 
 
+def redo_states(rerun_stale: bool) -> set[str]:
+    """The stored-run states `reproduce` trains again (`REDO`, plus other-revision runs with
+    ``--rerun-stale``)."""
+    return set(REDO) | ({"other-revision"} if rerun_stale else set())
+
+
 def stored_state(run: RunConfig):
     """``run``'s `bench.training.StoredRun` (what its directory holds against this code)."""
     from bench.training import Run
@@ -152,7 +158,7 @@ def prepare(runs: Sequence[RunConfig], *, rerun_stale: bool = False, dry_run: bo
     place and the old ones stay readable for the report."""
     from bench.training import set_aside
 
-    redo = set(REDO) | ({"other-revision"} if rerun_stale else set())
+    redo = redo_states(rerun_stale)
     prepared = []
     for run in runs:
         stored = stored_state(run)

@@ -177,8 +177,6 @@ def _per_seed(metrics: dict[str, jax.Array], count: int) -> list[dict[str, float
     return [{k: float(np.atleast_1d(v)[i]) for k, v in host.items()} for i in range(count)]
 
 
-IDENTITY = ("method", "task", "profile", "seed", "source", "dataset_dir", "init", "overrides", "bc_seed",
-            "online_steps", *SCHEDULE_FIELDS)
 # What the seeds trained by one program must share (they differ in seed, bc_seed and out).
 SHARED = ("method", "task", "profile", "source", "dataset_dir", "init", "overrides", "online_steps",
           *SCHEDULE_FIELDS)
