@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import subprocess
@@ -53,6 +54,7 @@ def hardware() -> dict:
     }
 
 
+@functools.cache  # two git processes; asked once per stored run by `Run.stored`
 def code_revision() -> str | None:
     """The git commit of the suite's source tree, with '+dirty' for local changes."""
     root = Path(__file__).resolve().parent.parent
