@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import platform
 import subprocess
@@ -54,7 +53,6 @@ def hardware() -> dict:
     }
 
 
-@functools.cache  # two git processes; asked once per stored run by `Run.stored`
 def code_revision() -> str | None:
     """The git commit of the suite's source tree, with '+dirty' for local changes."""
     root = Path(__file__).resolve().parent.parent
