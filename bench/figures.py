@@ -14,6 +14,9 @@ panels on the closed-form problem say so.
   offline then online; and the QAM paper's published curves for the same domains.
 * ``kl_tracking``: TRQAM's lambda and realised KL against its budget over training, and
   internal against external KL on the closed-form problem.
+* ``kl_success``: success against the realised path KL (`bench.tradeoff`): QAM across beta,
+  TRQAM across KL budgets, BC at KL 0; each seed a point, each setting its mean with a 95%
+  interval.
 * ``kl_budget_sensitivity``: success against the KL budget (the profile's budget study), and
   realised KL and mean Q against the budget on the closed-form problem.
 * ``collapse``: QAM against TRQAM over training (adjoint loss, success), and Lemma 1's
@@ -32,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import closed_form
+from bench import closed_form, tradeoff
 from bench.curves import COLOURS, colour, load_curve
 from bench.errors import BenchError
 from bench.tables import (
@@ -64,19 +67,20 @@ def _csv_rows(path: Path) -> list[dict]:
 class Inputs:
     """What every figure draws from: the stored runs, the published numbers, the closed-form studies."""
 
-    runs: list[dict]  # `_runs`: each finished run's summary, config and logs
+    runs: list[dict]  # `load_runs`: each finished run's summary, config and logs
     runs_root: Path
     reference_dir: Path
     closed_dir: Path
     protocol: str = "trqam"  # the paper whose protocol the profile follows (bench.profiles.Profile.protocol)
 
 
-def _runs(runs_root: Path) -> list[dict]:
+def load_runs(runs_root: Path) -> list[dict]:
     """Every finished run under ``runs_root`` (default and study runs) with its logs."""
     runs = []
     for summary_path in sorted(runs_root.glob("*/*/seed*/summary.json")):
         directory = summary_path.parent
-        config = json.loads((directory / "config.json").read_text())
+        config_path = directory / "config.json"  # every run writes one; hand-made records may not
+        config = json.loads(config_path.read_text()) if config_path.exists() else {"run": {}, "agent_config": {}}
         overrides = dict(o.split("=", 1) for o in config["run"].get("overrides", []))
         runs.append({
             "dir": directory, "summary": json.loads(summary_path.read_text()), "overrides": overrides,
@@ -316,6 +320,60 @@ def kl_tracking(inputs: Inputs):
     return fig
 
 
+# ---- KL against success -------------------------------------------------------------------
+KNOB_SYMBOL = {"kl_budget": "budget", "inv_temp": "beta"}
+
+
+def kl_success(inputs: Inputs):
+    import matplotlib.pyplot as plt
+
+    tasks = tradeoff.study_tasks(inputs.runs)
+    found = tradeoff.points(inputs.runs, tasks or None)
+    rows = tradeoff.settings(found)
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    moved = [r for r in rows if r.method != "bc" and r.kl_mean is not None]
+    if not moved:
+        ax.text(0.5, 0.5, "no QAM or TRQAM runs with a logged path KL", transform=ax.transAxes, ha="center")
+        return fig
+    for r in rows:
+        if r.method == "bc":
+            ax.axhline(100 * r.success_mean, color=colour("bc"), linestyle="--", linewidth=1,
+                       label=f"BC (KL 0), {r.runs} seeds")
+            ax.axhspan(100 * r.ci_low, 100 * r.ci_high, color=colour("bc"), alpha=0.12, linewidth=0)
+    labelled = set()
+    for method in ("qam", "trqam"):
+        chosen = sorted((r for r in moved if r.method == method), key=lambda r: r.kl_mean)
+        if not chosen:
+            continue
+        seeds = [p for p in found if p.method == method and p.kl is not None]
+        ax.scatter([p.kl for p in seeds], [100 * p.success for p in seeds], color=colour(method), s=12, alpha=0.45,
+                   marker="o" if method == "qam" else "s", linewidth=0)
+        ax.plot([r.kl_mean for r in chosen], [100 * r.success_mean for r in chosen], color=colour(method),
+                linewidth=0.8, alpha=0.6)
+        for r in chosen:
+            knob = KNOB_SYMBOL[tradeoff.KNOBS[method]]
+            ax.errorbar(r.kl_mean, 100 * r.success_mean,
+                        xerr=[[max(0.0, r.kl_mean - r.kl_min)], [max(0.0, r.kl_max - r.kl_mean)]],
+                        yerr=[[max(0.0, 100 * (r.success_mean - r.ci_low))],
+                              [max(0.0, 100 * (r.ci_high - r.success_mean))]],
+                        color=colour(method), marker="o" if method == "qam" else "s", markersize=6, capsize=3,
+                        linestyle="none", label=None if method in labelled else
+                        f"{method.upper()} across {knob} (mean over seeds; small: each seed)")
+            labelled.add(method)
+            ax.annotate(f"{knob} {r.value:g}", (r.kl_mean, 100 * r.success_mean), textcoords="offset points",
+                        xytext=(4, 5), fontsize=7, color=colour(method))
+    ax.set_xscale("log")
+    ax.set_xlabel("realised path KL per action step (mean over the second half of fine-tuning; bars: seed range)")
+    ax.set_ylabel("final success rate (%)")
+    top = max([100 * r.ci_high for r in rows] + [10.0])
+    ax.set_ylim(0, min(100.0, 1.15 * top))
+    ax.set_title(f"Success against how far fine-tuning moved the policy from BC\n"
+                 f"({', '.join(sorted(tasks)) or 'all tasks'}; intervals: Wilson 95% over pooled episodes)",
+                 fontsize=9)
+    ax.legend(fontsize=7)
+    return fig
+
+
 # ---- KL-budget sensitivity -----------------------------------------------------------------
 def kl_budget_sensitivity(inputs: Inputs):
     import matplotlib.pyplot as plt
@@ -428,7 +486,7 @@ def collapse(inputs: Inputs):
 
 
 FIGURES: dict[str, Callable[[Inputs], object]] = {
-    "main_table": main_table, "learning_curves": learning_curves, "kl_tracking": kl_tracking,
+    "main_table": main_table, "kl_success": kl_success, "learning_curves": learning_curves, "kl_tracking": kl_tracking,
     "kl_budget_sensitivity": kl_budget_sensitivity, "collapse": collapse,
 }
 
@@ -441,7 +499,7 @@ def write(runs_root: Path, out_dir: Path, profile: str, closed_dir: Path = close
     matplotlib.use("Agg")
     from bench.profiles import get_profile
 
-    inputs = Inputs(_runs(runs_root), runs_root, reference_dir, closed_dir, get_profile(profile).protocol)
+    inputs = Inputs(load_runs(runs_root), runs_root, reference_dir, closed_dir, get_profile(profile).protocol)
     label = _label(inputs.runs, profile)
     paths = []
     for name, draw in FIGURES.items():

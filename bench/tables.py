@@ -335,6 +335,26 @@ def write(runs_root: Path, out_dir: Path, profile: str, reference_dir: Path = RE
         "", _markdown(tables["domains"]),
         "## Overall (mean over the measured domains)", "", _markdown(tables["overall"]),
     ]
+    text += _tradeoff_section(runs_root, out_dir, paths)
     md = out_dir / "tables.md"
     write_atomic(md, "\n".join(text))
     return [md, *paths]
+
+
+def _tradeoff_section(runs_root: Path, out_dir: Path, paths: list[Path]) -> list[str]:
+    """``kl_success.csv`` and its Markdown, where the profile's studies put QAM or TRQAM runs
+    along the KL-success trade-off (`bench.tradeoff`); nothing otherwise."""
+    from bench import figures, tradeoff
+
+    runs = figures.load_runs(runs_root)
+    tasks = tradeoff.study_tasks(runs)
+    if not tasks:
+        return []
+    rows = tradeoff.settings(tradeoff.points(runs, tasks))
+    path = out_dir / "kl_success.csv"
+    write_atomic(path, csv_text(tradeoff.table_rows(rows)))
+    paths.append(path)
+    return ["", f"## Success against realised KL ({', '.join(sorted(tasks))}; default and study runs)", "",
+            "Realised KL: the mean path-KL estimate per action step over the second half of fine-tuning "
+            "(`bench.tradeoff`); BC, the policy every run starts from, is 0. Success: final evaluation.", "",
+            tradeoff.markdown(rows), ""]

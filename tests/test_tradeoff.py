@@ -1,0 +1,134 @@
+"""The KL-success trade-off (`bench.tradeoff`): closed-form intervals, and the table, figure and
+findings drawn from real run directories."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import pytest
+
+from bench import figures, tradeoff
+from bench.runstore import csv_text
+from bench.tables import write as write_tables
+
+TASK = "cube-single-play-singletask-task1-v0"
+METRIC_COLUMNS = ["phase", "step", "actor/path_kl", "critic/q_mean"]
+
+
+def test_wilson_interval_closed_form():
+    # Wilson's interval is the set of pi with |p - pi| <= z sqrt(pi (1 - pi) / n): both ends solve it with equality
+    low, high = tradeoff.wilson(9, 100)
+    for end in (low, high):
+        assert abs(0.09 - end) == pytest.approx(tradeoff.Z95 * math.sqrt(end * (1 - end) / 100), rel=1e-9)
+    assert low < 0.09 < high and (low, high) == pytest.approx((0.0481, 0.1623), abs=1e-4)
+    z2 = tradeoff.Z95**2
+    assert tradeoff.wilson(0, 50) == pytest.approx((0.0, z2 / (50 + z2)))  # p = 0: upper end z^2 / (n + z^2)
+    assert tradeoff.wilson(50, 50) == pytest.approx((50 / (50 + z2), 1.0))
+    assert all(math.isnan(v) for v in tradeoff.wilson(0, 0))
+
+
+def test_realised_kl_is_the_mean_over_the_second_half_of_the_offline_phase():
+    rows = [{"phase": "pretrain", "step": "100", "actor/path_kl": "9"}]
+    rows += [{"phase": "offline", "step": str(s), "actor/path_kl": str(s / 1000)} for s in range(100, 1100, 100)]
+    rows += [{"phase": "offline", "step": "1000", "actor/path_kl": "nan"}, {"phase": "online", "step": "100",
+                                                                             "actor/path_kl": "7"}]
+    assert tradeoff.realised_kl(rows, 1000) == pytest.approx((0.6 + 0.7 + 0.8 + 0.9 + 1.0) / 5)
+    assert tradeoff.realised_kl([{"phase": "offline", "step": "100", "actor/path_kl": ""}], 1000) is None
+
+
+def _stored_run(root, method, seed, success, kl=None, overrides=(), agent_config=None, q=(-7.0, -26.0)):
+    """A run directory as `bench.training` leaves one: config, summary, metrics over 1000 steps."""
+    suffix = "".join(f"-{o}" for o in overrides)
+    run = root / method / TASK / f"seed{seed}{suffix}"
+    run.mkdir(parents=True)
+    phase = "pretrain" if method == "bc" else "offline"
+    (run / "config.json").write_text(json.dumps({"run": {"method": method, "task": TASK, "overrides": list(overrides)},
+                                                 "phases": [{"agent_config": agent_config or {}}]}))
+    (run / "summary.json").write_text(json.dumps({
+        "method": method, "task": TASK, "seed": seed, "status": "finished", "final_success": success,
+        "success_by_phase": {phase: success}, "eval_episodes": 50, "data": {"kind": "regenerated"},
+        "steps": {phase: 1000}}))
+    rows = []
+    if method != "bc":
+        for step in range(100, 1100, 100):
+            q_mean = q[0] + (q[1] - q[0]) * (step - 100) / 900
+            rows.append({"phase": "offline", "step": step, "actor/path_kl": kl, "critic/q_mean": q_mean})
+    (run / "metrics.csv").write_text(csv_text(rows, METRIC_COLUMNS))
+    (run / "evaluations.csv").write_text("phase,step,success_rate\n")
+    return run
+
+
+@pytest.fixture
+def stored_tradeoff(tmp_path):
+    root = tmp_path / "runs"
+    for seed, success in ((0, 0.10), (1, 0.06)):
+        _stored_run(root, "bc", seed, success)
+        _stored_run(root, "qam", seed, 0.08 - 0.02 * seed, kl=0.005, agent_config={"inv_temp": 1.0})
+        _stored_run(root, "qam", seed, 0.0, kl=0.9, overrides=("inv_temp=15",), agent_config={"inv_temp": 15.0})
+        _stored_run(root, "trqam", seed, 0.02 * seed, kl=0.95, agent_config={"kl_budget": 1.0})
+        _stored_run(root, "trqam", seed, 0.12, kl=0.004 + 0.002 * seed, overrides=("kl_budget=0.005",),
+                    agent_config={"kl_budget": 0.005})
+    return root
+
+
+def test_settings_pool_seeds_and_place_bc_at_zero(stored_tradeoff):
+    runs = figures.load_runs(stored_tradeoff)
+    assert tradeoff.study_tasks(runs) == {TASK}
+    rows = {(r.method, r.setting): r for r in tradeoff.settings(tradeoff.points(runs, {TASK}))}
+    assert set(rows) == {("bc", "BC"), ("qam", "inv_temp=1"), ("qam", "inv_temp=15"), ("trqam", "kl_budget=1"),
+                         ("trqam", "kl_budget=0.005")}
+    bc = rows[("bc", "BC")]
+    assert (bc.kl_mean, bc.successes, bc.episodes) == (0.0, 8, 100)
+    assert (bc.ci_low, bc.ci_high) == pytest.approx(tradeoff.wilson(8, 100))
+    small = rows[("trqam", "kl_budget=0.005")]
+    assert (small.kl_mean, small.kl_min, small.kl_max) == pytest.approx((0.005, 0.004, 0.006))
+    assert small.successes == 12 and small.success_mean == pytest.approx(0.12)
+
+
+def test_findings_state_the_measured_direction_and_the_critic(stored_tradeoff):
+    found = tradeoff.points(figures.load_runs(stored_tradeoff), {TASK})
+    rho, p_value, n = tradeoff.rank_correlation(found)
+    assert n == 8 and rho < -0.5 and p_value < 0.05
+    text = "\n".join(tradeoff.findings(found, discount=0.995))
+    assert "8.0% (8 of 100 episodes" in text  # BC, pooled
+    assert "success falls as the realised KL grows" in text
+    assert "realised KL below 0.01: 9.5% (19 of 200 episodes" in text
+    assert "realised KL of 0.1 or more: 0.5% (1 of 200 episodes" in text
+    assert "TRQAM at budget 0.005: realised KL 0.005 (1.00 x the budget)" in text
+    assert "from -7.0 at the first logged step to -26.0" in text and "worth -200" in text
+    assert "still far from its fixed point" in text
+    converged = [tradeoff.Point(**{**p.__dict__, "q_first": -190.0, "q_last": -199.0, "q_last_change": 0.0})
+                 for p in found]
+    assert "not explained by an unconverged critic" in "\n".join(tradeoff.findings(converged, 0.995))
+
+
+def test_no_relation_is_reported_as_none(stored_tradeoff):
+    found = [tradeoff.Point(**{**p.__dict__, "success": 0.1}) if p.method != "bc" else p
+             for p in tradeoff.points(figures.load_runs(stored_tradeoff), {TASK})]
+    assert tradeoff.rank_correlation(found) is None  # every fine-tuned run alike: no ranking to test
+
+
+def test_tables_and_figure_from_stored_runs(stored_tradeoff, tmp_path):
+    write_tables(stored_tradeoff, tmp_path / "tables", "quick")
+    with open(tmp_path / "tables" / "kl_success.csv", newline="") as f:
+        rows = {(r["method"], r["setting"]): r for r in csv.DictReader(f)}
+    assert rows[("qam", "inv_temp=15")]["realised_kl_mean"] == "0.9" and rows[("qam", "inv_temp=15")]["successes"] == "0"
+    assert float(rows[("bc", "BC")]["ci_high"]) == pytest.approx(tradeoff.wilson(8, 100)[1], abs=1e-4)
+    assert "## Success against realised KL" in (tmp_path / "tables" / "tables.md").read_text()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    inputs = figures.Inputs(figures.load_runs(stored_tradeoff), stored_tradeoff, tmp_path, tmp_path)
+    paths = figures._save(figures.kl_success(inputs), tmp_path / "figures", "kl_success")
+    assert all(p.stat().st_size > 10_000 for p in paths)
+
+
+def test_without_a_study_there_is_no_tradeoff_table(tmp_path):
+    root = tmp_path / "runs"
+    _stored_run(root, "bc", 0, 0.1)
+    _stored_run(root, "trqam", 0, 0.0, kl=0.9, agent_config={"kl_budget": 1.0})
+    write_tables(root, tmp_path / "tables", "quick")
+    assert not (tmp_path / "tables" / "kl_success.csv").exists()
+    assert "realised KL" not in (tmp_path / "tables" / "tables.md").read_text()
