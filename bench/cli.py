@@ -222,7 +222,7 @@ def reproduce(
         raise BenchError(f"no run of profile {profile} finished; see the logs above ({record})")
     outputs_began = time.perf_counter()
     tables_dir = reports / "tables" / profile
-    tables_module.write(runs_root, tables_dir, profile)
+    tables_module.write(runs_root, tables_dir, profile, latex=True)
     figure_paths = figures_module.write(runs_root, reports / "figures" / profile, profile)
     wall = {"sweep": sweep_s, "closed_form": closed_s}
     wall["outputs"] = time.perf_counter() - outputs_began
@@ -383,17 +383,20 @@ def tables(
     profile: ProfileName = "quick",
     runs: Path | None = None,
     out: Path | None = None,
+    latex: bool = False,
 ) -> None:
     """Tabulate stored runs (per task, per domain, overall) beside the TRQAM and QAM papers' numbers.
 
     Args:
         profile: Whose runs: results/runs/PROFILE.
         runs: Another runs directory (default results/runs/PROFILE).
-        out: Output directory (default reports/tables/PROFILE): tables.md, tasks.csv, domains.csv, overall.csv.
+        out: Output directory (default reports/tables/PROFILE): tables.md, tasks.csv, domains.csv, overall.csv,
+            aggregates.csv, improvement.csv.
+        latex: Also write the main table (offline success per domain, best in bold) as main_table.tex.
     """
     from bench.tables import write
 
-    paths = write(*_runs_and_out(profile, runs, out, "tables"), profile)
+    paths = write(*_runs_and_out(profile, runs, out, "tables"), profile, latex=latex)
     print("wrote " + ", ".join(str(p) for p in paths))
 
 

@@ -10,6 +10,10 @@ panels on the closed-form problem say so.
 
 * ``main_table``: success per domain, grouped bars per method with bootstrap 95% intervals;
   the TRQAM paper's table (bar) and the QAM paper's domain mean (cross) marked where published.
+* ``aggregate_metrics``, ``performance_profile``, ``probability_of_improvement``: rliable's
+  statistics over all tasks and seeds (`bench.aggregate`): IQM, mean, median and optimality
+  gap with stratified bootstrap intervals, the fraction of runs above each success threshold,
+  and P(TRQAM beats each other method), intervals only with 3+ seeds per task.
 * ``learning_curves``: success over fine-tuning steps (mean over tasks and seeds, 95% band),
   offline then online; and the QAM paper's published curves for the same domains.
 * ``kl_tracking``: TRQAM's lambda and realised KL against its budget over training, and
@@ -35,17 +39,19 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import closed_form, tradeoff
+from bench import aggregate, closed_form, tradeoff
 from bench.curves import COLOURS, colour, load_curve
 from bench.errors import BenchError
 from bench.tables import (
     REFERENCE_DIR,
+    aggregate_rows,
     build,
     load_qam_reference,
     load_summaries,
     load_trqam_reference,
     measured_successes,
     paper_name,
+    scores_by_method,
     task_interval,
 )
 from bench.tasks import DOMAINS_BY_NAME, resolve_task
@@ -125,9 +131,10 @@ def _plain_log_ticks(axis, values) -> None:
 
 
 def _mean_band(values: list[float]) -> tuple[float, float, float]:
+    """Mean and band: the bootstrap 95% interval with three or more values, else their range."""
     interval = task_interval(np.asarray(values))
     if interval.low is None:
-        return interval.mean, interval.mean, interval.mean
+        return interval.mean, interval.lowest, interval.highest
     return interval.mean, interval.low, interval.high
 
 
@@ -152,12 +159,14 @@ def main_table(inputs: Inputs):
                 continue
             x = j + (i - (len(methods) - 1) / 2) * width
             mean = float(row["mean"])
-            err = None
-            if row["ci95"]:
-                low, high = (float(v) for v in row["ci95"].strip("[]").split(","))
-                err = [[mean - low], [high - mean]]
-            ax.bar(x, mean, width, color=colour(method), yerr=err, capsize=2,
-                   label=method if j == 0 else None, edgecolor="black", linewidth=0.4)
+            interval = bool(row["ci_low"])
+            low, high = (float(row["ci_low"]), float(row["ci_high"])) if interval else (float(row["min"]),
+                                                                                         float(row["max"]))
+            ax.bar(x, mean, width, color=colour(method), label=method if j == 0 else None, edgecolor="black",
+                   linewidth=0.4)
+            ax.errorbar(x, mean, yerr=[[max(0.0, mean - low)], [max(0.0, high - mean)]], color="black",
+                        capsize=2 if interval else 0, linewidth=1 if interval else 0.8,
+                        linestyle="none")
             if row.get("trqam_paper"):
                 ax.plot([x - width / 2, x + width / 2], [float(row["trqam_paper"].split()[0])] * 2, color="black",
                         linewidth=2, label=None if published_drawn["trqam"] else "TRQAM paper (Table 1)")
@@ -173,8 +182,96 @@ def main_table(inputs: Inputs):
     if not any(published_drawn.values()):
         ax.text(0.5, 0.97, "no published numbers for these domains", transform=ax.transAxes, ha="center",
                 va="top", fontsize=8, color="0.3")
-    ax.set_title("Offline success per domain, mean over tasks and seeds, 95% CI", fontsize=9)
+    ax.set_title("Offline success per domain, mean over tasks and seeds; bars: 95% CI with 3+ seeds per task,\n"
+                 "otherwise (no caps) the range of the runs", fontsize=9)
     ax.legend(fontsize=7, ncol=2)
+    return fig
+
+
+# ---- rliable's statistics -------------------------------------------------------------------
+def _offline_scores(inputs: Inputs) -> dict[str, list[np.ndarray]]:
+    """method -> one array of offline successes (over seeds) per task, tasks in name order."""
+    by_method = scores_by_method(measured_successes(load_summaries(inputs.runs_root)))
+    return {method: [tasks[t] for t in sorted(tasks)] for (method, phase), tasks in by_method.items()
+            if phase == "offline"}
+
+
+def aggregate_metrics(inputs: Inputs):
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in aggregate_rows(measured_successes(load_summaries(inputs.runs_root)))[0]
+            if r["phase"] == "offline"]
+    methods = _sorted_methods(r["method"] for r in rows)
+    names = list(aggregate.METRICS)
+    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 0.45 * len(methods) + 1.6), sharey=True)
+    for ax, name in zip(axes, names, strict=True):
+        for y, method in enumerate(methods):
+            row = next(r for r in rows if r["method"] == method and r["statistic"] == name)
+            value = float(row["value"])
+            interval = bool(row["ci_low"])
+            low, high = (float(row["ci_low"]), float(row["ci_high"])) if interval else (value, value)
+            ax.plot([low, high], [y, y], color=colour(method), linewidth=6 if interval else 0, alpha=0.5,
+                    solid_capstyle="butt")
+            ax.plot(value, y, "|", color="black", markersize=12)
+        ax.set_title(name + (" (lower is better)" if name == "optimality gap" else ""), fontsize=9)
+        ax.set_xlabel("success rate (%)")
+        ax.set_xlim(left=0)
+    axes[0].set_yticks(range(len(methods)))
+    axes[0].set_yticklabels(methods)
+    seeds = min((r["seeds_per_task"] for r in rows), default=0)
+    tasks = max((r["tasks"] for r in rows), default=0)
+    fig.text(0.5, -0.02, f"Offline, {tasks} task(s), {seeds}+ seeds per task. Bars: stratified bootstrap 95% intervals"
+             + ("" if seeds >= aggregate.MIN_RUNS_FOR_INTERVAL else
+                f" (none here: fewer than {aggregate.MIN_RUNS_FOR_INTERVAL} seeds per task; ticks are point estimates)"),
+             ha="center", fontsize=8)
+    return fig
+
+
+def performance_profile(inputs: Inputs):
+    import matplotlib.pyplot as plt
+
+    scores = _offline_scores(inputs)
+    taus = np.linspace(0.0, 1.0, 101)
+    fig, ax = plt.subplots(figsize=(6.5, 4.0))
+    for method in _sorted_methods(scores):
+        profile = aggregate.performance_profile(scores[method], taus)
+        ax.plot(100 * taus, profile, color=colour(method), label=method)
+        if aggregate.has_interval(scores[method]):
+            low, high = aggregate.stratified_interval(lambda s: aggregate.performance_profile(s, taus), scores[method])
+            ax.fill_between(100 * taus, low, high, color=colour(method), alpha=0.2, linewidth=0)
+    ax.set_xlabel("success rate threshold tau (%)")
+    ax.set_ylabel("fraction of runs with success > tau")
+    ax.set_ylim(0, 1.02)
+    ax.set_title("Performance profile (offline, all tasks and seeds; bands: 95% stratified bootstrap\n"
+                 f"where every task has {aggregate.MIN_RUNS_FOR_INTERVAL}+ seeds)", fontsize=9)
+    ax.legend(fontsize=7)
+    return fig
+
+
+def probability_of_improvement(inputs: Inputs):
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in aggregate_rows(measured_successes(load_summaries(inputs.runs_root)))[1]
+            if r["phase"] == "offline"]
+    fig, ax = plt.subplots(figsize=(6.5, 0.45 * max(1, len(rows)) + 1.4))
+    if not rows:
+        ax.text(0.5, 0.5, "no TRQAM runs beside another method's on the same tasks", transform=ax.transAxes,
+                ha="center")
+        return fig
+    for y, row in enumerate(rows):
+        value = float(row["probability"])
+        ax.barh(y, value, color=colour(row["over"]), alpha=0.7, edgecolor="black", linewidth=0.4)
+        if row["ci_low"]:
+            low, high = float(row["ci_low"]), float(row["ci_high"])
+            ax.errorbar(value, y, xerr=[[max(0.0, value - low)], [max(0.0, high - value)]], color="black", capsize=3)
+    ax.axvline(0.5, color="0.4", linestyle="--", linewidth=0.8)
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels([f"TRQAM over {r['over']} ({r['tasks']} task(s), {r['seeds_per_task']} seeds)" for r in rows],
+                       fontsize=8)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("P(a TRQAM run beats a run of the other method on the same task)")
+    ax.set_title("Probability of improvement (offline; whiskers: 95% stratified bootstrap where every task\n"
+                 f"has {aggregate.MIN_RUNS_FOR_INTERVAL}+ seeds)", fontsize=9)
     return fig
 
 
@@ -216,7 +313,7 @@ def learning_curves(inputs: Inputs):
                  default=None)
     if online is not None:
         axes[0].axvline(online, color="0.5", linestyle="--", linewidth=0.8, label="online phase starts")
-    axes[0].set_title("Measured: success over fine-tuning\n(mean over tasks and seeds, 95% CI)", fontsize=9)
+    axes[0].set_title("Measured: success over fine-tuning\n(mean over tasks and seeds; band: 95% CI, or the range below 3 runs)", fontsize=9)
     axes[0].set_xlabel("fine-tuning step (offline gradient steps, then online environment steps)")
     axes[0].set_ylabel("success rate (%)")
     axes[0].set_ylim(0, 100)
@@ -461,7 +558,7 @@ def collapse(inputs: Inputs):
     axes[1].set_xlabel("offline fine-tuning step")
     axes[1].set_ylabel("success rate (%)")
     axes[1].set_ylim(0, 100)
-    axes[1].set_title("OGBench: success over training\n(95% CI over tasks x seeds)", fontsize=9)
+    axes[1].set_title("OGBench: success over training\n(band: 95% CI over tasks x seeds, or the range below 3 runs)", fontsize=9)
     axes[1].legend(fontsize=7)
     rows = closed_form.read(inputs.closed_dir, "critic_error")
     if not rows:
@@ -486,7 +583,8 @@ def collapse(inputs: Inputs):
 
 
 FIGURES: dict[str, Callable[[Inputs], object]] = {
-    "main_table": main_table, "kl_success": kl_success, "learning_curves": learning_curves, "kl_tracking": kl_tracking,
+    "main_table": main_table, "aggregate_metrics": aggregate_metrics, "performance_profile": performance_profile,
+    "probability_of_improvement": probability_of_improvement, "kl_success": kl_success, "learning_curves": learning_curves, "kl_tracking": kl_tracking,
     "kl_budget_sensitivity": kl_budget_sensitivity, "collapse": collapse,
 }
 

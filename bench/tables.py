@@ -4,9 +4,11 @@
 
 Aggregation follows docs/PROTOCOL.md: mean over seeds, then over tasks, then over domains.
 Per task: mean and standard deviation over seeds (ddof 1) and a bootstrap 95% interval of
-the mean (``scipy.stats.bootstrap``, percentile method). Per domain and overall: the mean
-of the task means, with a stratified bootstrap interval (seeds resampled within each
-task, as rliable does). Intervals need two or more seeds.
+the mean (percentile method). Per domain: the mean of the task means, with a stratified
+bootstrap interval (seeds resampled within each task, as rliable does; `bench.aggregate`).
+Intervals need three or more seeds in every task; the range of the runs is always given.
+Aggregates over all tasks (IQM, mean, median, optimality gap, probability of improvement):
+`bench.aggregate`.
 
 Published numbers (``results/reference/``), each shown only beside runs of its own paper's
 protocol (a profile's ``protocol``: ``paper``, ``quick``, ``smoke`` follow the TRQAM
@@ -34,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import aggregate
 from bench.errors import BenchError
 from bench.files import relative_path
 from bench.runstore import csv_text, write_atomic
@@ -57,37 +60,37 @@ def paper_name(method: str) -> str:
 class Interval:
     mean: float
     std: float
-    low: float | None
+    low: float | None  # the 95% interval: None with fewer than 3 runs in some task
     high: float | None
-    n: int
+    n: int  # runs (seeds) per task, the fewest
+    lowest: float  # the range of the runs themselves (printed where there is no interval)
+    highest: float
 
 
-def _bootstrap(samples: list[np.ndarray], seed: int = 0) -> tuple[float | None, float | None]:
-    """Percentile interval of the mean of per-sample means, each sample resampled on its own."""
-    if min(len(s) for s in samples) < 2:
+def _bootstrap(samples: list[np.ndarray]) -> tuple[float | None, float | None]:
+    """Stratified percentile interval of the mean of per-sample means (`bench.aggregate`):
+    None with fewer than three runs in some sample, where a bootstrap only returns the extremes."""
+    if not aggregate.has_interval(samples):
         return None, None
-    from scipy.stats import bootstrap
-
     if all(np.ptp(s) == 0 for s in samples):  # no spread: the interval is the point
         value = float(np.mean([np.mean(s) for s in samples]))
         return value, value
-    result = bootstrap(tuple(samples), lambda *xs: np.mean([np.mean(x) for x in xs]), vectorized=False,
-                       confidence_level=CONFIDENCE, n_resamples=2000, method="percentile",
-                       random_state=np.random.default_rng(seed))
-    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+    low, high = aggregate.stratified_interval(aggregate.mean, [np.asarray(s, dtype=float) for s in samples])
+    return float(low), float(high)
 
 
 def task_interval(values: np.ndarray) -> Interval:
     low, high = _bootstrap([values])
     std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-    return Interval(float(np.mean(values)), std, low, high, len(values))
+    return Interval(float(np.mean(values)), std, low, high, len(values), float(np.min(values)), float(np.max(values)))
 
 
 def group_interval(per_task: list[np.ndarray]) -> Interval:
     means = [float(np.mean(v)) for v in per_task]
     low, high = _bootstrap(per_task)
+    runs = np.concatenate(per_task)
     return Interval(float(np.mean(means)), float(np.std(means, ddof=1)) if len(means) > 1 else 0.0, low, high,
-                    min(len(v) for v in per_task))
+                    min(len(v) for v in per_task), float(np.min(runs)), float(np.max(runs)))
 
 
 # ---- inputs ------------------------------------------------------------------------------
@@ -154,8 +157,9 @@ def _pct(x: float | None) -> str:
     return "" if x is None else f"{100 * x:.1f}"
 
 
-def _ci(i: Interval) -> str:
-    return "" if i.low is None else f"[{100 * i.low:.1f}, {100 * i.high:.1f}]"
+def _spread(i: Interval) -> dict:
+    """Numeric interval columns (empty without an interval) and the runs' range (always)."""
+    return {"ci_low": _pct(i.low), "ci_high": _pct(i.high), "min": _pct(i.lowest), "max": _pct(i.highest)}
 
 
 PROTOCOL_PAPERS = {
@@ -196,7 +200,7 @@ def build(measured, qam_ref, trqam_ref, *, profile: str, official: bool, protoco
         by_domain[(method, domain, phase)].append((task, np.array(values)))
         row = {"method": method, "task": task, "phase": phase, "seeds": seeds(interval.n),
                "diverged": diverged.get((method, task, phase), 0), "mean": _pct(interval.mean),
-               "std": _pct(interval.std) if interval.n > 1 else "", "ci95": _ci(interval)}
+               "std": _pct(interval.std) if interval.n > 1 else "", **_spread(interval)}
         if with_qam:
             ref = qam_ref.get((paper_name(method), task, phase))
             row |= {"qam_paper": _pct(None if ref is None else float(np.mean(ref))),
@@ -213,7 +217,7 @@ def build(measured, qam_ref, trqam_ref, *, profile: str, official: bool, protoco
         row = {"method": method, "domain": info.abbr if info else domain, "phase": phase,
                "tasks_measured": f"{len(samples)}/5", "seeds": seeds(interval.n),
                "diverged": sum(diverged.get((method, task, phase), 0) for task, _ in entries),
-               "mean": _pct(interval.mean), "ci95": _ci(interval)}
+               "mean": _pct(interval.mean), **_spread(interval)}
         published: tuple[float, float | None] | None = None  # (mean %, std % over seeds)
         if with_qam:
             qam_tasks = [qam_ref.get((paper_name(method), f"{domain}-singletask-task{k}-v0", phase)) for k in range(1, 6)]
@@ -236,7 +240,82 @@ def build(measured, qam_ref, trqam_ref, *, profile: str, official: bool, protoco
     for (method, phase), domain_means in sorted(per_method_domains.items()):
         overall = float(np.mean([np.mean(d) for d in domain_means]))
         overall_rows.append({"method": method, "phase": phase, "domains": len(domain_means), "mean": _pct(overall)})
-    return {"tasks": tasks_rows, "domains": domain_rows, "overall": overall_rows}
+    aggregates, improvement = aggregate_rows(measured)
+    return {"tasks": tasks_rows, "domains": domain_rows, "overall": overall_rows, "aggregates": aggregates,
+            "improvement": improvement}
+
+
+def scores_by_method(measured) -> dict[tuple[str, str], dict[str, np.ndarray]]:
+    found: dict[tuple[str, str], dict[str, np.ndarray]] = defaultdict(dict)
+    for (method, task, phase), values in measured.items():
+        found[(method, phase)][task] = np.asarray(values, dtype=float)
+    return found
+
+
+def aggregate_rows(measured, reference_method: str = "trqam") -> tuple[list[dict], list[dict]]:
+    """rliable's statistics over every measured task and seed (`bench.aggregate`): one row per
+    (method, phase, statistic), in %, and the probability that ``reference_method`` improves on
+    each other method over the tasks both were measured on (a probability, 0 to 1)."""
+    by_method = scores_by_method(measured)
+    rows = []
+    for (method, phase), tasks in sorted(by_method.items()):
+        scores = [tasks[t] for t in sorted(tasks)]
+        runs = np.concatenate(scores)
+        for name, statistic in aggregate.METRICS.items():
+            e = aggregate.estimate(statistic, scores)
+            rows.append({"method": method, "phase": phase, "statistic": name, "tasks": e["tasks"],
+                         "seeds_per_task": e["runs_per_task"], "value": _pct(float(e["value"])),
+                         "ci_low": _pct(None if e["ci_low"] is None else float(e["ci_low"])),
+                         "ci_high": _pct(None if e["ci_high"] is None else float(e["ci_high"])),
+                         "min": _pct(float(runs.min())), "max": _pct(float(runs.max()))})
+    improvement = []
+    for (method, phase), tasks in sorted(by_method.items()):
+        reference = by_method.get((reference_method, phase))
+        if method == reference_method or reference is None:
+            continue
+        common = sorted(set(tasks) & set(reference))
+        if not common:
+            continue
+        e = aggregate.estimate(aggregate.probability_of_improvement, [reference[t] for t in common],
+                               [tasks[t] for t in common])
+        improvement.append({"method": reference_method, "over": method, "phase": phase, "tasks": len(common),
+                            "seeds_per_task": e["runs_per_task"], "probability": f"{float(e['value']):.3f}",
+                            "ci_low": "" if e["ci_low"] is None else f"{float(e['ci_low']):.3f}",
+                            "ci_high": "" if e["ci_high"] is None else f"{float(e['ci_high']):.3f}"})
+    return rows, improvement
+
+
+def _aggregates_markdown(rows: list[dict], improvement: list[dict]) -> list[str]:
+    if not rows:
+        return []
+    cells: dict[tuple[str, str], dict[str, str]] = defaultdict(dict)
+    meta: dict[tuple[str, str], tuple] = {}
+    for r in rows:
+        interval = f" [{r['ci_low']}, {r['ci_high']}]" if r["ci_low"] else ""
+        cells[(r["method"], r["phase"])][r["statistic"]] = r["value"] + interval
+        meta[(r["method"], r["phase"])] = (r["tasks"], r["seeds_per_task"], r["min"], r["max"])
+    names = list(aggregate.METRICS)
+    lines = ["| method | phase | tasks | seeds per task | " + " | ".join(names) + " | runs' range |",
+             "|---|---|---|---|" + "---|" * len(names) + "---|"]
+    for key, values in cells.items():
+        tasks, seeds, low, high = meta[key]
+        lines.append(f"| {key[0]} | {key[1]} | {tasks} | {seeds} | " + " | ".join(values[n] for n in names)
+                     + f" | {low} to {high} |")
+    text = ["## Aggregates over tasks and seeds (rliable's statistics)", "",
+            "In %; lower is better for the optimality gap. Intervals: stratified bootstrap, 95%, percentile "
+            f"(`bench.aggregate`), printed only where every task has {aggregate.MIN_RUNS_FOR_INTERVAL} or more seeds; "
+            "otherwise the runs' range and the count are all there is.", "", *lines, ""]
+    if improvement:
+        text += ["Probability of improvement: P(a run of the first method scores above a run of the other on the same "
+                 "task), ties counted half, averaged over the tasks both were measured on.", "",
+                 "| method | over | phase | tasks | seeds per task | probability | 95% interval |",
+                 "|---|---|---|---|---|---|---|"]
+        for r in improvement:
+            interval = f"[{r['ci_low']}, {r['ci_high']}]" if r["ci_low"] else "none (fewer than 3 seeds per task)"
+            text.append(f"| {r['method']} | {r['over']} | {r['phase']} | {r['tasks']} | {r['seeds_per_task']} | "
+                        f"{r['probability']} | {interval} |")
+        text.append("")
+    return text
 
 
 def run_revisions(summary_paths: list[Path], current: str | None) -> dict[tuple[str, str], set[str]]:
@@ -285,8 +364,10 @@ def _markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(runs_root: Path, out_dir: Path, profile: str, reference_dir: Path = REFERENCE_DIR) -> list[Path]:
-    """``tables.md`` and one CSV per table under ``out_dir`` for the runs under ``runs_root``."""
+def write(runs_root: Path, out_dir: Path, profile: str, reference_dir: Path = REFERENCE_DIR,
+          latex: bool = False) -> list[Path]:
+    """``tables.md`` and one CSV per table under ``out_dir`` for the runs under ``runs_root``;
+    with ``latex``, the main table as ``main_table.tex`` (`bench.latex`) too."""
     from bench import provenance
     from bench.profiles import get_profile
 
@@ -313,7 +394,10 @@ def write(runs_root: Path, out_dir: Path, profile: str, reference_dir: Path = RE
         "",
         f"Generated by `python -m bench tables --profile {profile}` from the runs under `{relative_path(runs_root)}`. "
         "Values in %;",
-        "`ci95` is a bootstrap 95% interval (two or more seeds); differences are measured minus published.",
+        "`ci_low`, `ci_high`: a stratified bootstrap 95% interval of the mean (seeds resampled within each task), "
+        f"only where every task has {aggregate.MIN_RUNS_FOR_INTERVAL} or more seeds (with fewer, a bootstrap returns "
+        "little more than the extremes); `min`, `max`: the lowest and highest single run, always. Differences are "
+        "measured minus published.",
         f"Data: {', '.join(sorted(kinds))}." + (
             " Runs on regenerated data or a CPU-sized profile are not a reproduction of the papers' numbers."
             if kinds != {"official"} or profile not in ("paper", "qam-paper") else ""),
@@ -334,8 +418,20 @@ def write(runs_root: Path, out_dir: Path, profile: str, reference_dir: Path = RE
         f"`tasks_measured` below 5/5: the measured mean covers fewer tasks than the published one. {match}",
         "", _markdown(tables["domains"]),
         "## Overall (mean over the measured domains)", "", _markdown(tables["overall"]),
+        *_aggregates_markdown(tables["aggregates"], tables["improvement"]),
     ]
     text += _tradeoff_section(runs_root, out_dir, paths)
+    if latex:
+        from bench import latex as latex_table
+        from bench.curves import COLOURS
+
+        tex = out_dir / "main_table.tex"
+        methods = sorted({r["method"] for r in tables["domains"]},
+                         key=lambda m: list(COLOURS).index(m) if m in COLOURS else len(COLOURS))
+        write_atomic(tex, latex_table.main_table(
+            tables["domains"], methods, caption=f"Offline success (%) per domain, profile {profile}, "
+            f"{'/'.join(sorted(kinds))} data; measured (published: {PROTOCOL_PAPERS[protocol].split(' (')[0]})"))
+        paths.append(tex)
     md = out_dir / "tables.md"
     write_atomic(md, "\n".join(text))
     return [md, *paths]

@@ -119,7 +119,8 @@ def test_killed_sweep_rerun_finishes_the_rest_without_redoing_finished_runs(benc
     assert record["counts"] == {"finished": 4 - len(finished), "diverged": 0, "skipped": len(finished), "failed": 0}
     report = (reports / "REPORT.md").read_text()
     assert "regenerated" in report and "Wall time of this invocation" in report
-    for name in ("main_table", "learning_curves", "kl_tracking", "kl_budget_sensitivity", "collapse"):
+    for name in ("main_table", "aggregate_metrics", "performance_profile", "probability_of_improvement",
+                 "kl_success", "learning_curves", "kl_tracking", "kl_budget_sensitivity", "collapse"):
         assert (reports / "figures" / "smoke" / f"{name}.png").stat().st_size > 10_000
         assert (reports / "figures" / "smoke" / f"{name}.pdf").exists()
     assert (reports / "tables" / "smoke" / "tasks.csv").exists()

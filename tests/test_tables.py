@@ -46,12 +46,13 @@ def test_qam_protocol_runs_are_compared_with_the_qam_paper_only(tmp_path):
     tasks = {(r["method"], r["phase"]): r for r in _rows(tmp_path / "out" / "tasks.csv")}
     qam = tasks[("qam", "offline")]
     assert qam["seeds"] == "3 of 12" and qam["mean"] == "40.0" and qam["std"] == "20.0"  # 12 planned
-    low, high = (float(x) for x in qam["ci95"].strip("[]").split(","))
-    assert 20.0 <= low < 40.0 < high <= 60.0
+    low, high = float(qam["ci_low"]), float(qam["ci_high"])  # numeric columns, 3 seeds: an interval
+    assert 20.0 <= low < 40.0 < high <= 60.0 and (qam["min"], qam["max"]) == ("20.0", "60.0")
     published = _published_qam(C2.format(1))
     assert float(qam["qam_paper"]) == pytest.approx(published, abs=0.05)
     assert float(qam["diff_qam"]) == pytest.approx(40.0 - published, abs=0.1)
-    assert tasks[("bc", "offline")]["mean"] == "4.0" and tasks[("bc", "offline")]["ci95"] == ""  # one seed
+    bc = tasks[("bc", "offline")]
+    assert bc["mean"] == "4.0" and bc["ci_low"] == bc["ci_high"] == "" and bc["min"] == bc["max"] == "4.0"
     domain = {r["method"]: r for r in _rows(tmp_path / "out" / "domains.csv")}["qam"]
     assert domain["tasks_measured"] == "1/5" and domain["match"] == ""
     domain_published = np.mean([_published_qam(C2.format(k)) for k in range(1, 6)])
@@ -123,3 +124,66 @@ def test_diverged_runs_count_as_zero_and_are_counted(tmp_path):
     assert task["diverged"] == "1" and task["mean"] == "25.0" and task["seeds"] == "2"
     (domain,) = _rows(tmp_path / "out" / "domains.csv")
     assert domain["diverged"] == "1"
+
+
+def test_two_seeds_give_a_range_not_an_interval_and_aggregates_follow_rliable(tmp_path):
+    runs = tmp_path / "runs"
+    for k, values in ((1, [0.2, 0.4]), (2, [0.0, 0.6])):
+        for seed, success in enumerate(values):
+            _run(runs, "qam", C2.format(k), seed, success)
+            _run(runs, "trqam", C2.format(k), seed, success + 0.1)
+    write(runs, tmp_path / "out", "quick")
+    domain = {r["method"]: r for r in _rows(tmp_path / "out" / "domains.csv")}["qam"]
+    assert domain["ci_low"] == domain["ci_high"] == "" and (domain["min"], domain["max"]) == ("0.0", "60.0")
+    aggregates = {(r["method"], r["statistic"]): r for r in _rows(tmp_path / "out" / "aggregates.csv")}
+    qam_iqm = aggregates[("qam", "IQM")]
+    assert qam_iqm["value"] == "30.0" and qam_iqm["ci_low"] == "" and qam_iqm["seeds_per_task"] == "2"  # trim 1 of 4 each end
+    assert aggregates[("qam", "optimality gap")]["value"] == "70.0"
+    improvement = _rows(tmp_path / "out" / "improvement.csv")
+    assert [(r["method"], r["over"], r["probability"], r["ci_low"]) for r in improvement] == [
+        ("trqam", "qam", "0.750", "")]  # per task: 3 of 4 pairs above (task 1), 3 of 4 (task 2)
+    text = (tmp_path / "out" / "tables.md").read_text()
+    assert "Aggregates over tasks and seeds" in text and "none (fewer than 3 seeds per task)" in text
+
+
+def _latex_rows(tex: str) -> list[list[str]]:
+    """The cells of the tabular in a minimal document, by a LaTeX parser (strict: unbalanced
+    braces or environments raise)."""
+    from pylatexenc.latexwalker import (
+        LatexEnvironmentNode,
+        LatexMacroNode,
+        LatexSpecialsNode,
+        LatexWalker,
+    )
+
+    document = "\\documentclass{article}\n\\begin{document}\n" + tex + "\n\\end{document}\n"
+    nodes, _, _ = LatexWalker(document, tolerant_parsing=False).get_latex_nodes()
+    body = next(n for n in nodes if isinstance(n, LatexEnvironmentNode) and n.environmentname == "document")
+    tabular = next(n for n in body.nodelist if isinstance(n, LatexEnvironmentNode) and n.environmentname == "tabular")
+    rows, cells, cell = [], [], []
+    for node in tabular.nodelist:
+        if isinstance(node, LatexSpecialsNode) and node.specials_chars == "&":
+            cells.append("".join(cell).strip())
+            cell = []
+        elif isinstance(node, LatexMacroNode) and node.macroname == "\\":
+            rows.append([*cells, "".join(cell).strip()])
+            cells, cell = [], []
+        elif not (isinstance(node, LatexMacroNode) and node.macroname == "hline"):
+            cell.append(node.latex_verbatim())
+    spec = tabular.nodeargd.argnlist[-1].latex_verbatim().strip("{}")
+    return rows, spec
+
+
+def test_latex_main_table_parses_with_the_best_value_per_domain_in_bold(tmp_path):
+    runs = tmp_path / "runs"
+    for k in range(1, 3):
+        _run(runs, "qam", C2.format(k), 0, 0.5)
+        _run(runs, "trqam", C2.format(k), 0, 0.7)
+    _run(runs, "fql", "cube-single-play-singletask-task1-v0", 0, 0.1)
+    write(runs, tmp_path / "out", "quick", latex=True)
+    rows, spec = _latex_rows((tmp_path / "out" / "main_table.tex").read_text())
+    assert spec == "lrrr" and all(len(r) == 4 for r in rows)
+    assert rows[0] == ["Domain", "TRQAM", "QAM", "FQL"]  # the suite's method order
+    by_domain = {r[0]: r[1:] for r in rows[1:]}
+    assert by_domain["c2"][1].startswith("50.0 (") and by_domain["c2"][0].startswith("\\textbf{70.0} (")
+    assert by_domain["cube-single-play"] == ["--", "--", "\\textbf{10.0}"]  # no published value: none shown
