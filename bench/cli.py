@@ -137,6 +137,7 @@ def reproduce(
     reports: Path = Path("reports"),
     rerun_stale: bool = False,
     dry_run: bool = False,
+    print_commands: Path | None = None,
 ) -> None:
     """The main job: run a profile's matrix (finished runs are kept, interrupted ones resume, a
     failed run does not stop the others), then write the tables, the figures and REPORT.md.
@@ -166,6 +167,7 @@ def reproduce(
         reports: Where the tables, figures and REPORT.md go.
         rerun_stale: Also train again the runs of this result store finished at another code revision (they are kept and marked otherwise). Runs of another configuration or of another result store (committed runs, on a fresh clone) are always trained again; the old ones are moved under results/replaced/ and the report sets the new numbers beside them.
         dry_run: Say, per run, what would happen (kept, trained, trained again and why), which data is present or missing, and an estimate of the cost on this machine; then stop.
+        print_commands: Instead of training, write to this directory one `python -m bench train` command per program, a file per wave (BC checkpoints first), a SLURM array script and the sbatch lines to submit them (DIR/README.txt); then stop.
     """
     import time
 
@@ -193,6 +195,13 @@ def reproduce(
                  "tasks": list(dict.fromkeys(r.task for r in runs)),
                  "seeds": sorted({r.seed for r in runs})}
     data_problems = _large_data_problems(chosen, runs, source, dataset_dir)
+    if print_commands is not None:
+        from bench.sweep import write_commands
+
+        for path in write_commands(runs, print_commands, seeds_per_program):
+            print(f"wrote {path}")
+        print((print_commands / "README.txt").read_text(), end="")
+        return
     if dry_run:
         _dry_run(chosen, prepare(runs, rerun_stale=rerun_stale, dry_run=True), source, dataset_dir, data_problems,
                  RESULTS_DIR, rerun_stale)

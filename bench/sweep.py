@@ -27,6 +27,7 @@ import itertools
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import time
@@ -219,6 +220,54 @@ def train_command(runs: Sequence[RunConfig]) -> list[str]:
     if run.overrides:
         command += ["--set", *run.overrides]
     return command
+
+
+SLURM_SCRIPT = """#!/usr/bin/env bash
+# One array task per line of a commands file: sbatch --array=1-N%M {script} WAVE_FILE
+# (written by `python -m bench reproduce --print-commands DIR`; see DIR/README.txt).
+#SBATCH --job-name=trqam-bench
+#SBATCH --output=slurm-%A_%a.out
+set -euo pipefail
+cd {repo}
+line=$(sed -n "${{SLURM_ARRAY_TASK_ID}}p" "$1")
+echo "$line"
+eval "$line"
+"""
+
+
+def write_commands(runs: Sequence[RunConfig], out_dir: Path, seeds_per_program: int) -> list[Path]:
+    """One ``python -m bench train`` command per program, a file per wave (``wave1.txt``: the
+    programs that produce BC checkpoints; ``wave2.txt``: the rest), a SLURM array script that
+    runs line ``$SLURM_ARRAY_TASK_ID`` of a wave file, and a README with the two ``sbatch``
+    lines (the second waits for the first). Every command is idempotent: a finished run is
+    kept, an interrupted one resumes, so a preempted or repeated array task is harmless."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    counts = []
+    for number, wave in enumerate(waves(runs), start=1):
+        lines = [shlex.join(["python", *train_command(job)[1:]]) for job in programs(wave, seeds_per_program)]
+        path = out_dir / f"wave{number}.txt"
+        write_atomic(path, "\n".join(lines) + "\n")
+        paths.append(path)
+        counts.append(len(lines))
+    script = out_dir / "slurm_array.sh"
+    write_atomic(script, SLURM_SCRIPT.format(script=script.name, repo=shlex.quote(str(REPO))))
+    script.chmod(0o755)
+    submit = [f"first=$(sbatch --parsable --array=1-{counts[0]} {script} {paths[0]})"] if counts else []
+    if len(counts) > 1:
+        submit.append(f"sbatch --dependency=afterok:$first --array=1-{counts[1]} {script} {paths[1]}")
+    readme = out_dir / "README.txt"
+    write_atomic(readme, "\n".join([
+        f"{sum(counts)} programs ({len(runs)} runs) in {len(counts)} wave(s): wave 1 trains the BC checkpoints that "
+        "wave 2 fine-tunes from.",
+        "Each line of a wave file is one program; run them in any order within a wave, on any node that sees this "
+        "repository, the result store (TRQAM_BENCH_RESULTS) and the cache (TRQAM_BENCH_CACHE) on a shared file "
+        "system. Add your cluster's #SBATCH options (partition, --gres=gpu:1, --cpus-per-task, --time) to "
+        f"{script.name}, activate the environment in it, then:", "", *submit, "",
+        f"Afterwards, on any node: python -m bench tables --profile {runs[0].profile} && python -m bench figures "
+        f"--profile {runs[0].profile}",
+        ""]))
+    return [*paths, script, readme]
 
 
 def execute(runs: Sequence[RunConfig]) -> list[Outcome]:

@@ -254,3 +254,28 @@ def test_a_fresh_clone_trains_its_matrix_beside_the_committed_runs(bench_cache, 
     assert "from the stored runs' own records" in report
     after = dry_run()
     assert "keep (finished here, at this revision)" in after and "1 runs: 0 to train, 1 kept" in after
+
+
+@pytest.mark.slow
+def test_printed_slurm_commands_train_the_matrix_wave_by_wave(bench_cache, tmp_path):
+    """`--print-commands`: the files a SLURM job array runs, run here as the array would (one
+    line per task id, the BC wave first): real processes, real runs."""
+    results, commands = tmp_path / "results", tmp_path / "commands"
+    env = _env(bench_cache, results)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # `python` is this interpreter
+    process = _reproduce(["--methods", "bc", "fql", "--seeds", "0", "1", "--print-commands", str(commands)], env)
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 0, output
+    wave1 = (commands / "wave1.txt").read_text().splitlines()
+    wave2 = (commands / "wave2.txt").read_text().splitlines()
+    assert [line.split()[:6] for line in wave1] == [["python", "-m", "bench", "train", "--method", "bc"]]
+    assert len(wave2) == 1 and "--method fql" in wave2[0] and "--seeds 0 1" in wave2[0]
+    assert "sbatch --dependency=afterok:$first --array=1-1" in output
+    assert not (results / "runs").exists()  # nothing trained by printing
+    for wave in ("wave1.txt", "wave2.txt"):
+        array_task = subprocess.run(["bash", str(commands / "slurm_array.sh"), str(commands / wave)], cwd=tmp_path,
+                                    env={**env, "SLURM_ARRAY_TASK_ID": "1"}, capture_output=True, text=True, timeout=600)
+        assert array_task.returncode == 0, array_task.stdout + array_task.stderr
+    for method in ("bc", "fql"):
+        for seed in (0, 1):
+            assert (results / "runs" / "smoke" / method / TASK / f"seed{seed}" / "summary.json").exists()
