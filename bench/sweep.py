@@ -270,10 +270,22 @@ def write_commands(runs: Sequence[RunConfig], out_dir: Path, seeds_per_program: 
     return [*paths, script, readme]
 
 
-def execute(runs: Sequence[RunConfig]) -> list[Outcome]:
-    """Run (or resume, or skip) the runs of one program in their own process; never raises
-    for a failed run. The process's output goes to ``train.log`` in every one of its run
-    directories."""
+GPU_HEADROOM = 0.9  # of a shared GPU's memory, what the programs on it may take together
+
+
+def gpu_share_environment(gpus_per_run: float) -> dict[str, str]:
+    """The environment of a program that holds ``gpus_per_run`` of one GPU: JAX preallocates
+    75% of a GPU by default, so four programs at 0.25 each would ask for three GPUs' worth.
+    A fractional share gets that share of 90% of the memory; a whole GPU keeps JAX's default."""
+    if not 0 < gpus_per_run < 1:
+        return {}
+    return {"XLA_PYTHON_CLIENT_MEM_FRACTION": f"{GPU_HEADROOM * gpus_per_run:.3f}"}
+
+
+def execute(runs: Sequence[RunConfig], env: dict[str, str] | None = None) -> list[Outcome]:
+    """Run (or resume, or skip) the runs of one program in their own process (its environment
+    this one's plus ``env``); never raises for a failed run. The process's output goes to
+    ``train.log`` in every one of its run directories."""
     def outcome(run: RunConfig, status, seconds=0.0, error=""):
         directory = run.run_dir()
         return Outcome(run_dir=str(directory), method=run.method, task=run.task, seed=run.seed,
@@ -294,7 +306,7 @@ def execute(runs: Sequence[RunConfig]) -> list[Outcome]:
             logs.append(stack.enter_context(open(run.run_dir() / LOG_NAME, "a")))
         header = f"\n# {datetime.now(UTC).isoformat(timespec='seconds')} on {platform.node()}: {' '.join(command[1:])}\n"
         process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                   errors="replace", env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                   errors="replace", env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
         for line in itertools.chain([header], process.stdout):
             for log in logs:
                 log.write(line)
@@ -334,7 +346,7 @@ def run_ray(jobs: Sequence[Sequence[RunConfig]], address: str | None, cpus_per_r
         env = {"PYTHONPATH": str(REPO), **{k: v for k, v in os.environ.items() if k.startswith("TRQAM_BENCH_")}}
         ray.init(address=address, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": env})
     remote = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=0)(execute)
-    pending = {remote.remote(list(job)): job for job in jobs}
+    pending = {remote.remote(list(job), gpu_share_environment(gpus_per_run)): job for job in jobs}
     outcomes = []
     try:
         while pending:

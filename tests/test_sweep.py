@@ -279,3 +279,23 @@ def test_printed_slurm_commands_train_the_matrix_wave_by_wave(bench_cache, tmp_p
     for method in ("bc", "fql"):
         for seed in (0, 1):
             assert (results / "runs" / "smoke" / method / TASK / f"seed{seed}" / "summary.json").exists()
+
+
+def test_a_fractional_gpu_share_sets_the_jax_memory_fraction():
+    from bench.sweep import gpu_share_environment
+
+    assert gpu_share_environment(0.25) == {"XLA_PYTHON_CLIENT_MEM_FRACTION": "0.225"}  # 4 per GPU: 90% shared
+    assert gpu_share_environment(0.5) == {"XLA_PYTHON_CLIENT_MEM_FRACTION": "0.450"}
+    assert gpu_share_environment(1.0) == {} and gpu_share_environment(0.0) == {}  # a whole GPU, or none
+
+
+@pytest.mark.slow
+def test_a_program_receives_its_environment_and_records_it(bench_cache, tmp_path):
+    from bench.sweep import execute, gpu_share_environment
+    from bench.training import RunConfig
+
+    run = RunConfig("bc", TASK, profile="smoke", out=tmp_path / "run")
+    [outcome] = execute([run], env=gpu_share_environment(0.25))
+    assert outcome.status == "finished", outcome.error
+    hardware = json.loads((tmp_path / "run" / "environment.json").read_text())["hardware"]
+    assert hardware["jax_memory_fraction"] == "0.225"
