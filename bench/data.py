@@ -266,8 +266,13 @@ def resolve_files(
               f"(ogbench's oracles, {regen.tag})", file=sys.stderr, flush=True)
         return _regenerated_files(task, regen)
     directory.mkdir(parents=True, exist_ok=True)
-    _download_official(task, directory)
-    found = _official_files(task, directory)
+    # Runs of one domain started together would download the same file to the same temporary
+    # name: one downloads, the others wait for it and then find the files.
+    with file_lock(directory / f".{task.dataset}.download.lock"):
+        found = _official_files(task, directory)
+        if found is None:
+            _download_official(task, directory)
+            found = _official_files(task, directory)
     assert found is not None, "ogbench.download_datasets returned without the files"
     return found
 

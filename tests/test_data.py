@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import urllib.error
+from pathlib import Path
 
 import numpy as np
 import ogbench
@@ -97,6 +98,38 @@ def test_missing_official_files_explain_where_to_put_them(tmp_path, monkeypatch)
     monkeypatch.setattr(ogbench, "download_datasets", offline)
     with pytest.raises(BenchError, match=r"cube-single-play-v0.npz' and 'cube-single-play-v0-val.npz' there"):
         resolve_files(TASK, "official", tmp_path, SMALL)
+
+
+def test_concurrent_runs_download_an_official_file_once(smoke_dataset_dir, tmp_path, monkeypatch):
+    """Four runs of one domain asking for absent official files at once: one downloads (here a
+    slow copy standing in for OGBench's server), the others wait and then find the files."""
+    import threading
+    import time
+
+    calls = []
+
+    def slow_download(names, directory):
+        calls.append(names)
+        time.sleep(0.5)  # long enough that the others arrive while it runs
+        _copy(smoke_dataset_dir, Path(directory))
+
+    monkeypatch.setattr(ogbench, "download_datasets", slow_download)
+    (tmp_path / "official").mkdir()
+    found, errors = [], []
+
+    def run():
+        try:
+            found.append(resolve_files(TASK, "official", tmp_path / "official", SMALL))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors and len(calls) == 1 and len(found) == 4
+    assert {f.kind for f in found} == {"official"}
 
 
 def test_shards_rotate_every_interval(smoke_dataset_dir, tmp_path, env):
