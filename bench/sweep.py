@@ -31,9 +31,10 @@ import shlex
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -388,17 +389,70 @@ def default_workers() -> int:
     return max(1, min(cores, int(memory_gib // 6)))  # a quick run with 25 cube envs takes ~6 GB
 
 
+@dataclass
+class Progress:
+    """The sweep's one progress line: runs ended by status, programs running, elapsed time and
+    an estimate of the time left (the pace so far: wall time per run trained in this sweep)."""
+
+    total: int
+    began: float = field(default_factory=time.perf_counter)
+    ended: Counter = field(default_factory=Counter)
+    running: int = 0
+    _slots: int = 0
+    _runs_left: dict[int, int] = field(default_factory=dict)  # program -> its runs not yet ended
+    _program_of: dict[str, int] = field(default_factory=dict)  # run directory -> program
+
+    def start_wave(self, jobs: Sequence[Sequence[RunConfig]], slots: int) -> None:
+        self._slots = slots
+        self._runs_left = {i: len(job) for i, job in enumerate(jobs)}
+        self._program_of = {str(run.run_dir()): i for i, job in enumerate(jobs) for run in job}
+        self.running = min(slots, len(jobs))
+
+    def record(self, outcome: Outcome) -> bool:
+        """Count ``outcome``; True when it was its program's last run."""
+        self.ended[outcome.status] += 1
+        program = self._program_of.get(outcome.run_dir)
+        if program is None:
+            return False
+        self._runs_left[program] -= 1
+        if self._runs_left[program]:
+            return False
+        self.running = min(self._slots, sum(1 for n in self._runs_left.values() if n))
+        return True
+
+    def line(self, now: float | None = None) -> str:
+        elapsed = (now if now is not None else time.perf_counter()) - self.began
+        done = sum(self.ended.values())
+        trained = done - self.ended["skipped"]
+        left = self.total - done
+        eta = f"~{elapsed / trained * left / 60:.0f} min left" if trained and left else (
+            "done" if not left else "time left unknown until a run ends")
+        counts = ", ".join(f"{n} {status}" for status, n in sorted(self.ended.items()))
+        return (f"[sweep] {done} of {self.total} runs ended ({counts or 'none yet'}); {self.running} program(s) "
+                f"running; {elapsed / 60:.1f} min elapsed, {eta}")
+
+
 def sweep(runs: Sequence[RunConfig], settings: SweepSettings = SweepSettings(),
           report: Callable[[Outcome], None] | None = None) -> list[Outcome]:
-    """Execute ``runs`` wave by wave; returns one outcome per run (in completion order)."""
+    """Execute ``runs`` wave by wave; returns one outcome per run (in completion order). After
+    each ended program a progress line (`Progress`) follows its runs' lines."""
     report = report or _print_outcome
+    progress = Progress(total=len(runs))
+
+    def tracked(outcome: Outcome) -> None:
+        report(outcome)
+        if progress.record(outcome):
+            print(progress.line(), flush=True)
+
     outcomes: list[Outcome] = []
     for wave in waves(runs):
         jobs = programs(wave, settings.seeds_per_program)
+        workers = settings.workers or default_workers()
+        progress.start_wave(jobs, len(jobs) if settings.backend == "ray" else workers)
         if settings.backend == "ray":
-            outcomes += run_ray(jobs, settings.address, settings.cpus_per_run, settings.gpus_per_run, report)
+            outcomes += run_ray(jobs, settings.address, settings.cpus_per_run, settings.gpus_per_run, tracked)
         else:
-            outcomes += run_local(jobs, settings.workers or default_workers(), report)
+            outcomes += run_local(jobs, workers, tracked)
     return outcomes
 
 

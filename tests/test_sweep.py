@@ -59,7 +59,7 @@ def test_runs_differing_only_in_seed_share_a_program():
     assert sorted(len(j) for j in jobs) == [2] * 13
     assert [len(j) for j in programs(runs, seeds_per_program=1)] == [1] * 26
     online = plan(get_profile("quick"), methods=["qam"], tasks=["cube-single-play-singletask-task1-v0"],
-                  online_steps=100)
+                  online_steps=100, studies=False)
     assert [len(j) for j in programs(online, seeds_per_program=8)] == [2]  # each seed steps its own environment
 
 
@@ -119,6 +119,7 @@ def test_killed_sweep_rerun_finishes_the_rest_without_redoing_finished_runs(benc
     assert record["counts"] == {"finished": 4 - len(finished), "diverged": 0, "skipped": len(finished), "failed": 0}
     report = (reports / "REPORT.md").read_text()
     assert "regenerated" in report and "Wall time of this invocation" in report
+    assert "[sweep] 4 of 4 runs ended" in output and "min elapsed, done" in output  # the sweep's progress line
     for name in ("main_table", "aggregate_metrics", "performance_profile", "probability_of_improvement",
                  "kl_success", "learning_curves", "kl_tracking", "kl_budget_sensitivity", "collapse"):
         assert (reports / "figures" / "smoke" / f"{name}.png").stat().st_size > 10_000
@@ -299,3 +300,16 @@ def test_a_program_receives_its_environment_and_records_it(bench_cache, tmp_path
     assert outcome.status == "finished", outcome.error
     hardware = json.loads((tmp_path / "run" / "environment.json").read_text())["hardware"]
     assert hardware["jax_memory_fraction"] == "0.225"
+
+
+def test_the_sweep_progress_line_counts_runs_and_estimates_the_time_left():
+    from collections import Counter
+
+    from bench.sweep import Progress
+
+    progress = Progress(total=10, began=0.0, ended=Counter(finished=3, skipped=2, failed=1), running=2)
+    # 4 runs trained in 8 min: 2 min a run, 4 runs left
+    assert progress.line(now=480.0) == ("[sweep] 6 of 10 runs ended (1 failed, 3 finished, 2 skipped); 2 program(s) "
+                                        "running; 8.0 min elapsed, ~8 min left")
+    assert Progress(total=2, began=0.0, ended=Counter(skipped=2)).line(now=1.0).endswith("done")
+    assert Progress(total=2, began=0.0).line(now=1.0).endswith("time left unknown until a run ends")
