@@ -134,6 +134,7 @@ def reproduce(
     cpus_per_run: float = 1.0,
     gpus_per_run: float = 0.0,
     seeds_per_program: int = 8,
+    retries: int = 2,
     reports: Path = Path("reports"),
     rerun_stale: bool = False,
     dry_run: bool = False,
@@ -164,6 +165,7 @@ def reproduce(
         cpus_per_run: Ray backend: CPUs requested per program.
         gpus_per_run: Ray backend: GPUs requested per program (e.g. 1, or 0.25 to pack four per GPU).
         seeds_per_program: Runs that differ only in their seed are trained side by side by one compiled program, this many at most (1: one process per run).
+        retries: Ray backend: how often a program whose worker died (preemption, a lost node) is resubmitted; it resumes from its last checkpoint.
         reports: Where the tables, figures and REPORT.md go.
         rerun_stale: Also train again the runs of this result store finished at another code revision (they are kept and marked otherwise). Runs of another configuration or of another result store (committed runs, on a fresh clone) are always trained again; the old ones are moved under results/replaced/ and the report sets the new numbers beside them.
         dry_run: Say, per run, what would happen (kept, trained, trained again and why), which data is present or missing, and an estimate of the cost on this machine; then stop.
@@ -214,7 +216,7 @@ def reproduce(
             print(f"{item.run.run_dir()}: {item.before} ({'; '.join(item.reasons[:2])}): moved to {item.replaced}, "
                   "trained again", flush=True)
     settings = SweepSettings(backend=backend, workers=workers, address=address, cpus_per_run=cpus_per_run,
-                             gpus_per_run=gpus_per_run, seeds_per_program=seeds_per_program)
+                             gpus_per_run=gpus_per_run, seeds_per_program=seeds_per_program, retries=retries)
     print(f"{len(runs)} runs of profile {profile} ({backend} backend)", flush=True)
     outcomes = sweep(runs, settings)
     sweep_s = time.perf_counter() - began

@@ -91,3 +91,36 @@ def relative_path(path: Path, base: Path | None = None) -> str:
         return str(path.resolve().relative_to((base or Path.cwd()).resolve()))
     except ValueError:
         return str(path)
+
+
+SHARED_FILESYSTEMS = ("nfs", "nfs4", "lustre", "gpfs", "beegfs", "ceph", "cifs", "smb3", "smbfs", "glusterfs",
+                      "panfs", "wekafs", "fuse.sshfs", "fuse.juicefs", "9p", "virtiofs")
+
+
+def filesystem_type(path: Path, mounts: str | None = None) -> str | None:
+    """The type of the file system ``path`` lies on (the longest matching mount point of
+    ``/proc/mounts``, or of ``mounts``, its text); None where that cannot be read."""
+    if mounts is None:
+        try:
+            mounts = Path("/proc/mounts").read_text()
+        except OSError:
+            return None
+    target = str(Path(path).expanduser().resolve())
+    best, kind = "", None
+    for line in mounts.splitlines():
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1].replace("\\040", " ")
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, kind = point, fields[2]
+    return kind
+
+
+def node_local(path: Path, mounts: str | None = None) -> bool:
+    """Whether ``path`` is on a file system only this machine sees (known local types; an
+    unknown type counts as shared, so the warning it feeds is never a false alarm)."""
+    kind = filesystem_type(path, mounts)
+    return kind is not None and kind not in SHARED_FILESYSTEMS and kind in (
+        "ext2", "ext3", "ext4", "xfs", "btrfs", "zfs", "tmpfs", "overlay", "f2fs", "apfs", "devtmpfs")

@@ -33,7 +33,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -117,6 +117,31 @@ def waves(runs: Sequence[RunConfig]) -> list[list[RunConfig]]:
             producers.setdefault(_bc_key(run), run)
     first = [r for r in runs if r in producers.values()]
     return [w for w in (first, [r for r in runs if r not in first]) if w]
+
+
+@dataclass(frozen=True)
+class ProgramPlan:
+    """The sweep's programs and what each waits for: ``needs[i]`` holds the programs that
+    train the BC checkpoints program ``i`` fine-tunes from. There is no barrier between waves:
+    a program starts as soon as its own producers have ended."""
+
+    programs: list[list[RunConfig]]
+    needs: dict[int, set[int]]
+
+
+def program_plan(runs: Sequence[RunConfig], seeds_per_program: int) -> ProgramPlan:
+    parts = waves(runs)
+    first = programs(parts[0], seeds_per_program) if len(parts) > 1 else []
+    rest = programs(parts[-1], seeds_per_program) if parts else []
+    producer_of = {}
+    for index, job in enumerate(first):
+        for run in job:
+            producer_of.setdefault(_bc_key(run), index)
+    needs: dict[int, set[int]] = {}
+    for offset, job in enumerate(rest):
+        fine_tunes = [r for r in job if METHODS[r.method].pipeline == "fine-tune" and r.init == "bc"]
+        needs[len(first) + offset] = {producer_of[_bc_key(r)] for r in fine_tunes if _bc_key(r) in producer_of}
+    return ProgramPlan([*first, *rest], needs)
 
 
 def _bc_key(run: RunConfig) -> tuple:
@@ -325,18 +350,78 @@ def execute(runs: Sequence[RunConfig], env: dict[str, str] | None = None) -> lis
 
 
 # ---- backends ----------------------------------------------------------------------------
-def run_local(jobs: Sequence[Sequence[RunConfig]], workers: int, report: Callable[[Outcome], None]) -> list[Outcome]:
+class _Dependencies:
+    """Which programs of a `ProgramPlan` may start: those whose producers have all ended."""
+
+    def __init__(self, plan: ProgramPlan):
+        self.plan = plan
+        self.waiting = {i: set(n) for i, n in plan.needs.items()}
+        self.started: set[int] = set()
+
+    def ready(self) -> list[int]:
+        chosen = [i for i in range(len(self.plan.programs)) if i not in self.started and not self.waiting.get(i)]
+        self.started.update(chosen)
+        return chosen
+
+    def ended(self, index: int) -> None:
+        for waiting in self.waiting.values():
+            waiting.discard(index)
+
+
+def run_local(plan: ProgramPlan, workers: int, report: Callable[[Outcome], None],
+              started: Callable[[int], None] = lambda i: None,
+              run_program: Callable[[Sequence[RunConfig]], list[Outcome]] = None) -> list[Outcome]:
+    """``workers`` programs at a time; each starts once its BC producers have ended."""
+    run_program = run_program or execute
+    dependencies = _Dependencies(plan)
     outcomes = []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for future in as_completed([pool.submit(execute, job) for job in jobs]):  # reported as they end
-            for outcome in future.result():
-                outcomes.append(outcome)
-                report(outcome)
+        futures = {}
+
+        def launch() -> None:
+            for index in dependencies.ready():
+                started(index)
+                futures[pool.submit(run_program, plan.programs[index])] = index
+
+        launch()
+        while futures:
+            done, _ = wait(list(futures), return_when=FIRST_COMPLETED)
+            for future in done:  # reported as they end
+                index = futures.pop(future)
+                for outcome in future.result():
+                    outcomes.append(outcome)
+                    report(outcome)
+                dependencies.ended(index)
+            launch()
     return outcomes
 
 
-def run_ray(jobs: Sequence[Sequence[RunConfig]], address: str | None, cpus_per_run: float, gpus_per_run: float,
-            report: Callable[[Outcome], None]) -> list[Outcome]:
+def warn_node_local_cache(nodes: int) -> str | None:
+    """One line on stderr when a Ray cluster has several nodes but the cache (regenerated data,
+    BC checkpoints) or the result store lies on a node-local file system: every node would
+    regenerate and pretrain for itself, and the driver would not see the runs' results."""
+    from bench.data import cache_dir
+    from bench.files import filesystem_type, node_local
+    from bench.training import RESULTS_DIR
+
+    if nodes < 2:
+        return None
+    local = [f"{name} {path} ({filesystem_type(path)})" for name, path in
+             (("TRQAM_BENCH_CACHE", cache_dir()), ("TRQAM_BENCH_RESULTS", RESULTS_DIR)) if node_local(path)]
+    if not local:
+        return None
+    line = (f"warning: the Ray cluster has {nodes} nodes but {' and '.join(local)} is on a node-local file system; "
+            "put it on a file system every node sees (set the variable to a path there)")
+    print(line, file=sys.stderr, flush=True)
+    return line
+
+
+def run_ray(plan: ProgramPlan, address: str | None, cpus_per_run: float, gpus_per_run: float,
+            report: Callable[[Outcome], None], retries: int = 2,
+            started: Callable[[int], None] = lambda i: None) -> list[Outcome]:
+    """Each program a Ray task, submitted once its BC producers have ended. ``retries``: how
+    often Ray resubmits a program whose worker died (a preempted or lost node); programs are
+    idempotent, so a retry resumes from the last checkpoint."""
     try:
         import ray
     except ImportError as exc:
@@ -346,17 +431,27 @@ def run_ray(jobs: Sequence[Sequence[RunConfig]], address: str | None, cpus_per_r
         # The runs see this driver's TRQAM_BENCH_* settings (result store, data cache) on every node.
         env = {"PYTHONPATH": str(REPO), **{k: v for k, v in os.environ.items() if k.startswith("TRQAM_BENCH_")}}
         ray.init(address=address, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": env})
-    remote = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=0)(execute)
-    pending = {remote.remote(list(job), gpu_share_environment(gpus_per_run)): job for job in jobs}
+    warn_node_local_cache(len([n for n in ray.nodes() if n.get("Alive")]))
+    remote = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=retries)(execute)
+    dependencies = _Dependencies(plan)
+    pending = {}
     outcomes = []
+
+    def launch() -> None:
+        for index in dependencies.ready():
+            started(index)
+            pending[remote.remote(list(plan.programs[index]), gpu_share_environment(gpus_per_run))] = index
+
     try:
+        launch()
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:
-                job = pending.pop(ref)
+                index = pending.pop(ref)
+                job = plan.programs[index]
                 try:
                     results = ray.get(ref)
-                except Exception as exc:  # the worker itself died (not the runs: execute never raises)
+                except Exception as exc:  # the worker died more often than retried (execute never raises)
                     results = [Outcome(run_dir=str(run.run_dir()), method=run.method, task=run.task, seed=run.seed,
                                        overrides=run.overrides, status="failed", seconds=0.0, host="?",
                                        log=str(run.run_dir() / LOG_NAME), error=f"Ray task failed: {exc}")
@@ -364,6 +459,8 @@ def run_ray(jobs: Sequence[Sequence[RunConfig]], address: str | None, cpus_per_r
                 for outcome in results:
                     report(outcome)
                     outcomes.append(outcome)
+                dependencies.ended(index)
+            launch()
     finally:
         if started_here:
             ray.shutdown()
@@ -378,6 +475,7 @@ class SweepSettings:
     cpus_per_run: float = 1.0  # per program
     gpus_per_run: float = 0.0  # per program
     seeds_per_program: int = 8  # seeds trained side by side by one compiled program (1: one process per run)
+    retries: int = 2  # ray: resubmissions of a program whose worker died (preemption, a lost node)
 
 
 def default_workers() -> int:
@@ -398,15 +496,15 @@ class Progress:
     began: float = field(default_factory=time.perf_counter)
     ended: Counter = field(default_factory=Counter)
     running: int = 0
-    _slots: int = 0
     _runs_left: dict[int, int] = field(default_factory=dict)  # program -> its runs not yet ended
     _program_of: dict[str, int] = field(default_factory=dict)  # run directory -> program
 
-    def start_wave(self, jobs: Sequence[Sequence[RunConfig]], slots: int) -> None:
-        self._slots = slots
+    def track(self, jobs: Sequence[Sequence[RunConfig]]) -> None:
         self._runs_left = {i: len(job) for i, job in enumerate(jobs)}
         self._program_of = {str(run.run_dir()): i for i, job in enumerate(jobs) for run in job}
-        self.running = min(slots, len(jobs))
+
+    def started(self, program: int) -> None:
+        self.running += 1
 
     def record(self, outcome: Outcome) -> bool:
         """Count ``outcome``; True when it was its program's last run."""
@@ -417,7 +515,7 @@ class Progress:
         self._runs_left[program] -= 1
         if self._runs_left[program]:
             return False
-        self.running = min(self._slots, sum(1 for n in self._runs_left.values() if n))
+        self.running -= 1
         return True
 
     def line(self, now: float | None = None) -> str:
@@ -434,26 +532,23 @@ class Progress:
 
 def sweep(runs: Sequence[RunConfig], settings: SweepSettings = SweepSettings(),
           report: Callable[[Outcome], None] | None = None) -> list[Outcome]:
-    """Execute ``runs`` wave by wave; returns one outcome per run (in completion order). After
-    each ended program a progress line (`Progress`) follows its runs' lines."""
+    """Execute ``runs`` (`program_plan`: each program as soon as its BC producers have ended);
+    returns one outcome per run, in completion order. After each ended program a progress line
+    (`Progress`) follows its runs' lines."""
     report = report or _print_outcome
+    plan = program_plan(runs, settings.seeds_per_program)
     progress = Progress(total=len(runs))
+    progress.track(plan.programs)
 
     def tracked(outcome: Outcome) -> None:
         report(outcome)
         if progress.record(outcome):
             print(progress.line(), flush=True)
 
-    outcomes: list[Outcome] = []
-    for wave in waves(runs):
-        jobs = programs(wave, settings.seeds_per_program)
-        workers = settings.workers or default_workers()
-        progress.start_wave(jobs, len(jobs) if settings.backend == "ray" else workers)
-        if settings.backend == "ray":
-            outcomes += run_ray(jobs, settings.address, settings.cpus_per_run, settings.gpus_per_run, tracked)
-        else:
-            outcomes += run_local(jobs, workers, tracked)
-    return outcomes
+    if settings.backend == "ray":
+        return run_ray(plan, settings.address, settings.cpus_per_run, settings.gpus_per_run, tracked,
+                       retries=settings.retries, started=progress.started)
+    return run_local(plan, settings.workers or default_workers(), tracked, started=progress.started)
 
 
 def _print_outcome(outcome: Outcome) -> None:

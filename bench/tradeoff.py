@@ -64,6 +64,10 @@ class Point:
     q_first: float | None  # critic/q_mean at the first and last logged offline step
     q_last: float | None
     q_last_change: float | None  # change of critic/q_mean per 100 steps over the last quarter
+    lambda_last: float | None = None  # TRQAM's dual variable at the last logged offline step
+    lambda_first: float | None = None  # its starting value (the run's dual.init_lam)
+    dual_lr: float | None = None  # its step size (the run's dual.dual_lr)
+    steps: int = 0  # offline fine-tuning steps
 
 
 def _q_trace(metrics: list[dict]) -> tuple[float | None, float | None, float | None]:
@@ -101,8 +105,14 @@ def points(runs: list[dict], tasks: set[str] | None = None) -> list[Point]:
             setting = f"{key}={value:g}"
             kl = realised_kl(run["metrics"], int(summary.get("steps", {}).get("offline", 0)))
             q = _q_trace(run["metrics"])
+        lambdas = [float(r["trqam/lambda"]) for r in run["metrics"]
+                   if r.get("phase") == "offline" and r.get("trqam/lambda") not in (None, "")]
         found.append(Point(method, setting, value, summary["task"], int(summary["seed"]), kl,
-                           float(summary["final_success"]), episodes, summary.get("status") == "diverged", *q))
+                           float(summary["final_success"]), episodes, summary.get("status") == "diverged", *q,
+                           lambda_last=lambdas[-1] if lambdas else None,
+                           lambda_first=(run["agent_config"].get("dual") or {}).get("init_lam"),
+                           dual_lr=(run["agent_config"].get("dual") or {}).get("dual_lr"),
+                           steps=int(summary.get("steps", {}).get("offline", 0))))
     return found
 
 
@@ -223,8 +233,16 @@ def findings(found: list[Point], discount: float) -> list[str]:
                      f"p = {p_value:.2g}).")
     for r in rows:
         if r.method == "trqam" and r.kl_mean is not None and r.value:
-            lines.append(f"- TRQAM at budget {r.value:g}: realised KL {r.kl_mean:.3g} "
-                         f"({r.kl_mean / r.value:.2f} x the budget).")
+            text = f"- TRQAM at budget {r.value:g}: realised KL {r.kl_mean:.3g} ({r.kl_mean / r.value:.2f} x the budget)"
+            group = [p for p in found if p.method == "trqam" and p.setting == r.setting
+                     and None not in (p.lambda_last, p.lambda_first, p.dual_lr)]
+            if r.kl_mean < 0.5 * r.value and group:
+                steps, lr = max(p.steps for p in group), group[0].dual_lr
+                text += (f"; lambda ended at {np.mean([p.lambda_last for p in group]):.3g} (from "
+                         f"{group[0].lambda_first:g}): the dual step lambda += {lr:g} (KL - budget) lowers it by at most "
+                         f"{lr:g} x budget per update, {lr * r.value * steps:.2g} over these {steps:,} steps, so this "
+                         "budget is not reached at this length (docs/ALGORITHMS.md s3)")
+            lines.append(text + ".")
     qs = [p for p in moved if p.q_last is not None]
     if qs:
         fixed_point = -1.0 / (1.0 - discount)

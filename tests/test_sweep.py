@@ -313,3 +313,57 @@ def test_the_sweep_progress_line_counts_runs_and_estimates_the_time_left():
                                         "running; 8.0 min elapsed, ~8 min left")
     assert Progress(total=2, began=0.0, ended=Counter(skipped=2)).line(now=1.0).endswith("done")
     assert Progress(total=2, began=0.0).line(now=1.0).endswith("time left unknown until a run ends")
+
+
+MOUNTS = """overlay / overlay rw 0 0
+tmpfs /tmp tmpfs rw 0 0
+server:/export /shared nfs4 rw 0 0
+/dev/sda1 /scratch ext4 rw 0 0
+"""
+
+
+def test_a_node_local_cache_on_a_multi_node_cluster_is_named(tmp_path, monkeypatch, capsys):
+    from bench.files import filesystem_type, node_local
+    from bench.sweep import warn_node_local_cache
+
+    assert filesystem_type(Path("/shared/cache/x"), MOUNTS) == "nfs4" and not node_local(Path("/shared/c"), MOUNTS)
+    assert filesystem_type(Path("/scratch/c"), MOUNTS) == "ext4" and node_local(Path("/scratch/c"), MOUNTS)
+    assert filesystem_type(Path("/home/u"), MOUNTS) == "overlay" and node_local(Path("/home/u"), MOUNTS)
+    assert not node_local(Path("/x"), "fuse.mystery / fuse.mystery rw 0 0\n")  # unknown: no false alarm
+    assert filesystem_type(tmp_path) is not None  # this machine's own /proc/mounts
+    monkeypatch.setenv("TRQAM_BENCH_CACHE", str(tmp_path))
+    assert warn_node_local_cache(nodes=1) is None  # one node: nothing to share
+    if node_local(tmp_path):
+        line = warn_node_local_cache(nodes=3)
+        assert line.startswith("warning: the Ray cluster has 3 nodes but TRQAM_BENCH_CACHE") and line in capsys.readouterr().err
+
+
+def test_a_fine_tuning_program_starts_when_its_own_bc_checkpoint_exists_not_when_all_do():
+    """No barrier between waves: task A's fine-tuning starts while task B's BC still trains
+    (programs stand in for `execute`, with A's BC quick and B's slow)."""
+    import threading
+
+    from bench.sweep import Outcome, program_plan, run_local
+
+    runs = plan(get_profile("smoke"), methods=["bc", "fql"], tasks=["cube-single-play-singletask-task1-v0", "cube-single-play-singletask-task2-v0"], seeds=[0])
+    schedule = program_plan(runs, seeds_per_program=8)
+    labels = [f"{job[0].method}:{job[0].task[-8:-3]}" for job in schedule.programs]
+    assert labels == ["bc:task1", "bc:task2", "fql:task1", "fql:task2"]
+    assert schedule.needs == {2: {0}, 3: {1}}
+    events, lock = [], threading.Lock()
+
+    def fake_program(job):
+        label = f"{job[0].method}:{job[0].task[-8:-3]}"
+        with lock:
+            events.append(("start", label))
+        time.sleep(1.5 if label == "bc:task2" else 0.1)
+        with lock:
+            events.append(("end", label))
+        return [Outcome(str(r.run_dir()), r.method, r.task, r.seed, r.overrides, "finished", 0.0, "here", "")
+                for r in job]
+
+    outcomes = run_local(schedule, workers=3, report=lambda o: None, run_program=fake_program)
+    assert len(outcomes) == 4
+    assert events.index(("start", "fql:task1")) < events.index(("end", "bc:task2"))  # no wave barrier
+    assert events.index(("end", "bc:task1")) < events.index(("start", "fql:task1"))  # but after its own BC
+    assert events.index(("end", "bc:task2")) < events.index(("start", "fql:task2"))

@@ -132,3 +132,13 @@ def test_without_a_study_there_is_no_tradeoff_table(tmp_path):
     write_tables(root, tmp_path / "tables", "quick")
     assert not (tmp_path / "tables" / "kl_success.csv").exists()
     assert "realised KL" not in (tmp_path / "tables" / "tables.md").read_text()
+
+
+def test_an_unreached_budget_is_explained_by_the_dual_step_bound(stored_tradeoff):
+    found = tradeoff.points(figures.load_runs(stored_tradeoff), {TASK})
+    slow = [tradeoff.Point(**{**p.__dict__, "kl": 0.0015, "lambda_last": 0.97, "lambda_first": 1.0, "dual_lr": 0.01,
+                              "steps": 1000}) if p.setting == "kl_budget=0.005" else p for p in found]
+    text = "\n".join(tradeoff.findings(slow, 0.995))
+    assert "TRQAM at budget 0.005: realised KL 0.0015 (0.30 x the budget); lambda ended at 0.97 (from 1)" in text
+    assert "at most 0.01 x budget per update, 0.05 over these 1,000 steps" in text
+    assert "TRQAM at budget 1: realised KL 0.95 (0.95 x the budget)." in text  # reached: no explanation
