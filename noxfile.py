@@ -9,6 +9,7 @@ unsupported interpreter a session fails with one line instead of being skipped.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import nox
 
@@ -18,6 +19,8 @@ nox.options.sessions = ["tests"]
 
 PYTHON = None  # the interpreter nox runs on
 SUPPORTED = ((3, 11), (3, 13))
+REPO = Path(__file__).resolve().parent
+LOCKS = REPO / "requirements"
 
 
 def _check_python(session: nox.Session) -> None:
@@ -27,12 +30,27 @@ def _check_python(session: nox.Session) -> None:
                       f"{low[0]}.{low[1]} to {high[0]}.{high[1]} (e.g. python3.12 -m pip install nox && python3.12 -m nox)")
 
 
+def constraints_file() -> Path:
+    """The exact versions this Python's sessions install (requirements/README.md)."""
+    return LOCKS / f"constraints-py{sys.version_info[0]}.{sys.version_info[1]}.txt"
+
+
+def _install(session: nox.Session, *args: str) -> None:
+    """Install from the lock file of the running Python: the versions the committed numbers and
+    CI were run with (pyproject.toml keeps loose floors for users). On Python 3.13 labmaze, which
+    dm_control declares but OGBench never reaches, has no wheel: a stand-in takes its place
+    (tools/labmaze-stub)."""
+    if sys.version_info >= (3, 13):
+        session.install(str(REPO / "tools" / "labmaze-stub"))
+    session.install("-c", str(constraints_file()), *args)
+
+
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """The test suite (real MuJoCo episodes, regenerated data, a local Ray cluster, parity fixtures;
     about 30 minutes on 2 cores)."""
     _check_python(session)
-    session.install("-e", ".[test]")
+    _install(session, "-e", ".[test]")
     # Two or more test processes (one per core): the slow tests are real training runs and
     # MuJoCo episodes, mostly single-threaded; --durations names the slowest.
     session.run("pytest", *(session.posargs or ["-n", "auto", "--dist", "worksteal", "--durations=15", "tests"]))
@@ -42,7 +60,7 @@ def tests(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff over the code."""
     _check_python(session)
-    session.install("ruff>=0.6")
+    _install(session, "ruff>=0.6")
     session.run("ruff", "check", "trqam", "baselines", "bench", "parity", "tests", "benchmarks", "noxfile.py")
 
 
@@ -50,7 +68,7 @@ def lint(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Speed benchmarks (pytest-benchmark); results saved under reports/benchmarks/."""
     _check_python(session)
-    session.install("-e", ".[test]")
+    _install(session, "-e", ".[test]")
     session.run(
         "pytest", "benchmarks", "--benchmark-only", "--benchmark-columns=mean,stddev,rounds",
         "--benchmark-json=reports/benchmarks/latest.json", "-p", "no:cacheprovider", *session.posargs,
@@ -68,7 +86,7 @@ def reproduce(session: nox.Session) -> None:
     nox -s reproduce -- --profile paper --backend ray --address auto --gpus-per-run 1
     """
     _check_python(session)
-    session.install("-e", ".[ray]" if "ray" in session.posargs else ".")
+    _install(session, "-e", ".[ray]" if "ray" in session.posargs else ".")
     session.run("python", "-m", "bench", "reproduce", *session.posargs)
 
 
@@ -76,7 +94,7 @@ def reproduce(session: nox.Session) -> None:
 def figures(session: nox.Session) -> None:
     """Redraw every figure from the stored results (`-- --profile paper` for another profile)."""
     _check_python(session)
-    session.install("-e", ".")
+    _install(session, "-e", ".")
     session.run("python", "-m", "bench", "figures", *session.posargs)
 
 
@@ -84,7 +102,7 @@ def figures(session: nox.Session) -> None:
 def regress(session: nox.Session) -> None:
     """The CI regression gate: the matrix pinned in results/regress/bands.csv, trained fresh."""
     _check_python(session)
-    session.install("-e", ".")
+    _install(session, "-e", ".")
     session.run("python", "-m", "bench", "regress", *session.posargs)
 
 

@@ -219,6 +219,42 @@ def test_nox_sessions_build_from_the_running_python_and_refuse_an_unsupported_on
     for version in ((3, 11, 0), (3, 12, 1), (3, 13, 0)):
         monkeypatch.setattr(sys, "version_info", version)
         noxfile._check_python(Session())  # accepted
+        assert noxfile.constraints_file().exists()  # and installed from its own lock file
     monkeypatch.setattr(sys, "version_info", (3, 10, 9))
     with pytest.raises(RuntimeError, match="is not supported: run nox from Python 3.11 to 3.13"):
         noxfile._check_python(Session())
+
+
+def _lock(version: str) -> dict[str, str]:
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "requirements" / f"constraints-py{version}.txt"
+    pins = [line.split("==") for line in path.read_text().splitlines() if "==" in line]
+    return {name.lower().replace("_", "-"): pin for name, pin in pins}
+
+
+@pytest.mark.parametrize("version", ["3.11", "3.12", "3.13"])
+def test_every_lock_pins_each_dependency_at_or_above_its_declared_floor(version):
+    """pyproject's floors are the versions tested: each lock file pins every dependency the
+    package declares (core and test extras), at a version its floor admits."""
+    import tomllib
+    from pathlib import Path
+
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+    lock = _lock(version)
+    for text in project["dependencies"] + project["optional-dependencies"]["test"]:
+        requirement = Requirement(text)
+        name = requirement.name.lower().replace("_", "-")
+        assert name in lock, f"{name} is not pinned in constraints-py{version}.txt"
+        assert requirement.specifier.contains(lock[name], prereleases=True), (name, lock[name], str(requirement))
+
+
+@pytest.mark.skipif("NOX_CURRENT_SESSION" not in os.environ, reason="only a nox session installs from the lock")
+def test_the_nox_session_runs_the_locked_versions():
+    from importlib.metadata import version
+
+    lock = _lock(f"{sys.version_info[0]}.{sys.version_info[1]}")
+    for name in ("jax", "jaxlib", "equinox", "optax", "numpy", "ogbench", "mujoco", "scipy", "matplotlib"):
+        assert version(name) == lock[name], name
