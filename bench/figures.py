@@ -30,6 +30,7 @@ panels on the closed-form problem say so.
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import re
 from collections import defaultdict
@@ -78,6 +79,17 @@ class Inputs:
     reference_dir: Path
     closed_dir: Path
     protocol: str = "trqam"  # the paper whose protocol the profile follows (bench.profiles.Profile.protocol)
+
+    @functools.cached_property
+    def measured(self) -> dict:
+        """``(method, task, phase) -> successes`` of the default runs, read once for every figure."""
+        return measured_successes(load_summaries(self.runs_root))
+
+    @functools.cached_property
+    def aggregates(self) -> tuple[list[dict], list[dict]]:
+        """rliable's statistics and the probability of improvement (`bench.tables.aggregate_rows`),
+        bootstrapped once for the three figures that draw them."""
+        return aggregate_rows(self.measured)
 
 
 def load_runs(runs_root: Path) -> list[dict]:
@@ -142,7 +154,7 @@ def _mean_band(values: list[float]) -> tuple[float, float, float]:
 def main_table(inputs: Inputs):
     import matplotlib.pyplot as plt
 
-    measured = measured_successes(load_summaries(inputs.runs_root))
+    measured = inputs.measured
     reference_dir = inputs.reference_dir
     rows = [r for r in build(measured, load_qam_reference(reference_dir), load_trqam_reference(reference_dir),
                              profile="", official=False, protocol=inputs.protocol)["domains"]
@@ -191,7 +203,7 @@ def main_table(inputs: Inputs):
 # ---- rliable's statistics -------------------------------------------------------------------
 def _offline_scores(inputs: Inputs) -> dict[str, list[np.ndarray]]:
     """method -> one array of offline successes (over seeds) per task, tasks in name order."""
-    by_method = scores_by_method(measured_successes(load_summaries(inputs.runs_root)))
+    by_method = scores_by_method(inputs.measured)
     return {method: [tasks[t] for t in sorted(tasks)] for (method, phase), tasks in by_method.items()
             if phase == "offline"}
 
@@ -199,7 +211,7 @@ def _offline_scores(inputs: Inputs) -> dict[str, list[np.ndarray]]:
 def aggregate_metrics(inputs: Inputs):
     import matplotlib.pyplot as plt
 
-    rows = [r for r in aggregate_rows(measured_successes(load_summaries(inputs.runs_root)))[0]
+    rows = [r for r in inputs.aggregates[0]
             if r["phase"] == "offline"]
     methods = _sorted_methods(r["method"] for r in rows)
     names = list(aggregate.METRICS)
@@ -251,7 +263,7 @@ def performance_profile(inputs: Inputs):
 def probability_of_improvement(inputs: Inputs):
     import matplotlib.pyplot as plt
 
-    rows = [r for r in aggregate_rows(measured_successes(load_summaries(inputs.runs_root)))[1]
+    rows = [r for r in inputs.aggregates[1]
             if r["phase"] == "offline"]
     fig, ax = plt.subplots(figsize=(6.5, 0.45 * max(1, len(rows)) + 1.4))
     if not rows:
