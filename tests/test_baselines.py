@@ -283,14 +283,15 @@ def test_qsm_and_dac_guidance_moves_ddpm_samples_up_the_critic():
 
 # ---- RLPD ------------------------------------------------------------------------------
 class TwoCritics(eqx.Module):
-    """Two members around the quadratic Q, apart by ``2 (gap * a_0 + 0.1)``: their std is
-    ``|gap * a_0 + 0.1|`` (never 0, where the std has no gradient)."""
+    """Two members around the quadratic Q, apart by ``2 (gap * a_0 + offset)``: their std is
+    ``|gap * a_0 + offset|``; with ``gap = offset = 0`` they agree exactly everywhere."""
 
     gap: float
+    offset: float = 0.1
 
     def __call__(self, obs, action):
         q = gaussian_problem.QuadraticCritic()(obs, action)[0]
-        spread = self.gap * action[0] + 0.1
+        spread = self.gap * action[0] + self.offset
         return jnp.stack([q + spread, q - spread])
 
 
@@ -311,3 +312,17 @@ def test_rlpd_sac_actor_climbs_the_pessimistic_ensemble_q():
     np.testing.assert_allclose(means[0.0], np.asarray(gaussian_problem.C), atol=0.08)
     # The std grows with a_0: pessimism (rho 0.5) shrinks a_0 from 0.5 to about 0.25.
     assert means[2.0][0] < means[0.0][0] - 0.15 and abs(means[2.0][1] - means[0.0][1]) < 0.08
+
+
+def test_rlpd_trains_where_the_critics_agree_exactly():
+    """Issue 16 item 11 (reports/investigations/rlpd-issue16/): RLPD with 2 critics stopped
+    when one sampled action got two bit-identical Q values, because ``jnp.std``'s gradient at
+    zero spread is NaN and reaches the actor through its actions. Here the two members agree
+    on every action: every update meets that case, and the actor must still climb to c."""
+    agent = make_agent(RLPD, RLPDConfig(chunk_len=1, rho=0.5), None, critic=TwoCritics(0.0, offset=0.0),
+                       extra_nets={"actor": TanhGaussian(1, 2, (64, 64), key=jax.random.key(0)),
+                                   "log_alpha": LogTemperature(jnp.log(0.05))})
+    agent, metrics = fine_tune(agent, 400, net="actor", lr=3e-3)
+    assert all(np.isfinite(float(v)) for v in metrics.values()), metrics
+    after = np.asarray(agent.act(agent.nets, jnp.zeros((4096, 1)), jax.random.key(1)))
+    np.testing.assert_allclose(after.mean(axis=0), np.asarray(gaussian_problem.C), atol=0.08)

@@ -145,3 +145,14 @@ def test_critic_on_batch_equals_the_per_example_critic():
     by_batch = jax.grad(lambda a: jnp.sum(jnp.sin(jax.vmap(critic)(obs, a))))(actions)
     by_members = jax.grad(lambda a: jnp.sum(jnp.sin(critic.on_batch(obs, a))))(actions)
     np.testing.assert_allclose(by_members, by_batch, rtol=1e-5, atol=1e-6)
+
+
+def test_pessimistic_gradient_where_the_members_agree():
+    """``mean - rho std`` has jnp.std's values, and where the members agree exactly its std
+    term has gradient 0 (jnp.std's is NaN there; the RLPD divergence of issue 16)."""
+    q = jnp.array([[2.0, 2.0], [1.0, 3.0]])
+    np.testing.assert_array_equal(pessimistic(q, 0.5), jnp.mean(q, -1) - 0.5 * jnp.std(q, -1))
+    grad = jax.grad(lambda q: pessimistic(q, 0.5).sum())(q)
+    # Row 1: d std / d q_k = (q_k - mean) / (K std) = -/+ 0.5, so the gradient is 0.5 +/- 0.25.
+    np.testing.assert_allclose(grad, [[0.5, 0.5], [0.75, 0.25]])
+    assert np.isnan(jax.grad(lambda q: jnp.std(q, -1).sum())(q)[0]).all()  # what the fix avoids

@@ -65,12 +65,23 @@ def batch_q(critic, obs: Float[Array, "B obs"], actions: Float[Array, "B act"]) 
     return jax.vmap(critic)(obs, actions)
 
 
+def ensemble_std(q: Float[Array, "B K"]) -> Float[Array, " B"]:
+    """``std_k Q_k`` (population std, the value of ``jnp.std``) with gradient 0 where the
+    members agree exactly. ``jnp.std``'s gradient there is ``0 * inf = NaN``, and it reaches
+    the actor through its actions: with 2 critics two float32 values coincide often enough to
+    end a run (RLPD, reports/investigations/rlpd-issue16/). The references use ``jnp.std``;
+    the values here are the same everywhere and the gradients wherever theirs are finite."""
+    variance = jnp.var(q, axis=-1)
+    spread = variance > 0
+    return jnp.where(spread, jnp.sqrt(jnp.where(spread, variance, 1.0)), 0.0)
+
+
 def pessimistic(q: Float[Array, "B K"], rho: float) -> Float[Array, " B"]:
     """``mean_k Q_k - rho * std_k Q_k`` (a single member has no spread, and no std: its
     gradient would be 0/0)."""
     if q.shape[-1] == 1:
         return q[..., 0]
-    return jnp.mean(q, axis=-1) - rho * jnp.std(q, axis=-1)
+    return jnp.mean(q, axis=-1) - rho * ensemble_std(q)
 
 
 def td_target(
