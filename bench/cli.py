@@ -63,6 +63,8 @@ def train(
     seed_axis: Literal["auto", "vmap", "map"] = "auto",
     rerun_stale: bool = False,
     progress: bool = True,
+    wandb: bool = False,
+    tensorboard: bool = False,
 ) -> None:
     """Train and evaluate one method on one task; resumes an interrupted run in the same directory.
 
@@ -87,6 +89,8 @@ def train(
         seed_axis: How one program trains several --seeds: vmap (every product batched over the seeds; for accelerators), map (one seed after another inside the program; faster on a CPU) or auto (map on a CPU, vmap otherwise). Results agree up to float rounding.
         rerun_stale: When the run directory holds a run of another configuration, of another result store (a committed run) or of another code revision, move it aside (under results/replaced/) and train; without it such a run is refused with one line (another revision's is kept and returned).
         progress: Show a progress bar.
+        wandb: Mirror every row of metrics.csv and evaluations.csv, with the run's config and provenance, to a Weights & Biases run (extra: trqam-bench[wandb]; WANDB_MODE=offline writes it under RUN_DIR/wandb). A resumed run continues the same W&B run.
+        tensorboard: The same mirror as TensorBoard events in RUN_DIR/tensorboard (extra: trqam-bench[tensorboard]).
     """
     from bench.training import RERUN_STALE, RunConfig, train_seeds
 
@@ -96,7 +100,8 @@ def train(
                          out=out / f"seed{s}" if out is not None and seeds else out, init=init,
                          overrides=tuple(set), bc_seed=bc_seed, online_steps=online_steps, **schedule)
                for s in chosen]
-    summaries = train_seeds(configs, progress=progress, seed_axis=seed_axis, rerun=RERUN_STALE if rerun_stale else ())
+    summaries = train_seeds(configs, progress=progress, seed_axis=seed_axis, rerun=RERUN_STALE if rerun_stale else (),
+                            trackers=_trackers(wandb, tensorboard))
     for config, summary in zip(configs, summaries, strict=True):
         phases = ", ".join(f"{phase} {success:.3f}" for phase, success in summary["success_by_phase"].items())
         if summary.get("status") == "diverged":
@@ -104,6 +109,11 @@ def train(
             phases += f" (DIVERGED at {where['phase']} step {where['step']}: recorded with success 0)"
         print(f"{summary['method']} on {summary['task']} (seed {summary['seed']}, {summary['profile']}, "
               f"{summary['data']['kind']} data): success {phases} -> {config.run_dir()}")
+
+
+def _trackers(wandb: bool, tensorboard: bool) -> tuple[str, ...]:
+    """The tracker flags as `bench.trackers` names."""
+    return tuple(name for name, on in (("wandb", wandb), ("tensorboard", tensorboard)) if on)
 
 
 def _schedule(offline_steps, eval_interval, eval_episodes, log_interval, batch_size) -> dict[str, int | None]:
@@ -139,6 +149,8 @@ def reproduce(
     rerun_stale: bool = False,
     dry_run: bool = False,
     print_commands: Path | None = None,
+    wandb: bool = False,
+    tensorboard: bool = False,
 ) -> None:
     """The main job: run a profile's matrix (finished runs are kept, interrupted ones resume, a
     failed run does not stop the others), then write the tables, the figures and REPORT.md.
@@ -169,6 +181,8 @@ def reproduce(
         reports: Where the tables, figures and REPORT.md go.
         rerun_stale: Also train again the runs of this result store finished at another code revision (they are kept and marked otherwise). Runs of another configuration or of another result store (committed runs, on a fresh clone) are always trained again; the old ones are moved under results/replaced/ and the report sets the new numbers beside them.
         dry_run: Say, per run, what would happen (kept, trained, trained again and why), which data is present or missing, and an estimate of the cost on this machine; then stop.
+        wandb: Mirror every run's logs to Weights & Biases (as `train --wandb`).
+        tensorboard: Mirror every run's logs to TensorBoard event files (as `train --tensorboard`).
         print_commands: Instead of training, write to this directory one `python -m bench train` command per program, a file per wave (BC checkpoints first), a SLURM array script and the sbatch lines to submit them (DIR/README.txt); then stop.
     """
     import time
@@ -190,6 +204,10 @@ def reproduce(
 
     began = time.perf_counter()
     chosen = get_profile(profile)
+    trackers = _trackers(wandb, tensorboard)
+    from bench.trackers import check_available
+
+    check_available(trackers)  # before any training
     runs = plan(chosen, methods=methods, domains=domains, tasks=tasks, seeds=seeds, source=source,
                 dataset_dir=dataset_dir, online_steps=online_steps, studies=studies,
                 schedule=_schedule(offline_steps, eval_interval, eval_episodes, log_interval, batch_size))
@@ -216,7 +234,8 @@ def reproduce(
             print(f"{item.run.run_dir()}: {item.before} ({'; '.join(item.reasons[:2])}): moved to {item.replaced}, "
                   "trained again", flush=True)
     settings = SweepSettings(backend=backend, workers=workers, address=address, cpus_per_run=cpus_per_run,
-                             gpus_per_run=gpus_per_run, seeds_per_program=seeds_per_program, retries=retries)
+                             gpus_per_run=gpus_per_run, seeds_per_program=seeds_per_program, retries=retries,
+                             trackers=trackers)
     print(f"{len(runs)} runs of profile {profile} ({backend} backend)", flush=True)
     outcomes = sweep(runs, settings)
     sweep_s = time.perf_counter() - began
@@ -235,6 +254,13 @@ def reproduce(
     tables_dir = reports / "tables" / profile
     tables_module.write(runs_root, tables_dir, profile, latex=True)
     figure_paths = figures_module.write(runs_root, reports / "figures" / profile, profile)
+    if profile == "cpu-study":  # its curves beside the published ones, and STUDY.md
+        from bench.study import write as write_study
+        from bench.tasks import resolve_task
+
+        study_task = resolve_task(chosen.tasks[0])
+        for written in write_study(runs_root, reports / "cpu-study", study_task.name, study_task.domain):
+            print(f"wrote {written}")
     wall = {"sweep": sweep_s, "closed_form": closed_s}
     wall["outputs"] = time.perf_counter() - outputs_began
     wall["total"] = time.perf_counter() - began
@@ -411,6 +437,30 @@ def tables(
     print("wrote " + ", ".join(str(p) for p in paths))
 
 
+def study(
+    profile: ProfileName = "cpu-study",
+    runs: Path | None = None,
+    out: Path = Path("reports") / "cpu-study",
+) -> None:
+    """The CPU study's learning curves, table and STUDY.md beside the published numbers (finished
+    runs, and the evaluations so far of runs still training).
+
+    Args:
+        profile: The study's profile: its task is the one drawn.
+        runs: Runs directory (default results/runs/PROFILE).
+        out: Output directory: learning_curves.png/.pdf, study_table.csv/.md, STUDY.md.
+    """
+    from bench.profiles import get_profile
+    from bench.study import write
+    from bench.tasks import resolve_task
+    from bench.training import RESULTS_DIR
+
+    chosen = get_profile(profile)
+    task = resolve_task(chosen.tasks[0])
+    paths = write(runs or RESULTS_DIR / "runs" / profile, out, task.name, task.domain)
+    print("wrote " + ", ".join(str(p) for p in paths))
+
+
 def tasks() -> None:
     """List the 50 benchmark tasks by domain."""
     from bench.tasks import DOMAINS
@@ -433,7 +483,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         tyro.extras.subcommand_cli_from_dict(
             {"datagen": datagen, "train": train, "reproduce": reproduce, "figures": figures, "regress": regress,
-             "curves": curves, "tables": tables, "tasks": tasks, "methods": methods},
+             "curves": curves, "tables": tables, "study": study, "tasks": tasks, "methods": methods},
             args=argv,
             description="trqam-bench: TRQAM, QAM and baselines on OGBench.",
         )

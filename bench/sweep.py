@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import itertools
 import json
 import os
@@ -225,8 +226,9 @@ def programs(runs: Sequence[RunConfig], seeds_per_program: int) -> list[list[Run
     return [group[i:i + size] for group in groups.values() for i in range(0, len(group), size)]
 
 
-def train_command(runs: Sequence[RunConfig]) -> list[str]:
-    """The ``python -m bench train`` command of one program (runs equal in all but their seed)."""
+def train_command(runs: Sequence[RunConfig], trackers: Sequence[str] = ()) -> list[str]:
+    """The ``python -m bench train`` command of one program (runs equal in all but their seed),
+    mirroring its logs to ``trackers`` (`bench.trackers`)."""
     run = runs[0]
     seeds = ["--seed", str(run.seed)] if len(runs) == 1 else ["--seeds", *(str(r.seed) for r in runs)]
     command = [sys.executable, "-m", "bench", "train", "--method", run.method, "--task", run.task,
@@ -245,7 +247,7 @@ def train_command(runs: Sequence[RunConfig]) -> list[str]:
         command += [f"--{SCHEDULE_FLAGS[name]}", str(value)]
     if run.overrides:
         command += ["--set", *run.overrides]
-    return command
+    return command + [f"--{name}" for name in trackers]
 
 
 SLURM_SCRIPT = """#!/usr/bin/env bash
@@ -308,9 +310,10 @@ def gpu_share_environment(gpus_per_run: float) -> dict[str, str]:
     return {"XLA_PYTHON_CLIENT_MEM_FRACTION": f"{GPU_HEADROOM * gpus_per_run:.3f}"}
 
 
-def execute(runs: Sequence[RunConfig], env: dict[str, str] | None = None) -> list[Outcome]:
+def execute(runs: Sequence[RunConfig], env: dict[str, str] | None = None, trackers: Sequence[str] = ()
+            ) -> list[Outcome]:
     """Run (or resume, or skip) the runs of one program in their own process (its environment
-    this one's plus ``env``); never raises for a failed run. The process's output goes to
+    this one's plus ``env``, its logs mirrored to ``trackers``); never raises for a failed run. The process's output goes to
     ``train.log`` in every one of its run directories."""
     def outcome(run: RunConfig, status, seconds=0.0, error=""):
         directory = run.run_dir()
@@ -323,7 +326,7 @@ def execute(runs: Sequence[RunConfig], env: dict[str, str] | None = None) -> lis
     outcomes = [outcome(r, "skipped") for r in finished]
     if not pending:
         return outcomes
-    command = train_command(pending)
+    command = train_command(pending, trackers)
     began = time.perf_counter()
     with contextlib.ExitStack() as stack:
         logs = []
@@ -418,10 +421,12 @@ def warn_node_local_cache(nodes: int) -> str | None:
 
 def run_ray(plan: ProgramPlan, address: str | None, cpus_per_run: float, gpus_per_run: float,
             report: Callable[[Outcome], None], retries: int = 2,
-            started: Callable[[int], None] = lambda i: None) -> list[Outcome]:
-    """Each program a Ray task, submitted once its BC producers have ended. ``retries``: how
-    often Ray resubmits a program whose worker died (a preempted or lost node); programs are
-    idempotent, so a retry resumes from the last checkpoint."""
+            started: Callable[[int], None] = lambda i: None, trackers: Sequence[str] = (),
+            program: Callable[..., list[Outcome]] = execute) -> list[Outcome]:
+    """Each program a Ray task (``program``, `execute` unless a test stands in for it),
+    submitted once its BC producers have ended. ``retries``: how often Ray resubmits a program
+    whose worker died (a preempted or lost node); programs are idempotent, so a retry resumes
+    from the last checkpoint."""
     try:
         import ray
     except ImportError as exc:
@@ -432,7 +437,7 @@ def run_ray(plan: ProgramPlan, address: str | None, cpus_per_run: float, gpus_pe
         env = {"PYTHONPATH": str(REPO), **{k: v for k, v in os.environ.items() if k.startswith("TRQAM_BENCH_")}}
         ray.init(address=address, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": env})
     warn_node_local_cache(len([n for n in ray.nodes() if n.get("Alive")]))
-    remote = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=retries)(execute)
+    remote = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=retries)(program)
     dependencies = _Dependencies(plan)
     pending = {}
     outcomes = []
@@ -440,7 +445,8 @@ def run_ray(plan: ProgramPlan, address: str | None, cpus_per_run: float, gpus_pe
     def launch() -> None:
         for index in dependencies.ready():
             started(index)
-            pending[remote.remote(list(plan.programs[index]), gpu_share_environment(gpus_per_run))] = index
+            pending[remote.remote(list(plan.programs[index]), gpu_share_environment(gpus_per_run),
+                                  tuple(trackers))] = index
 
     try:
         launch()
@@ -476,6 +482,7 @@ class SweepSettings:
     gpus_per_run: float = 0.0  # per program
     seeds_per_program: int = 8  # seeds trained side by side by one compiled program (1: one process per run)
     retries: int = 2  # ray: resubmissions of a program whose worker died (preemption, a lost node)
+    trackers: tuple[str, ...] = ()  # bench.trackers every run mirrors its logs to (--wandb, --tensorboard)
 
 
 def default_workers() -> int:
@@ -547,8 +554,9 @@ def sweep(runs: Sequence[RunConfig], settings: SweepSettings = SweepSettings(),
 
     if settings.backend == "ray":
         return run_ray(plan, settings.address, settings.cpus_per_run, settings.gpus_per_run, tracked,
-                       retries=settings.retries, started=progress.started)
-    return run_local(plan, settings.workers or default_workers(), tracked, started=progress.started)
+                       retries=settings.retries, started=progress.started, trackers=settings.trackers)
+    return run_local(plan, settings.workers or default_workers(), tracked, started=progress.started,
+                     run_program=functools.partial(execute, trackers=settings.trackers))
 
 
 def _print_outcome(outcome: Outcome) -> None:

@@ -42,6 +42,8 @@ from bench.methods import Method, apply_overrides, check_config, get_method
 from bench.profiles import Profile, get_profile
 from bench.runstore import CsvLog, exclusive, read_json, write_atomic, write_json
 from bench.tasks import Task, resolve_task
+from bench.trackers import Trackers
+from bench.trackers import check_available as check_trackers
 from trqam.agent import agent_file_problem, checksum_path, load_agent, save_agent
 
 # The result store; TRQAM_BENCH_RESULTS moves it (tests, or a shared file system on a cluster).
@@ -306,6 +308,13 @@ class _Seed:
     # The seed is then a result (status "diverged", success 0 from there on); its program goes
     # on with the other seeds.
     diverged: dict[str, Any] | None = None
+    trackers: Trackers | None = None  # --wandb / --tensorboard: copies of its log rows
+
+    def record(self, log: str, row: dict[str, Any]) -> None:
+        """Append ``row`` to the seed's ``log`` (metrics or evaluations) and its trackers."""
+        self.logs[log].append(row)
+        if self.trackers is not None:
+            self.trackers.log(log, row)
 
 
 class Run:
@@ -319,7 +328,9 @@ class Run:
 
     def __init__(self, configs: RunConfig | Sequence[RunConfig], *, progress: bool = True,
                  on_step: Callable[[str, int], None] | None = None, seed_axis: compiled.SeedAxis = "auto",
-                 rerun: Iterable[str] = ()):
+                 rerun: Iterable[str] = (), trackers: Sequence[str] = ()):
+        check_trackers(trackers)  # a missing package: one line before anything is written
+        self.trackers = tuple(trackers)
         self.seed_axis = compiled.resolve_seed_axis(seed_axis)  # how one program walks its seeds
         configs = [configs] if isinstance(configs, RunConfig) else list(configs)
         if not configs:
@@ -457,7 +468,14 @@ class Run:
             summaries = {}
             for members in groups.values():
                 group = [seeds[i] for i in members]
-                trained = self._train(group, [starts[i] for i in members], train_data, val_data, evaluator, files)
+                try:
+                    trained = self._train(group, [starts[i] for i in members], train_data, val_data, evaluator,
+                                          files)
+                except BaseException:  # an interrupted run ends its tracked runs; resuming continues them
+                    for seed in group:
+                        if seed.trackers is not None:
+                            seed.trackers.finish(None)
+                    raise
                 for i, summary in zip(members, trained, strict=True):
                     summaries[indices[i]] = summary
             return summaries
@@ -496,6 +514,8 @@ class Run:
                 log.truncate_after(phases[start_phase].name, start_step)
             for row in seed.logs["evaluations"].rows:  # evaluations kept from before a resume (in log order)
                 seed.last_success[row["phase"]] = float(row["success_rate"])
+            if self.trackers:
+                seed.trackers = self._open_trackers(seed, files)
 
         total = sum(p.steps for p in phases)
         done_before = sum(p.steps for p in phases[:start_phase]) + start_step
@@ -541,7 +561,23 @@ class Run:
             if all(seed.diverged is not None for seed in seeds):
                 break
         bar.close()
-        return [self._summarise(seed, [s.config.seed for s in seeds], files, loop.time_split()) for seed in seeds]
+        summaries = [self._summarise(seed, [s.config.seed for s in seeds], files, loop.time_split()) for seed in seeds]
+        for seed, summary in zip(seeds, summaries, strict=True):
+            if seed.trackers is not None:
+                seed.trackers.finish(summary)
+        return summaries
+
+    def _open_trackers(self, seed: _Seed, files: DataFiles) -> Trackers:
+        """``seed``'s trackers, with its config, versions and data provenance as the tracked config."""
+        offsets, total = {}, 0
+        for phase in self.phases:
+            offsets[phase.name], total = total, total + phase.steps
+        record = {"config": _jsonable(self.config_record(seed.config)),
+                  "environment": read_json(seed.dir / "environment.json"), "data": _jsonable(files.provenance),
+                  "run_dir": str(seed.dir)}
+        name = f"{self.config.method}/{self.task.name}/{seed.dir.name}"
+        group = f"{self.profile.name}/{self.config.method}/{self.task.name}"
+        return Trackers(self.trackers, seed.dir, name=name, group=group, record=record, offsets=offsets)
 
     def _summarise(self, seed: _Seed, together: list[int], files: DataFiles, split: dict[str, float]) -> dict:
         cfg, phases = seed.config, self.phases
@@ -702,9 +738,9 @@ class _Loop:
             for i, seed in live:
                 val = _as_floats(compiled.validation_metrics(agent_of(i), self.val_data, jax.random.fold_in(val_keys[i], done),
                                                   profile.batch_size, task.chunk_len, profile.discount))
-                seed.logs["metrics"].append({"phase": phase.name, "step": done, **values[i],
-                                             **{f"val/{k}": v for k, v in val.items()}, **(extra[i] if extra else {}),
-                                             "steps_per_s": rate, "wall_s": round(now - seed.began, 2)})
+                seed.record("metrics", {"phase": phase.name, "step": done, **values[i],
+                                        **{f"val/{k}": v for k, v in val.items()}, **(extra[i] if extra else {}),
+                                        "steps_per_s": rate, "wall_s": round(now - seed.began, 2)})
             self._window = (time.perf_counter(), 0)
             self.seconds["logging"] += self._window[0] - began
         if phase.evaluate and (done % phase.eval_every == 0 or done == phase.steps):
@@ -713,8 +749,8 @@ class _Loop:
                 result = self.owner._evaluate(self.evaluator, agent_of(i), derived_seed(seed.config.seed,
                                                                                          phase_index, done))
                 seed.last_success[phase.name] = result.success_rate
-                seed.logs["evaluations"].append({"phase": phase.name, "step": done, **result.to_dict(),
-                                                 "wall_s": round(time.perf_counter() - seed.began, 2)})
+                seed.record("evaluations", {"phase": phase.name, "step": done, **result.to_dict(),
+                                            "wall_s": round(time.perf_counter() - seed.began, 2)})
             self.bar.set_postfix(success="/".join(f"{s.last_success[phase.name]:.2f}" if s.diverged is None
                                                   else "diverged" for s in self.seeds))
             self.seconds["evaluation"] += time.perf_counter() - began
@@ -797,10 +833,11 @@ def _jsonable(record: Any) -> Any:
 
 
 def train(config: RunConfig, *, progress: bool = True, on_step: Callable[[str, int], None] | None = None,
-          rerun: Iterable[str] = ()) -> dict:
+          rerun: Iterable[str] = (), trackers: Sequence[str] = ()) -> dict:
     """Run (or resume, or report) one training run; returns its summary. ``rerun``: states of
-    `StoredRun` to move aside and train again (`RERUN_STALE`: all of them)."""
-    return Run(config, progress=progress, on_step=on_step, rerun=rerun).execute()[0]
+    `StoredRun` to move aside and train again (`RERUN_STALE`: all of them); ``trackers``:
+    `bench.trackers` to mirror its logs to."""
+    return Run(config, progress=progress, on_step=on_step, rerun=rerun, trackers=trackers).execute()[0]
 
 
 RERUN_STALE = ("stale", "foreign", "other-revision", "finished-without-config")  # train --rerun-stale
@@ -808,8 +845,9 @@ RERUN_STALE = ("stale", "foreign", "other-revision", "finished-without-config") 
 
 def train_seeds(configs: Sequence[RunConfig], *, progress: bool = True,
                 on_step: Callable[[str, int], None] | None = None, seed_axis: compiled.SeedAxis = "auto",
-                rerun: Iterable[str] = ()) -> list[dict]:
+                rerun: Iterable[str] = (), trackers: Sequence[str] = ()) -> list[dict]:
     """Run (or resume, or report) the runs of several seeds of one method, task and config,
     trained side by side in one compiled program (walking the seeds as ``seed_axis`` says:
     `bench.compiled`); returns their summaries."""
-    return Run(configs, progress=progress, on_step=on_step, seed_axis=seed_axis, rerun=rerun).execute()
+    return Run(configs, progress=progress, on_step=on_step, seed_axis=seed_axis, rerun=rerun,
+               trackers=trackers).execute()
