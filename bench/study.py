@@ -1,0 +1,388 @@
+"""The CPU study (issue 18, item 2; the ``cpu-study`` profile): learning curves and a table of
+its runs beside the published numbers of the same domain, and STUDY.md saying what they show.
+
+    python -m bench study                      # results/runs/cpu-study -> reports/cpu-study
+
+Everything comes from files: each run's ``config.json``, ``data.json`` and ``evaluations.csv``
+(a run still training contributes the evaluations it has, marked in progress), the QAM paper's
+per-seed curves and the TRQAM paper's table (``results/reference/``). Three kinds of line are
+drawn, each labelled with its protocol, network size and data:
+
+* ours: mean success over the seeds at each evaluation, each seed's value as a point, the
+  range over seeds shaded (two seeds cannot give an interval over seeds; the table adds a
+  Wilson 95% interval over the episodes pooled across seeds, binomial noise only);
+* the QAM paper's curves for the same task at the steps both have (50K is its first
+  evaluation), mean over its 12 seeds with a normal 95% interval of that mean;
+* the TRQAM paper's domain value (mean of 5 tasks, 8 seeds, +-1 sd) after 1M steps, drawn in a
+  panel of its own so that it is never read as a point of a 50K-step curve.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from bench.curves import colour
+from bench.errors import BenchError
+from bench.runstore import write_atomic
+from bench.tradeoff import wilson
+
+REFERENCE = Path(__file__).resolve().parent.parent / "results" / "reference"
+QAM_CURVES = REFERENCE / "qam_2601.14234_curves.csv"
+TRQAM_TABLE = REFERENCE / "trqam_2605.27079_offline_table.csv"
+PUBLISHED_NAME = {"trqam": "TRQAM", "qam": "QAM", "qam-e": "QAM-E", "dsrl": "DSRL", "bc": "BC"}
+ORDER = ("trqam", "qam", "qam-e", "dsrl", "bc")
+
+
+@dataclass
+class SeedRun:
+    """One seed's run: its evaluations so far and what it was meant to do."""
+
+    method: str
+    seed: int
+    status: str  # finished, diverged, in progress
+    planned: int  # steps of its last phase
+    phase: str  # its last phase (pretrain for BC, offline for the others)
+    evaluations: list[tuple[int, int, int]] = field(default_factory=list)  # (step, successes, episodes)
+    config: dict = field(default_factory=dict)
+    data: dict = field(default_factory=dict)
+
+    @property
+    def last_step(self) -> int:
+        return self.evaluations[-1][0] if self.evaluations else 0
+
+
+def load(runs_root: Path, task: str) -> dict[str, list[SeedRun]]:
+    """Every seed run of ``task`` under ``runs_root`` (METHOD/TASK/seedN), by method."""
+    found: dict[str, list[SeedRun]] = {}
+    for run_dir in sorted(runs_root.glob(f"*/{task}/seed*")):
+        config_path = run_dir / "config.json"
+        if not config_path.exists() or run_dir.name != f"seed{run_dir.name[4:]}" or not run_dir.name[4:].isdigit():
+            continue  # not started, or a study variant (seed0-key=value)
+        config = json.loads(config_path.read_text())
+        phases = config["phases"]
+        last = phases[-1]
+        summary_path = run_dir / "summary.json"
+        status = "in progress"
+        if summary_path.exists():
+            status = json.loads(summary_path.read_text()).get("status", "finished")
+        evaluations = []
+        if (run_dir / "evaluations.csv").exists():
+            with open(run_dir / "evaluations.csv", newline="") as f:
+                for row in csv.DictReader(f):
+                    if row["phase"] == last["name"]:
+                        episodes = int(row["num_episodes"])
+                        evaluations.append((int(row["step"]), round(float(row["success_rate"]) * episodes), episodes))
+        data = json.loads((run_dir / "data.json").read_text()) if (run_dir / "data.json").exists() else {}
+        method = config["run"]["method"]
+        found.setdefault(method, []).append(SeedRun(method, config["run"]["seed"], status, last["steps"],
+                                                    last["name"], evaluations, config, data))
+    return found
+
+
+def published_curve(task: str, method: str, max_step: int) -> list[tuple[int, float, float, int]]:
+    """The QAM paper's offline curve of ``method`` on ``task`` up to ``max_step``:
+    (step, mean, half-width of a normal 95% interval of the mean, seeds)."""
+    name = PUBLISHED_NAME.get(method)
+    rows = []
+    if name is None or not QAM_CURVES.exists():
+        return rows
+    with open(QAM_CURVES, newline="") as f:
+        for row in csv.DictReader(f):
+            if row["task"] == task and row["method"] == name and row["phase"] == "offline" \
+                    and int(row["step"]) <= max_step:
+                values = np.array([float(row[f"seed{i}"]) for i in range(int(row["n_seeds"]))])
+                half = 1.96 * values.std(ddof=1) / math.sqrt(len(values)) if len(values) > 1 else math.nan
+                rows.append((int(row["step"]), float(values.mean()), float(half), len(values)))
+    return rows
+
+
+def published_final(task: str, method: str) -> tuple[float, int] | None:
+    """The QAM paper's success of ``method`` on ``task`` at 1M offline steps (mean, seeds)."""
+    found = published_curve(task, method, 1_000_000)
+    last = [r for r in found if r[0] == 1_000_000]
+    return (last[0][1], last[0][3]) if last else None
+
+
+def trqam_table(domain: str, method: str) -> tuple[float, float] | None:
+    """The TRQAM paper's (mean %, sd %) of ``method`` on ``domain`` (5 tasks, 8 seeds, 1M steps)."""
+    name = PUBLISHED_NAME.get(method)
+    with open(TRQAM_TABLE, newline="") as f:
+        for row in csv.DictReader(f):
+            if row["method"] == name and row["domain"] == domain:
+                return float(row["success_mean_pct"]), float(row["success_std_pct"])
+    return None
+
+
+@dataclass(frozen=True)
+class Line:
+    """One method's curve: per evaluation step, the seeds' success rates and pooled counts."""
+
+    method: str
+    steps: list[int]
+    per_seed: list[list[float]]
+    pooled: list[tuple[int, int]]  # (successes, episodes) over the seeds at that step
+
+    def mean(self) -> list[float]:
+        return [float(np.mean(v)) for v in self.per_seed]
+
+
+def line(runs: list[SeedRun]) -> Line:
+    """The steps every one of ``runs`` has evaluated (a seed in progress limits the line)."""
+    common = sorted(set.intersection(*({s for s, _, _ in r.evaluations} for r in runs))) if runs else []
+    per_seed, pooled = [], []
+    for step in common:
+        at = [next(e for e in r.evaluations if e[0] == step) for r in runs]
+        per_seed.append([k / n for _, k, n in at])
+        pooled.append((sum(k for _, k, _ in at), sum(n for _, _, n in at)))
+    return Line(runs[0].method if runs else "", common, per_seed, pooled)
+
+
+def describe_runs(runs: list[SeedRun]) -> str:
+    """Protocol, network size and data of a method's runs, from their config and data records."""
+    config = runs[0].config
+    profile = config["profile"]
+    agent = config["phases"][-1]["agent_config"]
+    hidden = "x".join(str(h) for h in agent.get("hidden_sizes", profile["hidden_sizes"]))
+    critics = agent.get("num_critics")
+    kind = runs[0].data.get("kind", "?")
+    init = ("BC pretraining" if runs[0].phase == "pretrain" else
+            "BC-initialised" if config["run"].get("init") == "bc" else "from scratch")
+    nets = f"{hidden} MLPs" + (f", {critics} critics" if critics and runs[0].phase != "pretrain" else "")
+    return f"{init}, {nets}, {kind} 1M data" if kind == "regenerated" else f"{init}, {nets}, {kind} data"
+
+
+def plot(found: dict[str, list[SeedRun]], task: str, domain: str, out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax, final) = plt.subplots(1, 2, figsize=(11.0, 4.6), width_ratios=[2.2, 1], constrained_layout=True)
+    methods = [m for m in ORDER if m in found] + [m for m in found if m not in ORDER]
+    max_step = max((r.planned for m in methods if m != "bc" for r in found[m]), default=0)
+    for method in methods:
+        runs = found[method]
+        shade = colour(method)
+        if method == "bc":  # the checkpoint every fine-tuning run starts from: its final success
+            finals = [r.evaluations[-1][1] / r.evaluations[-1][2] for r in runs if r.evaluations]
+            if finals:
+                ax.axhline(float(np.mean(finals)), color=shade, ls=":", lw=1.2,
+                           label=f"BC checkpoint, mean of {len(finals)} seed(s) (ours: {describe_runs(runs)})")
+            continue
+        drawn = line(runs)
+        if not drawn.steps:
+            continue
+        mean = drawn.mean()
+        low = [min(v) for v in drawn.per_seed]
+        high = [max(v) for v in drawn.per_seed]
+        progress = "" if all(r.status != "in progress" for r in runs) else ", in progress"
+        ax.plot(drawn.steps, mean, color=shade, marker="o", ms=3,
+                label=f"{method.upper()} ours ({len(runs)} seeds, range shaded{progress})")
+        if len(runs) > 1:
+            ax.fill_between(drawn.steps, low, high, color=shade, alpha=0.18, lw=0)
+        for step, values in zip(drawn.steps, drawn.per_seed, strict=True):
+            ax.scatter([step] * len(values), values, color=shade, s=8, alpha=0.6, zorder=3)
+        for step, value, half, seeds in published_curve(task, method, max_step):
+            ax.errorbar([step], [value], yerr=[[min(half, value)], [min(half, 1 - value)]], color=shade,
+                        marker="D", mfc="white", ms=6, capsize=3, ls="none",
+                        label=f"{method.upper()}, QAM paper at {step // 1000}K ({seeds} seeds, 95% CI; from scratch, "
+                              "4x512, official data)")
+    names = ", ".join(sorted({describe_runs(found[m]) for m in methods if m != "bc"}))
+    ax.set_title(f"{task}\nours: {names}; TRQAM-paper protocol at CPU scale", fontsize=8)
+    ax.set_xlabel("fine-tuning gradient steps (after BC pretraining)")
+    ax.set_ylabel("success rate")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlim(0, max_step * 1.03 if max_step else 1)
+    ax.legend(fontsize=6.5, loc="upper left")
+
+    # Right: published values after 1M steps, beside ours at our last step.
+    labels = [m for m in methods if m != "bc"]
+    for i, method in enumerate(labels):
+        shade = colour(method)
+        table = trqam_table(domain, method)
+        if table is not None:
+            final.errorbar([i - 0.2], [table[0] / 100], yerr=[[min(table[1], table[0]) / 100],
+                                                            [min(table[1], 100 - table[0]) / 100]],
+                           color=shade, marker="s", ms=6, capsize=3, ls="none")
+        qam = published_final(task, method)
+        if qam is not None:
+            final.scatter([i], [qam[0]], color=shade, marker="D", facecolor="white", s=36, zorder=3)
+        drawn = line(found[method])
+        if drawn.steps:
+            final.scatter([i + 0.2], [drawn.mean()[-1]], color=shade, marker="o", s=30, zorder=3)
+    final.set_xticks(range(len(labels)), [m.upper() for m in labels], fontsize=8)
+    final.set_ylim(-0.02, 1.02)
+    final.set_title("after 1M steps (published) and ours at our last step", fontsize=8)
+    from matplotlib.lines import Line2D
+
+    final.legend(handles=[
+        Line2D([], [], color="grey", marker="s", ls="none", label="TRQAM paper: 5-task mean, 8 seeds, +-1 sd"),
+        Line2D([], [], color="grey", marker="D", mfc="white", ls="none", label="QAM paper: this task, 12 seeds"),
+        Line2D([], [], color="grey", marker="o", ls="none", label="ours, at our last evaluation")],
+        fontsize=6.5, loc="center left")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    paths = [out.with_suffix(".png"), out.with_suffix(".pdf")]
+    for path in paths:
+        fig.savefig(path, dpi=150)
+    plt.close(fig)
+    return paths
+
+
+def _pct(value: float | None) -> str:
+    return "" if value is None or not math.isfinite(value) else f"{100 * value:.0f}"
+
+
+def table_rows(found: dict[str, list[SeedRun]], task: str, domain: str) -> list[dict]:
+    """One row per method and evaluation step of ours, with the published values beside."""
+    rows = []
+    for method in [m for m in ORDER if m in found] + [m for m in found if m not in ORDER]:
+        runs = found[method]
+        drawn = line(runs)
+        published = {s: (v, h, n) for s, v, h, n in published_curve(task, method, 10**9)}
+        table = trqam_table(domain, method)
+        final = published_final(task, method)
+        for step, values, (k, n) in zip(drawn.steps, drawn.per_seed, drawn.pooled, strict=True):
+            low, high = wilson(k, n)
+            rows.append({
+                "method": method, "phase": runs[0].phase, "step": step, "seeds": len(values),
+                "success_mean": round(float(np.mean(values)), 4),
+                "per_seed": " ".join(f"{v:.2f}" for v in values),
+                "wilson_low": round(low, 4), "wilson_high": round(high, 4), "episodes": n,
+                "status": ", ".join(sorted({r.status for r in runs})),
+                "qam_paper_same_step": "" if step not in published else round(published[step][0], 4),
+                "qam_paper_same_step_ci95": "" if step not in published else round(published[step][1], 4),
+                "qam_paper_1m": "" if final is None else round(final[0], 4),
+                "trqam_paper_domain_pct": "" if table is None else table[0],
+                "trqam_paper_domain_sd_pct": "" if table is None else table[1],
+                "ours": describe_runs(runs),
+            })
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| method | step | ours: mean success % (per seed) | Wilson 95% (pooled episodes) | status | "
+             "QAM paper, same task and step (12 seeds, 95% CI) | QAM paper, same task, 1M | "
+             "TRQAM paper, domain, 1M (+-sd) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        same = "" if r["qam_paper_same_step"] == "" else \
+            f"{100 * r['qam_paper_same_step']:.0f} +- {100 * r['qam_paper_same_step_ci95']:.0f}"
+        trqam = "" if r["trqam_paper_domain_pct"] == "" else \
+            f"{r['trqam_paper_domain_pct']:.0f} +- {r['trqam_paper_domain_sd_pct']:.0f}"
+        at_1m = "" if r["qam_paper_1m"] == "" else f"{100 * r['qam_paper_1m']:.0f}"
+        step = f"{r['step'] // 1000}K" + (" (BC pretraining)" if r["phase"] == "pretrain" else "")
+        per_seed = " ".join(_pct(float(v)) for v in r["per_seed"].split())
+        lines.append(f"| {r['method'].upper()} | {step} | {100 * r['success_mean']:.0f} ({per_seed}) | "
+                     f"{100 * r['wilson_low']:.0f}-{100 * r['wilson_high']:.0f} | {r['status']} | {same} | "
+                     f"{at_1m} | {trqam} |")
+    return "\n".join(lines) + "\n"
+
+
+def findings(found: dict[str, list[SeedRun]]) -> list[str]:
+    """Plain sentences computed from the runs: where each method stands at the last step all
+    fine-tuned methods share, in order, and which intervals overlap."""
+    fine = {m: line(r) for m, r in found.items() if m != "bc" and line(r).steps}
+    if not fine:
+        return ["No fine-tuning run has been evaluated yet."]
+    shared = set.intersection(*(set(d.steps) for d in fine.values()))
+    if not shared:
+        return ["The fine-tuning runs share no evaluation step yet."]
+    step = max(shared)
+    standing = []
+    for method, drawn in fine.items():
+        i = drawn.steps.index(step)
+        k, n = drawn.pooled[i]
+        standing.append((k / n, method, wilson(k, n), k, n))
+    standing.sort(reverse=True)
+    text = [f"At {step // 1000}K fine-tuning steps (the last evaluation every method has): " + "; ".join(
+        f"{m.upper()} {100 * p:.0f}% ({k}/{n} episodes, Wilson 95% {100 * lo:.0f}-{100 * hi:.0f})"
+        for p, m, (lo, hi), k, n in standing) + "."]
+    best, runner = standing[0], standing[1] if len(standing) > 1 else None
+    if runner is not None:
+        overlap = best[2][0] <= runner[2][1]
+        text.append(f"{best[1].upper()} is ahead of {runner[1].upper()}" + (
+            ", but their intervals overlap: at this scale the ordering of the first two is not resolved."
+            if overlap else ", and their intervals do not overlap."))
+    bc = [r for r in found.get("bc", []) if r.evaluations]
+    if bc:
+        k = sum(r.evaluations[-1][1] for r in bc)
+        n = sum(r.evaluations[-1][2] for r in bc)
+        lo, hi = wilson(k, n)
+        above = [m.upper() for p, m, (low, _), _, _ in standing if low > hi]
+        below = [m.upper() for p, m, (_, high), _, _ in standing if high < lo]
+        text.append(f"The BC checkpoints they start from succeed {100 * k / n:.0f}% ({k}/{n}, Wilson 95% "
+                    f"{100 * lo:.0f}-{100 * hi:.0f}). Clearly above BC: {', '.join(above) or 'none'}; "
+                    f"clearly below: {', '.join(below) or 'none'}.")
+    running = sorted({m.upper() for m, runs in found.items() for r in runs if r.status == "in progress"})
+    if running:
+        text.append(f"Still training: {', '.join(running)}; their later evaluations will follow when the study "
+                    "is resumed (`python -m bench reproduce --profile cpu-study`).")
+    return text
+
+
+def write(runs_root: Path, out_dir: Path, task: str, domain: str) -> list[Path]:
+    """The figure, the table (CSV and Markdown) and STUDY.md for the runs under ``runs_root``."""
+    found = load(runs_root, task)
+    if not found:
+        raise BenchError(f"no run of {task} under {runs_root}; start the study with "
+                         "`python -m bench reproduce --profile cpu-study`")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figure = plot(found, task, domain, out_dir / "learning_curves")
+    rows = table_rows(found, task, domain)
+    columns = list(rows[0]) if rows else ["method"]
+    csv_lines = [",".join(columns)] + [",".join(f'"{r[c]}"' if "," in str(r[c]) else str(r[c]) for c in columns)
+                                       for r in rows]
+    write_atomic(out_dir / "study_table.csv", "\n".join(csv_lines) + "\n")
+    md = markdown(rows)
+    write_atomic(out_dir / "study_table.md", md)
+    status_lines = []
+    for method in [m for m in ORDER if m in found]:
+        for r in sorted(found[method], key=lambda r: r.seed):
+            status_lines.append(f"| {method.upper()} | {r.seed} | {r.phase} | {r.last_step:,} of {r.planned:,} | "
+                                f"{r.status} |")
+    first = next(iter(found.values()))[0]
+    manifest = first.data.get("manifest", {})
+    data_line = (f"{first.data.get('kind', '?')} data, {manifest.get('episodes', '?')} episodes of "
+                 f"{manifest.get('episode_length', '?')} steps (seed {manifest.get('seed', '?')}), regenerated with "
+                 "ogbench's oracles: the same kind of data as the official set, never the same bytes")
+    text = [
+        "# CPU study: puzzle-3x3 at CPU scale (issue 18)",
+        "",
+        "Written by `python -m bench study` from the runs under "
+        f"`{runs_root}` and the published numbers in `results/reference/`; every number below comes from "
+        "those files. **Evidence at this scale and no more**: smaller networks, 2 seeds and 50K fine-tuning "
+        "steps on regenerated data, against the papers' 4x512 networks, 8-12 seeds and 1M steps on the "
+        "official data. It is not a reproduction of either paper's numbers.",
+        "",
+        f"* Task: `{task}`; {data_line}.",
+        f"* Ours: {', '.join(sorted({describe_runs(runs) for runs in found.values()}))}; the TRQAM paper's "
+        "protocol (BC pretraining, then offline fine-tuning from the BC checkpoint; each method's per-domain "
+        "values from `bench/hyperparams.py`). Full configs: each run's `config.json`.",
+        "* QAM paper: its released per-seed curves for this task (from scratch, 4x512 networks, 10 critics, "
+        "the official 1M set, 12 seeds); only the steps our runs reach are drawn on the curve.",
+        "* TRQAM paper: its table's puzzle-3x3 row (mean over its 5 tasks, 8 seeds, +-1 sd, after 1M steps).",
+        "",
+        "## What the runs show",
+        "",
+        *[f"* {line}" for line in findings(found)],
+        "",
+        f"![learning curves]({figure[0].name})",
+        "",
+        "## Table",
+        "",
+        md,
+        "## Runs",
+        "",
+        "| method | seed | phase | steps evaluated | status |",
+        "|---|---|---|---|---|",
+        *status_lines,
+        "",
+    ]
+    write_atomic(out_dir / "STUDY.md", "\n".join(text))
+    return [*figure, out_dir / "study_table.csv", out_dir / "study_table.md", out_dir / "STUDY.md"]

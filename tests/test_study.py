@@ -1,0 +1,74 @@
+"""The CPU study's report (`bench.study`) on run directories written as training writes them:
+its table, the published values set beside it, and the sentences it derives."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from bench.study import QAM_CURVES, write
+from bench.tradeoff import wilson
+
+TASK = "puzzle-3x3-play-singletask-task1-v0"
+DOMAIN = "puzzle-3x3-play"
+
+
+def _run(root, method, seed, successes, *, finished=True, phase="offline", steps=50_000, every=10_000):
+    run = root / method / TASK / f"seed{seed}"
+    run.mkdir(parents=True)
+    agent = {"class": "X", "hidden_sizes": [256, 256], "num_critics": 2}
+    (run / "config.json").write_text(json.dumps({
+        "run": {"method": method, "seed": seed, "init": "bc"},
+        "profile": {"hidden_sizes": [256, 256]},
+        "phases": [{"name": phase, "steps": steps, "agent_config": agent}]}))
+    (run / "data.json").write_text(json.dumps({"kind": "regenerated", "manifest": {
+        "kind": "regenerated", "episodes": 1000, "episode_length": 1000, "seed": 0}}))
+    with open(run / "evaluations.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["phase", "step", "success_rate", "num_episodes"])
+        for k, s in enumerate(successes, start=1):
+            writer.writerow([phase, k * every, s / 50, 50])
+    if finished:
+        (run / "summary.json").write_text(json.dumps({"status": "finished"}))
+
+
+def _published(method, step):
+    with open(QAM_CURVES, newline="") as f:
+        for row in csv.DictReader(f):
+            if row["task"] == TASK and row["method"] == method and int(row["step"]) == step:
+                return np.mean([float(row[f"seed{i}"]) for i in range(int(row["n_seeds"]))])
+    raise AssertionError
+
+
+def test_study_table_sets_published_values_beside_the_runs(tmp_path):
+    root = tmp_path / "runs"
+    _run(root, "bc", 0, [1, 2, 2, 3], phase="pretrain", steps=100_000, every=25_000)
+    _run(root, "bc", 1, [0, 1, 2, 1], phase="pretrain", steps=100_000, every=25_000)
+    _run(root, "qam-e", 0, [5, 10, 20, 30, 40])
+    _run(root, "qam-e", 1, [4, 8, 16, 24, 32])
+    _run(root, "qam", 0, [1, 1, 2, 2, 3])
+    _run(root, "qam", 1, [0, 1, 1], finished=False)  # still training: the line stops at 30K
+    write(root, tmp_path / "out", TASK, DOMAIN)
+
+    rows = list(csv.DictReader(open(tmp_path / "out" / "study_table.csv", newline="")))
+    qam_e = [r for r in rows if r["method"] == "qam-e"]
+    assert [int(r["step"]) for r in qam_e] == [10_000, 20_000, 30_000, 40_000, 50_000]
+    last = qam_e[-1]
+    assert float(last["success_mean"]) == pytest.approx((40 + 32) / 100)
+    assert (float(last["wilson_low"]), float(last["wilson_high"])) == pytest.approx(wilson(72, 100), abs=1e-4)
+    assert float(last["qam_paper_same_step"]) == pytest.approx(_published("QAM-E", 50_000), abs=1e-4)
+    assert float(last["qam_paper_1m"]) == pytest.approx(_published("QAM-E", 1_000_000), abs=1e-4)
+    assert float(last["trqam_paper_domain_pct"]) == 89  # the TRQAM table's puzzle-3x3 row
+    assert qam_e[0]["qam_paper_same_step"] == ""  # the paper has no 10K evaluation
+    qam = [r for r in rows if r["method"] == "qam"]
+    assert [int(r["step"]) for r in qam] == [10_000, 20_000, 30_000] and qam[-1]["status"] == "finished, in progress"
+
+    study = (tmp_path / "out" / "STUDY.md").read_text()
+    assert "At 30K fine-tuning steps (the last evaluation every method has): QAM-E 36% (36/100" in study
+    assert "QAM-E is ahead of QAM, and their intervals do not overlap." in study
+    assert "The BC checkpoints they start from succeed 4% (4/100" in study and "Clearly above BC: QAM-E" in study
+    assert "Still training: QAM" in study and "regenerated data, 1000 episodes of 1000 steps" in study
+    assert (tmp_path / "out" / "learning_curves.png").stat().st_size > 10_000
