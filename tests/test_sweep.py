@@ -154,16 +154,19 @@ def _free_port() -> int:
 
 @pytest.mark.slow
 def test_ray_backend_runs_a_two_run_smoke_sweep_on_a_local_cluster(bench_cache, tmp_path):
+    """Two programs on a local Ray cluster declaring one GPU, a quarter of it per program
+    (issue 17): each run receives and records a JAX memory fraction of 0.9 x 0.25."""
     pytest.importorskip("ray")
     ray_cli = Path(sys.executable).parent / "ray"
     port = _free_port()
     env = _env(bench_cache, tmp_path / "results")
     env["RAY_USAGE_STATS_ENABLED"] = "0"
-    subprocess.run([str(ray_cli), "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
+    env["RAY_AUTH_MODE"] = "disabled"  # a local test cluster; otherwise a token left in ~/.ray decides
+    subprocess.run([str(ray_cli), "start", "--head", f"--port={port}", "--num-cpus=2", "--num-gpus=1", "--include-dashboard=false",
                     "--disable-usage-stats"], check=True, env=env, cwd=tmp_path, capture_output=True)
     try:
         process = _reproduce(["--methods", "bc", "fql", "--backend", "ray", "--address", f"127.0.0.1:{port}",
-                              "--reports", str(tmp_path / "reports")], env)
+                              "--gpus-per-run", "0.25", "--reports", str(tmp_path / "reports")], env)
         output, _ = process.communicate(timeout=900)
     finally:
         subprocess.run([str(ray_cli), "stop", "--force"], env=env, capture_output=True)
@@ -171,7 +174,47 @@ def test_ray_backend_runs_a_two_run_smoke_sweep_on_a_local_cluster(bench_cache, 
     record = json.loads(next((tmp_path / "results" / "sweeps").glob("smoke-*.json")).read_text())
     assert record["settings"]["backend"] == "ray" and record["counts"]["finished"] == 2
     for method in ("bc", "fql"):
-        assert (tmp_path / "results" / "runs" / "smoke" / method / TASK / "seed0" / "summary.json").exists()
+        run = tmp_path / "results" / "runs" / "smoke" / method / TASK / "seed0"
+        assert (run / "summary.json").exists()
+        assert json.loads((run / "environment.json").read_text())["hardware"]["jax_memory_fraction"] == "0.225"
+
+
+def _dies_once(runs, env=None, trackers=()):
+    """A program whose first attempt loses its worker (as a preempted node does)."""
+    from bench.sweep import Outcome
+
+    marker = Path(runs[0].out) / "attempts"
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    attempts = int(marker.read_text()) + 1 if marker.exists() else 1
+    marker.write_text(str(attempts))
+    if attempts == 1:
+        os._exit(1)  # the worker process dies; Ray sees a lost worker, not an exception
+    return [Outcome(run_dir=str(r.out), method=r.method, task=r.task, seed=r.seed, overrides=(), status="finished",
+                    seconds=0.0, host="test", log="") for r in runs]
+
+
+@pytest.mark.slow
+def test_ray_resubmits_a_program_whose_worker_died_as_often_as_retries_allows(tmp_path, monkeypatch):
+    ray = pytest.importorskip("ray")
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # no token written to ~/.ray by this local cluster
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    from bench.sweep import ProgramPlan, run_ray
+    from bench.training import RunConfig
+
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import tests/
+    try:
+        outcomes = {}
+        for retries in (1, 0):
+            run = RunConfig("bc", TASK, profile="smoke", out=tmp_path / f"retries{retries}")
+            [outcome] = run_ray(ProgramPlan([[run]], {0: set()}), None, 1.0, 0.0, lambda o: None, retries=retries,
+                                program=_dies_once)
+            outcomes[retries] = (outcome, int((tmp_path / f"retries{retries}" / "attempts").read_text()))
+    finally:
+        ray.shutdown()
+    assert outcomes[1][0].status == "finished" and outcomes[1][1] == 2  # resubmitted once, then it ran
+    assert outcomes[0][0].status == "failed" and outcomes[0][1] == 1  # no retry: reported as failed
+    assert "Ray task failed" in outcomes[0][0].error
 
 
 @pytest.mark.slow
