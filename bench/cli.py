@@ -218,7 +218,7 @@ def reproduce(
     if print_commands is not None:
         from bench.sweep import write_commands
 
-        for path in write_commands(runs, print_commands, seeds_per_program):
+        for path in write_commands(runs, print_commands, seeds_per_program, trackers):
             print(f"wrote {path}")
         print((print_commands / "README.txt").read_text(), end="")
         return

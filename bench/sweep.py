@@ -263,7 +263,8 @@ eval "$line"
 """
 
 
-def write_commands(runs: Sequence[RunConfig], out_dir: Path, seeds_per_program: int) -> list[Path]:
+def write_commands(runs: Sequence[RunConfig], out_dir: Path, seeds_per_program: int, trackers: Sequence[str] = ()
+                   ) -> list[Path]:
     """One ``python -m bench train`` command per program, a file per wave (``wave1.txt``: the
     programs that produce BC checkpoints; ``wave2.txt``: the rest), a SLURM array script that
     runs line ``$SLURM_ARRAY_TASK_ID`` of a wave file, and a README with the two ``sbatch``
@@ -273,7 +274,8 @@ def write_commands(runs: Sequence[RunConfig], out_dir: Path, seeds_per_program: 
     paths = []
     counts = []
     for number, wave in enumerate(waves(runs), start=1):
-        lines = [shlex.join(["python", *train_command(job)[1:]]) for job in programs(wave, seeds_per_program)]
+        lines = [shlex.join(["python", *train_command(job, trackers)[1:]])
+                 for job in programs(wave, seeds_per_program)]
         path = out_dir / f"wave{number}.txt"
         write_atomic(path, "\n".join(lines) + "\n")
         paths.append(path)

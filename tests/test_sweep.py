@@ -259,6 +259,9 @@ def test_reproduce_schedule_flags_reach_every_program_command():
         assert command[command.index("--eval-interval") + 1] == "20"
         assert command[command.index("--batch-size") + 1] == "8" and "--eval-episodes" not in command
     assert RunConfig("fql", "c2-task1", batch_size=8).run_dir().name == "seed0-batch_size=8"
+    # reproduce --wandb --tensorboard: every program mirrors its logs; without them none does
+    assert train_command(runs[:1], ("wandb", "tensorboard"))[-2:] == ["--wandb", "--tensorboard"]
+    assert "--wandb" not in train_command(runs[:1])
 
 
 @pytest.mark.slow
