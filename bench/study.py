@@ -51,6 +51,7 @@ class SeedRun:
     evaluations: list[tuple[int, int, int]] = field(default_factory=list)  # (step, successes, episodes)
     config: dict = field(default_factory=dict)
     data: dict = field(default_factory=dict)
+    revision: str = "?"  # the code revision that trained it (environment.json)
 
     @property
     def last_step(self) -> int:
@@ -79,9 +80,12 @@ def load(runs_root: Path, task: str) -> dict[str, list[SeedRun]]:
                         episodes = int(row["num_episodes"])
                         evaluations.append((int(row["step"]), round(float(row["success_rate"]) * episodes), episodes))
         data = json.loads((run_dir / "data.json").read_text()) if (run_dir / "data.json").exists() else {}
+        environment = run_dir / "environment.json"
+        revision = json.loads(environment.read_text()).get("code_revision") if environment.exists() else None
         method = config["run"]["method"]
         found.setdefault(method, []).append(SeedRun(method, config["run"]["seed"], status, last["steps"],
-                                                    last["name"], evaluations, config, data))
+                                                    last["name"], evaluations, config, data,
+                                                    (revision or "unknown")[:12]))
     return found
 
 
@@ -345,7 +349,7 @@ def write(runs_root: Path, out_dir: Path, task: str, domain: str) -> list[Path]:
     for method in [m for m in ORDER if m in found]:
         for r in sorted(found[method], key=lambda r: r.seed):
             status_lines.append(f"| {method.upper()} | {r.seed} | {r.phase} | {r.last_step:,} of {r.planned:,} | "
-                                f"{r.status} |")
+                                f"{r.status} | {r.revision} |")
     first = next(iter(found.values()))[0]
     manifest = first.data.get("manifest", {})
     data_line = (f"{first.data.get('kind', '?')} data, {manifest.get('episodes', '?')} episodes of "
@@ -379,8 +383,8 @@ def write(runs_root: Path, out_dir: Path, task: str, domain: str) -> list[Path]:
         md,
         "## Runs",
         "",
-        "| method | seed | phase | steps evaluated | status |",
-        "|---|---|---|---|---|",
+        "| method | seed | phase | steps evaluated | status | code revision |",
+        "|---|---|---|---|---|---|",
         *status_lines,
         "",
     ]
