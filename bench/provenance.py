@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import subprocess
@@ -55,8 +56,11 @@ def hardware() -> dict:
     }
 
 
+@functools.cache
 def code_revision() -> str | None:
-    """The git commit of the suite's source tree, with '+dirty' for local changes."""
+    """The git commit of the suite's source tree, with '+dirty' for local changes. Read once per
+    process: the code a process runs is what it imported at its start, and a sweep's dry run or
+    a table over thousands of stored runs asks once instead of twice per run."""
     root = Path(__file__).resolve().parent.parent
     try:
         commit = subprocess.run(
