@@ -259,7 +259,8 @@ def reproduce(
         from bench.tasks import resolve_task
 
         study_task = resolve_task(chosen.tasks[0])
-        for written in write_study(runs_root, reports / "cpu-study", study_task.name, study_task.domain):
+        for written in write_study(runs_root, reports / "cpu-study", study_task.name, study_task.domain,
+                                   chosen.methods):
             print(f"wrote {written}")
     wall = {"sweep": sweep_s, "closed_form": closed_s}
     wall["outputs"] = time.perf_counter() - outputs_began
@@ -457,7 +458,7 @@ def study(
 
     chosen = get_profile(profile)
     task = resolve_task(chosen.tasks[0])
-    paths = write(runs or RESULTS_DIR / "runs" / profile, out, task.name, task.domain)
+    paths = write(runs or RESULTS_DIR / "runs" / profile, out, task.name, task.domain, chosen.methods)
     print("wrote " + ", ".join(str(p) for p in paths))
 
 

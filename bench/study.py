@@ -52,6 +52,7 @@ class SeedRun:
     config: dict = field(default_factory=dict)
     data: dict = field(default_factory=dict)
     revision: str = "?"  # the code revision that trained it (environment.json)
+    trained: int = 0  # the last logged step of its last phase (metrics.csv)
 
     @property
     def last_step(self) -> int:
@@ -79,13 +80,17 @@ def load(runs_root: Path, task: str) -> dict[str, list[SeedRun]]:
                     if row["phase"] == last["name"]:
                         episodes = int(row["num_episodes"])
                         evaluations.append((int(row["step"]), round(float(row["success_rate"]) * episodes), episodes))
+        trained = 0
+        if (run_dir / "metrics.csv").exists():
+            with open(run_dir / "metrics.csv", newline="") as f:
+                trained = max((int(r["step"]) for r in csv.DictReader(f) if r["phase"] == last["name"]), default=0)
         data = json.loads((run_dir / "data.json").read_text()) if (run_dir / "data.json").exists() else {}
         environment = run_dir / "environment.json"
         revision = json.loads(environment.read_text()).get("code_revision") if environment.exists() else None
         method = config["run"]["method"]
         found.setdefault(method, []).append(SeedRun(method, config["run"]["seed"], status, last["steps"],
                                                     last["name"], evaluations, config, data,
-                                                    (revision or "unknown")[:12]))
+                                                    (revision or "unknown")[:12], trained))
     return found
 
 
@@ -330,8 +335,14 @@ def findings(found: dict[str, list[SeedRun]]) -> list[str]:
     return text
 
 
-def write(runs_root: Path, out_dir: Path, task: str, domain: str) -> list[Path]:
-    """The figure, the table (CSV and Markdown) and STUDY.md for the runs under ``runs_root``."""
+def _rank(method: str) -> int:
+    """BC first, then the order of ORDER."""
+    return -1 if method == "bc" else ORDER.index(method) if method in ORDER else len(ORDER)
+
+
+def write(runs_root: Path, out_dir: Path, task: str, domain: str, planned: tuple[str, ...] = ()) -> list[Path]:
+    """The figure, the table (CSV and Markdown) and STUDY.md for the runs under ``runs_root``;
+    ``planned``: the methods of the study's profile (those without a run yet are named)."""
     found = load(runs_root, task)
     if not found:
         raise BenchError(f"no run of {task} under {runs_root}; start the study with "
@@ -346,26 +357,35 @@ def write(runs_root: Path, out_dir: Path, task: str, domain: str) -> list[Path]:
     md = markdown(rows)
     write_atomic(out_dir / "study_table.md", md)
     status_lines = []
-    for method in [m for m in ORDER if m in found]:
+    for method in sorted(found, key=_rank):
         for r in sorted(found[method], key=lambda r: r.seed):
-            status_lines.append(f"| {method.upper()} | {r.seed} | {r.phase} | {r.last_step:,} of {r.planned:,} | "
-                                f"{r.status} | {r.revision} |")
+            status_lines.append(f"| {method.upper()} | {r.seed} | {r.phase} | {r.trained:,} of {r.planned:,} | "
+                                f"{r.last_step:,} | {r.status} | {r.revision} |")
     first = next(iter(found.values()))[0]
     manifest = first.data.get("manifest", {})
+    recipe = manifest.get("recipe", {})
     data_line = (f"{first.data.get('kind', '?')} data, {manifest.get('episodes', '?')} episodes of "
-                 f"{manifest.get('episode_length', '?')} steps (seed {manifest.get('seed', '?')}), regenerated with "
-                 "ogbench's oracles: the same kind of data as the official set, never the same bytes")
+                 f"{recipe.get('episode_length', manifest.get('episode_length', '?'))} steps (seed "
+                 f"{manifest.get('seed', '?')}), regenerated with ogbench's oracles: the same kind of data as the "
+                 "official set, never the same bytes")
+    fine = [r for m, runs in found.items() if m != "bc" for r in runs]
+    seeds = sorted({r.seed for runs in found.values() for r in runs})
+    scale = (f"{len(seeds)} seeds and {max(r.planned for r in fine) // 1000}K fine-tuning steps" if fine
+             else f"{len(seeds)} seeds")
+    described = "; ".join(f"{'BC' if m == 'bc' else m.upper()}: {describe_runs(runs)}"
+                          for m, runs in sorted(found.items(), key=lambda kv: _rank(kv[0])))
+    missing = [m.upper() for m in planned if m not in found]
     text = [
         "# CPU study: puzzle-3x3 at CPU scale (issue 18)",
         "",
         "Written by `python -m bench study` from the runs under "
         f"`{runs_root}` and the published numbers in `results/reference/`; every number below comes from "
-        "those files. **Evidence at this scale and no more**: smaller networks, 2 seeds and 50K fine-tuning "
-        "steps on regenerated data, against the papers' 4x512 networks, 8-12 seeds and 1M steps on the "
-        "official data. It is not a reproduction of either paper's numbers.",
+        f"those files. **Evidence at this scale and no more**: smaller networks, {scale} on regenerated "
+        "data, against the papers' 4x512 networks, 8-12 seeds and 1M steps on the official data. It is not a "
+        "reproduction of either paper's numbers.",
         "",
         f"* Task: `{task}`; {data_line}.",
-        f"* Ours: {', '.join(sorted({describe_runs(runs) for runs in found.values()}))}; the TRQAM paper's "
+        f"* Ours: {described}; the TRQAM paper's "
         "protocol (BC pretraining, then offline fine-tuning from the BC checkpoint; each method's per-domain "
         "values from `bench/hyperparams.py`). Full configs: each run's `config.json`.",
         "* QAM paper: its released per-seed curves for this task (from scratch, 4x512 networks, 10 critics, "
@@ -383,10 +403,12 @@ def write(runs_root: Path, out_dir: Path, task: str, domain: str) -> list[Path]:
         md,
         "## Runs",
         "",
-        "| method | seed | phase | steps evaluated | status | code revision |",
-        "|---|---|---|---|---|---|",
+        "| method | seed | phase | steps trained (last logged) | last evaluation | status | code revision |",
+        "|---|---|---|---|---|---|---|",
         *status_lines,
         "",
+        *([f"Not started yet: {', '.join(missing)} (they start when a worker is free; rerun "
+           "`python -m bench reproduce --profile cpu-study` to continue the study).", ""] if missing else []),
     ]
     write_atomic(out_dir / "STUDY.md", "\n".join(text))
     return [*figure, out_dir / "study_table.csv", out_dir / "study_table.md", out_dir / "STUDY.md"]
