@@ -5,7 +5,7 @@
   on regenerated data. Calibrated so BC reaches a non-zero success rate on at least one
   manipulation task. Not a reproduction of the papers' numbers.
 * ``cpu-study``: the quick networks on a domain of the TRQAM table (puzzle-3x3, a regenerated
-  1M set) for 50K fine-tuning steps: about 11 hours on 2 cores (measured), resumable (issue 18).
+  1M set) for 50K fine-tuning steps: about 7 hours on 2 cores (measured), resumable (issue 18).
 * ``paper``: the published settings (docs/PROTOCOL.md, 'Hyperparameters'); GPU-cluster work.
 
 Each value of ``paper`` names its source.
@@ -235,17 +235,18 @@ PROFILES["regress"] = replace(
 # networks' size, on a regenerated set of the official size. 50K fine-tuning steps: the first
 # step of the QAM paper's published curves, so each curve meets the published ones at one point.
 # Cost, measured in the study itself (2026-12-01, 2 cores): the 1M regeneration 41 min and BC
-# (2 seeds, 100K steps) 31 min, both with other jobs on the machine; then 2.8 steps/s for each of
-# two fine-tuning programs (2 seeds each) side by side, so ~5 h per pair of methods and ~10 h for
-# the four: about 2.5x the four hours it was sized for from a single-program timing (a narrower
-# network is no faster: 128x128 runs at the same rate, the updates are bound by op overheads).
+# (2 seeds, 100K steps) 31 min, both with other jobs on the machine; then 4.7-5.0 steps/s for each
+# of two fine-tuning programs (2 seeds each) side by side with nothing else running (2.8 while the
+# test suite shared the machine), so ~3 h per pair of methods and ~7 h in all: about 1.75x the
+# four hours it was sized for from a single-program timing (a narrower network is no faster:
+# 128x128 runs at the same rate, the updates are bound by op overheads).
 # Resumable: `reproduce --profile cpu-study` continues every run from its last checkpoint.
 # Task 1: the task where the QAM paper's QAM-E and DSRL curves rise first (results/reference/).
 PROFILES["cpu-study"] = replace(
     PROFILES["quick"], name="cpu-study", pretrain_steps=100_000, pretrain_eval_every=25_000,
     offline_steps=50_000, eval_every=10_000, log_every=1_000, checkpoint_every=2_000,
     regeneration=Regeneration(episodes=1000, episode_length=1000, seed=0),  # the official 1M size
-    machine="2-core CPU, 24 GiB RAM (about 11 hours measured; resumable)",
+    machine="2-core CPU, 24 GiB RAM (about 7 hours measured; resumable)",
     methods=("bc", "trqam", "qam", "qam-e", "dsrl"), tasks=("puzzle-3x3-play-singletask-task1-v0",),
     seeds=(0, 1), studies=(),
 )
