@@ -99,10 +99,23 @@ def plot(curves: list[dict], out: Path) -> list[Path]:
     ax.set_ylabel("success rate")
     ax.set_ylim(-0.02, 1.02)
     ax.legend(fontsize=8)
+    return save_figure(fig, out)
+
+
+def save_figure(fig, out: Path) -> list[Path]:
+    """``fig`` as ``out``.png and ``out``.pdf (each written atomically; the PDF without a creation
+    date, so the same results give the same file), then closed. Every figure of the suite."""
+    import matplotlib.pyplot as plt
+
     out.parent.mkdir(parents=True, exist_ok=True)
-    paths = [out.with_suffix(".png"), out.with_suffix(".pdf")]
-    for path in paths:
-        fig.savefig(path, dpi=150)
+    paths = []
+    for suffix in ("png", "pdf"):
+        path = out.with_name(f"{out.name}.{suffix}")
+        tmp = path.with_name(f".{path.name}.tmp.{suffix}")
+        metadata = {"CreationDate": None} if suffix == "pdf" else None
+        fig.savefig(tmp, dpi=150, bbox_inches="tight", metadata=metadata)
+        tmp.replace(path)
+        paths.append(path)
     plt.close(fig)
     return paths
 

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from bench import aggregate, closed_form, tradeoff
-from bench.curves import COLOURS, colour, load_curve
+from bench.curves import COLOURS, colour, load_curve, save_figure
 from bench.errors import BenchError
 from bench.tables import (
     REFERENCE_DIR,
@@ -115,22 +115,6 @@ def _label(runs: list[dict], profile: str) -> str:
     kinds = sorted({r["summary"]["data"]["kind"] for r in runs})
     note = "" if kinds == ["official"] and profile == "paper" else " (not a reproduction of the papers' numbers)"
     return f"profile {profile}, {'/'.join(kinds)} data{note}"
-
-
-def _save(fig, out_dir: Path, name: str) -> list[Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for suffix in ("png", "pdf"):
-        path = out_dir / f"{name}.{suffix}"
-        tmp = path.with_name(f".{path.name}.tmp.{suffix}")
-        metadata = {"CreationDate": None} if suffix == "pdf" else None  # the same file for the same results
-        fig.savefig(tmp, dpi=150, bbox_inches="tight", metadata=metadata)
-        tmp.replace(path)
-        paths.append(path)
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return paths
 
 
 def _plain_log_ticks(axis, values) -> None:
@@ -616,5 +600,5 @@ def write(runs_root: Path, out_dir: Path, profile: str, closed_dir: Path = close
         fig = draw(inputs)
         fig.suptitle(label, fontsize=10, y=1.02)
         fig.tight_layout()
-        paths += _save(fig, out_dir, name)
+        paths += save_figure(fig, out_dir / name)
     return paths

@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.curves import colour
+from bench.curves import colour, save_figure
 from bench.errors import BenchError
-from bench.runstore import write_atomic
+from bench.runstore import csv_text, write_atomic
 from bench.tradeoff import wilson
 
 REFERENCE = Path(__file__).resolve().parent.parent / "results" / "reference"
@@ -64,7 +64,7 @@ def load(runs_root: Path, task: str) -> dict[str, list[SeedRun]]:
     found: dict[str, list[SeedRun]] = {}
     for run_dir in sorted(runs_root.glob(f"*/{task}/seed*")):
         config_path = run_dir / "config.json"
-        if not config_path.exists() or run_dir.name != f"seed{run_dir.name[4:]}" or not run_dir.name[4:].isdigit():
+        if not config_path.exists() or not run_dir.name[4:].isdigit():
             continue  # not started, or a study variant (seed0-key=value)
         config = json.loads(config_path.read_text())
         phases = config["phases"]
@@ -235,12 +235,7 @@ def plot(found: dict[str, list[SeedRun]], task: str, domain: str, out: Path) -> 
         Line2D([], [], color="grey", marker="D", mfc="white", ls="none", label="QAM paper: this task, 12 seeds"),
         Line2D([], [], color="grey", marker="o", ls="none", label="ours, at our last evaluation")],
         fontsize=6.5, loc="center left")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    paths = [out.with_suffix(".png"), out.with_suffix(".pdf")]
-    for path in paths:
-        fig.savefig(path, dpi=150)
-    plt.close(fig)
-    return paths
+    return save_figure(fig, out)
 
 
 def _pct(value: float | None) -> str:
@@ -296,7 +291,8 @@ def markdown(rows: list[dict]) -> str:
 def findings(found: dict[str, list[SeedRun]]) -> list[str]:
     """Plain sentences computed from the runs: where each method stands at the last step all
     fine-tuned methods share, in order, and which intervals overlap."""
-    fine = {m: line(r) for m, r in found.items() if m != "bc" and line(r).steps}
+    lines = {m: line(r) for m, r in found.items() if m != "bc"}
+    fine = {m: drawn for m, drawn in lines.items() if drawn.steps}
     if not fine:
         return ["No fine-tuning run has been evaluated yet."]
     shared = set.intersection(*(set(d.steps) for d in fine.values()))
@@ -350,10 +346,7 @@ def write(runs_root: Path, out_dir: Path, task: str, domain: str, planned: tuple
     out_dir.mkdir(parents=True, exist_ok=True)
     figure = plot(found, task, domain, out_dir / "learning_curves")
     rows = table_rows(found, task, domain)
-    columns = list(rows[0]) if rows else ["method"]
-    csv_lines = [",".join(columns)] + [",".join(f'"{r[c]}"' if "," in str(r[c]) else str(r[c]) for c in columns)
-                                       for r in rows]
-    write_atomic(out_dir / "study_table.csv", "\n".join(csv_lines) + "\n")
+    write_atomic(out_dir / "study_table.csv", csv_text(rows, None if rows else ["method"]))
     md = markdown(rows)
     write_atomic(out_dir / "study_table.md", md)
     status_lines = []

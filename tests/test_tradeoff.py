@@ -10,6 +10,7 @@ import math
 import pytest
 
 from bench import figures, tradeoff
+from bench.curves import save_figure
 from bench.runstore import csv_text
 from bench.tables import write as write_tables
 
@@ -121,7 +122,7 @@ def test_tables_and_figure_from_stored_runs(stored_tradeoff, tmp_path):
 
     matplotlib.use("Agg")
     inputs = figures.Inputs(figures.load_runs(stored_tradeoff), stored_tradeoff, tmp_path, tmp_path)
-    paths = figures._save(figures.kl_success(inputs), tmp_path / "figures", "kl_success")
+    paths = save_figure(figures.kl_success(inputs), tmp_path / "figures" / "kl_success")
     assert all(p.stat().st_size > 10_000 for p in paths)
 
 
