@@ -5,7 +5,7 @@
   on regenerated data. Calibrated so BC reaches a non-zero success rate on at least one
   manipulation task. Not a reproduction of the papers' numbers.
 * ``cpu-study``: the quick networks on a domain of the TRQAM table (puzzle-3x3, a regenerated
-  1M set) for 50K fine-tuning steps: about 7 hours on 2 cores (measured), resumable (issue 18).
+  1M set) for 50K fine-tuning steps: about 7 hours on 2 cores (projected from measured rates), resumable (issue 18).
 * ``paper``: the published settings (docs/PROTOCOL.md, 'Hyperparameters'); GPU-cluster work.
 
 Each value of ``paper`` names its source.
@@ -246,7 +246,7 @@ PROFILES["cpu-study"] = replace(
     PROFILES["quick"], name="cpu-study", pretrain_steps=100_000, pretrain_eval_every=25_000,
     offline_steps=50_000, eval_every=10_000, log_every=1_000, checkpoint_every=2_000,
     regeneration=Regeneration(episodes=1000, episode_length=1000, seed=0),  # the official 1M size
-    machine="2-core CPU, 24 GiB RAM (about 7 hours measured; resumable)",
+    machine="2-core CPU, 24 GiB RAM (about 7 hours, projected from measured rates; resumable)",
     methods=("bc", "trqam", "qam", "qam-e", "dsrl"), tasks=("puzzle-3x3-play-singletask-task1-v0",),
     seeds=(0, 1), studies=(),
 )
