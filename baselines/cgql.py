@@ -32,7 +32,7 @@ from trqam.fine_tune import FlowQAgent, FlowQConfig, Nets
 @dataclass(frozen=True)
 class CGQLConfig(FlowQConfig):
     mode: Literal["simple", "mse", "linex"] = "simple"
-    guidance: float = 0.1  # per-domain: bench.hyperparams.CGQL_GUIDANCE / CGQL_M / CGQL_L
+    guidance: float = 0.1  # per-domain: bench.config.hyperparams.CGQL_GUIDANCE / CGQL_M / CGQL_L
     inv_temp: float = 10.0  # docs/PROTOCOL.md: every CGQL variant uses 10
     noisy_coef: float = 0.001  # weight of the noisy-critic distillation (-M, -L)
     linex_clip: float = 5.0

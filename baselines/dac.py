@@ -14,7 +14,7 @@ import jax.numpy as jnp
 
 from trqam.ddpm_agent import DDPMAgent, DDPMConfig
 
-DACConfig = DDPMConfig  # alpha (per-domain: bench.hyperparams.DAC_ALPHA)
+DACConfig = DDPMConfig  # alpha (per-domain: bench.config.hyperparams.DAC_ALPHA)
 
 
 class DAC(DDPMAgent):

@@ -27,7 +27,7 @@ from trqam.sac import LogTemperature, sac_actor_loss, temperature_loss
 
 @dataclass(frozen=True)
 class DSRLConfig(FlowQConfig):
-    noise_scale: float = 1.0  # per-domain: bench.hyperparams.DSRL_NOISE
+    noise_scale: float = 1.0  # per-domain: bench.config.hyperparams.DSRL_NOISE
     target_entropy_scale: float = -0.5  # target entropy = scale * action_dim
     grad_clip: float | None = None  # plain Adam, as the reference
 

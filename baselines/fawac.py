@@ -23,7 +23,7 @@ from trqam.nn import MLP
 
 @dataclass(frozen=True)
 class FAWACConfig(FlowQConfig):
-    inv_temp: float = 0.8  # per-domain: bench.hyperparams.FAWAC_BETA
+    inv_temp: float = 0.8  # per-domain: bench.config.hyperparams.FAWAC_BETA
     max_weight: float = 100.0  # cap on exp(inv_temp * advantage), as IQL/AWAC implementations do
     grad_clip: float | None = None  # plain Adam, as the reference
 

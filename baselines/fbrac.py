@@ -21,7 +21,7 @@ from trqam.flow import euler_sample
 
 @dataclass(frozen=True)
 class FBRACConfig(FlowQConfig):
-    alpha: float = 1.0  # BC strength: the Q term is divided by it (per-domain: bench.hyperparams.FBRAC_ALPHA)
+    alpha: float = 1.0  # BC strength: the Q term is divided by it (per-domain: bench.config.hyperparams.FBRAC_ALPHA)
     grad_clip: float | None = None  # plain Adam, as the reference
 
 

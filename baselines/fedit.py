@@ -19,7 +19,7 @@ from trqam.fine_tune import FlowQAgent, FlowQConfig, Nets
 
 @dataclass(frozen=True)
 class FEditConfig(FlowQConfig):
-    edit_scale: float = 0.2  # per-domain: bench.hyperparams.FEDIT_EDIT
+    edit_scale: float = 0.2  # per-domain: bench.config.hyperparams.FEDIT_EDIT
     target_entropy_scale: float = -0.5  # target entropy = scale * action_dim
     grad_clip: float | None = None  # plain Adam, as the reference
 

@@ -20,7 +20,7 @@ from trqam.onestep import ActsWithOneStepPolicy, onestep_loss
 
 @dataclass(frozen=True)
 class FQLConfig(FlowQConfig):
-    alpha: float = 10.0  # distillation weight (per-domain: bench.hyperparams.FQL_ALPHA)
+    alpha: float = 10.0  # distillation weight (per-domain: bench.config.hyperparams.FQL_ALPHA)
     grad_clip: float | None = None  # plain Adam, as the reference
 
 

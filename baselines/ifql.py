@@ -24,7 +24,7 @@ from trqam.nn import MLP
 
 @dataclass(frozen=True)
 class IFQLConfig(FlowQConfig):
-    kappa: float = 0.9  # expectile (per-domain: bench.hyperparams.IFQL_KAPPA)
+    kappa: float = 0.9  # expectile (per-domain: bench.config.hyperparams.IFQL_KAPPA)
     grad_clip: float | None = None  # plain Adam, as the reference
     num_samples: int = 32  # candidate actions per state when acting
 

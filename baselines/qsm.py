@@ -18,7 +18,7 @@ from trqam.ddpm_agent import DDPMAgent, DDPMConfig
 
 @dataclass(frozen=True)
 class QSMConfig(DDPMConfig):
-    inv_temp: float = 1.0  # beta (per-domain with alpha: bench.hyperparams.QSM)
+    inv_temp: float = 1.0  # beta (per-domain with alpha: bench.config.hyperparams.QSM)
     sampler: str = "jump"  # the reference's clip_sampler_before=False, clip_sampler_after=True
 
 

@@ -30,7 +30,7 @@ from trqam.nn import MLP
 
 @dataclass(frozen=True)
 class ReBRACConfig(FlowQConfig):
-    alpha: float = 0.01  # actor BC weight (per-domain: bench.hyperparams.REBRAC)
+    alpha: float = 0.01  # actor BC weight (per-domain: bench.config.hyperparams.REBRAC)
     actor_noise: float = 0.0  # std of the acting and target-policy noise (per-domain)
     noise_clip: float = 0.5
     target_every: int = 2  # the targets move every this many updates (the reference's actor_freq)

@@ -5,9 +5,9 @@ SAC with a 10-critic ensemble, trained online only, from scratch: a tanh-Gaussia
 over the whole action chunk, the chunked pessimistic TD target of the shared agent (the
 target's actions are the current actor's samples, with no entropy bonus in the target),
 an actor loss ``E[alpha log pi - (mean_k Q_k - rho std_k Q_k)]`` and a temperature tuned
-towards ``-0.5 * dim``. What makes it RLPD is in the online phase (`bench.online`):
+towards ``-0.5 * dim``. What makes it RLPD is in the online phase (`bench.training.online`):
 half of each batch from the offline data and half from the online transitions, and
-uniformly random actions for the first 5,000 steps (`bench.methods` declares both).
+uniformly random actions for the first 5,000 steps (`bench.config.methods` declares both).
 
 Like every method here it acts in chunks of the task's h actions (the shared harness
 executes chunks open loop).

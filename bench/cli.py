@@ -8,8 +8,8 @@ from typing import Annotated, Literal
 
 import tyro
 
+from bench.config.profiles import ProfileName
 from bench.errors import BenchError
-from bench.profiles import ProfileName
 
 
 def datagen(
@@ -34,7 +34,7 @@ def datagen(
         episode_length: Environment steps per episode (official: 1000).
         workers: Parallel processes (default: all cores).
     """
-    from bench.datagen import generate
+    from bench.data.datagen import generate
     from bench.tasks import resolve_dataset
 
     path = generate(resolve_dataset(dataset), episodes=episodes, seed=seed, out_dir=out.expanduser(),
@@ -92,7 +92,7 @@ def train(
         wandb: Mirror every row of metrics.csv and evaluations.csv, with the run's config and provenance, to a Weights & Biases run (extra: trqam-bench[wandb]; WANDB_MODE=offline writes it under RUN_DIR/wandb). A resumed run continues the same W&B run.
         tensorboard: The same mirror as TensorBoard events in RUN_DIR/tensorboard (extra: trqam-bench[tensorboard]).
     """
-    from bench.training import RERUN_STALE, RunConfig, train_seeds
+    from bench.training.pipeline import RERUN_STALE, RunConfig, train_seeds
 
     chosen = list(dict.fromkeys(seeds)) if seeds else [seed]
     schedule = _schedule(offline_steps, eval_interval, eval_episodes, log_interval, batch_size)
@@ -112,7 +112,7 @@ def train(
 
 
 def _trackers(wandb: bool, tensorboard: bool) -> tuple[str, ...]:
-    """The tracker flags as `bench.trackers` names."""
+    """The tracker flags as `bench.training.trackers` names."""
     return tuple(name for name, on in (("wandb", wandb), ("tensorboard", tensorboard)) if on)
 
 
@@ -187,11 +187,12 @@ def reproduce(
     """
     import time
 
-    from bench import figures as figures_module
-    from bench import report as report_module
-    from bench import tables as tables_module
-    from bench.profiles import get_profile
-    from bench.sweep import (
+    from bench.config.profiles import get_profile
+    from bench.reporting import figures as figures_module
+    from bench.reporting import report as report_module
+    from bench.reporting import tables as tables_module
+    from bench.training.pipeline import RESULTS_DIR
+    from bench.training.sweep import (
         SweepSettings,
         failures_table,
         plan,
@@ -200,12 +201,11 @@ def reproduce(
         write_index,
         write_record,
     )
-    from bench.training import RESULTS_DIR
 
     began = time.perf_counter()
     chosen = get_profile(profile)
     trackers = _trackers(wandb, tensorboard)
-    from bench.trackers import check_available
+    from bench.training.trackers import check_available
 
     check_available(trackers)  # before any training
     runs = plan(chosen, methods=methods, domains=domains, tasks=tasks, seeds=seeds, source=source,
@@ -216,7 +216,7 @@ def reproduce(
                  "seeds": sorted({r.seed for r in runs})}
     data_problems = _large_data_problems(chosen, runs, source, dataset_dir)
     if print_commands is not None:
-        from bench.sweep import write_commands
+        from bench.training.sweep import write_commands
 
         for path in write_commands(runs, print_commands, seeds_per_program, trackers):
             print(f"wrote {path}")
@@ -243,7 +243,7 @@ def reproduce(
     record = write_record(RESULTS_DIR, profile, selection, settings, outcomes, sweep_s)
     closed_began = time.perf_counter()
     if closed_form:
-        from bench.closed_form import ensure
+        from bench.reporting.closed_form import ensure
 
         ensure()
     closed_s = time.perf_counter() - closed_began
@@ -255,7 +255,7 @@ def reproduce(
     tables_module.write(runs_root, tables_dir, profile, latex=True)
     figure_paths = figures_module.write(runs_root, reports / "figures" / profile, profile)
     if profile == "cpu-study":  # its curves beside the published ones, and STUDY.md
-        from bench.study import write as write_study
+        from bench.reporting.study import write as write_study
         from bench.tasks import resolve_task
 
         study_task = resolve_task(chosen.tasks[0])
@@ -283,7 +283,7 @@ def _dry_run(profile, prepared, source, dataset_dir, data_problems: dict[str, st
     import json
     import statistics
 
-    from bench.sweep import redo_states
+    from bench.training.sweep import redo_states
 
     redo = redo_states(rerun_stale)
     actions = {"missing": "train", "unfinished": "resume", "current": "keep (finished here, at this revision)",
@@ -315,8 +315,8 @@ def _dry_run(profile, prepared, source, dataset_dir, data_problems: dict[str, st
 
 def _data_status(profile, task_name: str, source, dataset_dir) -> str:
     """Whether ``task_name``'s data is here, without downloading or regenerating anything."""
-    from bench import datagen
-    from bench.data import DEFAULT_OFFICIAL_DIR, cache_dir
+    from bench.data import datagen
+    from bench.data.loading import DEFAULT_OFFICIAL_DIR, cache_dir
     from bench.tasks import resolve_task
 
     task = resolve_task(task_name)
@@ -336,7 +336,7 @@ def _data_status(profile, task_name: str, source, dataset_dir) -> str:
 
 def _large_data_problems(profile, runs, source, dataset_dir) -> dict[str, str]:
     """Per task of ``runs`` whose protocol needs a 10M/100M set that is not there: why."""
-    from bench.data import large_dataset, large_dataset_files
+    from bench.data.loading import large_dataset, large_dataset_files
     from bench.tasks import resolve_task
 
     if profile.large_datasets == "none" or (source or profile.source) == "regenerated":
@@ -356,7 +356,7 @@ def _large_data_problems(profile, runs, source, dataset_dir) -> dict[str, str]:
 
 def _runs_and_out(profile: str, runs: Path | None, out: Path | None, kind: str) -> tuple[Path, Path]:
     """The runs directory (default results/runs/PROFILE) and output directory (reports/KIND/PROFILE)."""
-    from bench.training import RESULTS_DIR
+    from bench.training.pipeline import RESULTS_DIR
 
     return runs or RESULTS_DIR / "runs" / profile, out or Path("reports") / kind / profile
 
@@ -373,7 +373,7 @@ def figures(
         runs: Another runs directory (default results/runs/PROFILE).
         out: Output directory (default reports/figures/PROFILE).
     """
-    from bench.figures import write
+    from bench.reporting.figures import write
 
     paths = write(*_runs_and_out(profile, runs, out, "figures"), profile)
     print("wrote " + ", ".join(str(p) for p in paths))
@@ -391,7 +391,7 @@ def regress(
         work: Work directory for the runs (emptied first).
         workers: Runs side by side.
     """
-    from bench.regress import BANDS, check
+    from bench.reporting.regress import BANDS, check
 
     passed, table = check(bands or BANDS, work, workers)
     print(table)
@@ -411,7 +411,7 @@ def curves(
         runs: Run directories (e.g. results/runs/quick/*/cube-single-play-singletask-task1-v0/seed0-online10000).
         out: Output path without suffix.
     """
-    from bench.curves import write
+    from bench.reporting.curves import write
 
     report, figures = write(runs, out)
     print(f"wrote {report}, " + ", ".join(str(f) for f in figures))
@@ -432,7 +432,7 @@ def tables(
             aggregates.csv, improvement.csv.
         latex: Also write the main table (offline success per domain, best in bold) as main_table.tex.
     """
-    from bench.tables import write
+    from bench.reporting.tables import write
 
     paths = write(*_runs_and_out(profile, runs, out, "tables"), profile, latex=latex)
     print("wrote " + ", ".join(str(p) for p in paths))
@@ -451,10 +451,10 @@ def study(
         runs: Runs directory (default results/runs/PROFILE).
         out: Output directory: learning_curves.png/.pdf, study_table.csv/.md, STUDY.md.
     """
-    from bench.profiles import get_profile
-    from bench.study import write
+    from bench.config.profiles import get_profile
+    from bench.reporting.study import write
     from bench.tasks import resolve_task
-    from bench.training import RESULTS_DIR
+    from bench.training.pipeline import RESULTS_DIR
 
     chosen = get_profile(profile)
     task = resolve_task(chosen.tasks[0])
@@ -472,7 +472,7 @@ def tasks() -> None:
 
 def methods() -> None:
     """List the methods: CLI name, pipeline (BC pretraining then fine-tuning, or from scratch) and paper."""
-    from bench.methods import METHODS, PLANNED
+    from bench.config.methods import METHODS, PLANNED
 
     for m in METHODS.values():
         print(f"{m.name:8s} {m.pipeline:10s} {m.paper}")

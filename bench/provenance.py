@@ -51,7 +51,7 @@ def hardware() -> dict:
         "memory_gib": _memory_gib(),
         "jax_backend": jax.default_backend(),
         "jax_devices": [str(d.device_kind) for d in jax.devices()],
-        # The share of an accelerator's memory JAX may take (`bench.sweep.gpu_share_environment`).
+        # The share of an accelerator's memory JAX may take (`bench.training.sweep.gpu_share_environment`).
         "jax_memory_fraction": os.environ.get("XLA_PYTHON_CLIENT_MEM_FRACTION", "JAX default (0.75)"),
     }
 

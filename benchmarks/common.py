@@ -7,9 +7,9 @@ import jax
 import numpy as np
 
 from baselines.bc import FlowBC
-from bench.batches import TransitionData, sample_batch
-from bench.methods import get_method
-from bench.profiles import PROFILES
+from bench.config.methods import get_method
+from bench.config.profiles import PROFILES
+from bench.data.batches import TransitionData, sample_batch
 from bench.tasks import resolve_task
 
 OBS_DIM, ACT_DIM, CHUNK = 37, 5, 5  # cube-double: observation 37, action 5, h = 5

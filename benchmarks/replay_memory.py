@@ -31,8 +31,8 @@ def _rss_gib() -> float:
 
 
 def measure(obs_dim: int, action_dim: int, offline: int, online: int, chunk_len: int = 5) -> dict:
-    from bench.batches import TransitionData
-    from bench.replay import ReplayBuffer, Transition, add_transition, online_storage
+    from bench.data.batches import TransitionData
+    from bench.data.replay import ReplayBuffer, Transition, add_transition, online_storage
 
     baseline = _rss_gib()
     rng = np.random.default_rng(0)

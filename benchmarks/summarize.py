@@ -29,7 +29,7 @@ def _updates(records: list[dict]) -> list[str]:
     lines = ["## Updates against the matmul ceiling", "",
              f"Matmul ceiling measured in the same run: **{ceiling:,.1f} GFLOP/s** (float32 square products, "
              "best of 512/1024/2048, `benchmarks/flops.py`).", "",
-             "One seed, K updates per host call through `bench.compiled.train_steps` (batch sampling included), "
+             "One seed, K updates per host call through `bench.training.compiled.train_steps` (batch sampling included), "
              "fastest of 3 calls. `GFLOP/update` counts the program's jaxpr with every scan body times its trip "
              "count; `XLA, loops once` is XLA's cost analysis of the same program, which counts each loop body "
              "once (the two agree when the jaxpr count also takes loops once).", "",
@@ -60,7 +60,7 @@ def _seeds(records: list[dict]) -> list[str]:
     many = [c for c in columns if c[0] > 1]
     lines = ["## Seeds in one program (quick size)", "",
              "Seed-updates per second with S seeds trained by one program (5 updates per call, fastest of 2 calls), "
-             "the seed axis walked two ways (`bench.compiled`, ``seed_axis``): **vmap**, every product batched "
+             "the seed axis walked two ways (`bench.training.compiled`, ``seed_axis``): **vmap**, every product batched "
              "over the seeds' parameters, optimiser states and keys; **map**, the seeds one after another inside "
              "the program. The speed-up is per-seed throughput over S = 1.", "",
              "| " + " | ".join(["method", *(f"S={s} {a} seed-updates/s" if s > 1 else f"S={s} seed-updates/s"
@@ -97,7 +97,7 @@ def _loop(record: dict) -> list[str]:
     parts = [k for k in ("setup", "first_call", "updates", "evaluation", "logging", "checkpoints") if k in info]
     other = info["total"] - sum(info[k] for k in parts)
     lines = ["## The training loop's time", "",
-             f"A real run through `bench.training` ({info['items_per_call']} TRQAM steps at the quick size on "
+             f"A real run through `bench.training.pipeline` ({info['items_per_call']} TRQAM steps at the quick size on "
              "regenerated cube-single data, 100 updates per host call, one evaluation of 50 episodes at the end), "
              "in seconds:", "",
              "| " + " | ".join(parts) + " | other | total |", "|" + "---:|" * (len(parts) + 2),

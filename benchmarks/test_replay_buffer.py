@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from bench.profiles import get_profile
+from bench.config.profiles import get_profile
 
 CASES = {"puzzle-4x4 (83-d obs, 10M set: one 1M shard)": (83, 5), "humanoidmaze (69-d obs, 21-d action)": (69, 21)}
 

@@ -2,14 +2,14 @@
 
 Run with `nox -s bench`; `summarize.py` turns the records into the tables of
 reports/benchmarks/BENCHMARKS.md. Every update here is the training loop's own program,
-`bench.compiled.train_steps` (K updates per call in a `lax.scan`, S seeds vmapped or mapped,
+`bench.training.compiled.train_steps` (K updates per call in a `lax.scan`, S seeds vmapped or mapped,
 batches sampled inside the program), on a synthetic dataset with cube-double's shapes.
 
 * `test_update`: every method at the quick and paper sizes: time per update, FLOPs per
   update (trip-count-aware count of the jaxpr, and XLA's cost analysis, which counts loop
   bodies once), achieved FLOP/s and its ratio to the matmul ceiling measured in this run.
 * `test_vectorised_seeds`: per-seed update throughput with S = 1, 4 and 8 seeds per program,
-  the seeds vmapped or mapped (`bench.compiled`'s ``seed_axis``).
+  the seeds vmapped or mapped (`bench.training.compiled`'s ``seed_axis``).
 * `test_trqam_breakdown`: where TRQAM's paper-size update spends its time, and the critic
   layout change that removed the largest waste (members outer, `CriticEnsemble.on_batch`).
 * `test_training_loop_split`: a real training run (quick profile, cube-single): the share of
@@ -26,10 +26,10 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from bench import compiled
-from bench.batches import sample_batch
-from bench.methods import METHODS
-from bench.profiles import PROFILES
+from bench.config.methods import METHODS
+from bench.config.profiles import PROFILES
+from bench.data.batches import sample_batch
+from bench.training import compiled
 from benchmarks.common import CHUNK, make_agent, synthetic_data
 from benchmarks.flops import matmul_ceiling, program_flops, xla_flops
 
@@ -183,12 +183,12 @@ def test_trqam_breakdown(benchmark, data):
 
 def test_training_loop_split(benchmark, tmp_path):
     """TRQAM from scratch, 500 offline steps at the quick size on regenerated cube-single data,
-    through the real loop (`bench.training`), evaluated once at the end: where the wall time
+    through the real loop (`bench.training.pipeline`), evaluated once at the end: where the wall time
     goes, and the share of the loop's time (after creating the agents and the first,
     compiling call; evaluation apart) spent outside the compiled updates (logging,
     validation, checkpoints, host calls)."""
-    from bench import profiles
-    from bench.training import RunConfig, train
+    from bench.config import profiles
+    from bench.training.pipeline import RunConfig, train
 
     profile = dataclasses.replace(PROFILES["quick"], name="bench-loop", offline_steps=500, eval_every=10**9,
                                   checkpoint_every=250)

@@ -11,8 +11,8 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from bench.batches import TransitionData, sample_batch
-from bench.evaluation import Evaluator
+from bench.data.batches import TransitionData, sample_batch
+from bench.training.evaluation import Evaluator
 from benchmarks.common import CHUNK, make_agent, synthetic_data
 
 

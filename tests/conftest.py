@@ -26,7 +26,7 @@ def smoke_dataset_dir(bench_cache) -> Path:
     """Directory holding a tiny cube-single dataset in the official format, standing in for
     OGBench's downloads (which this machine cannot fetch): regenerated, then stripped of the
     suite's manifest, so the loader sees files without one, as the official ones are."""
-    from bench.datagen import generate, manifest_path
+    from bench.data.datagen import generate, manifest_path
 
     out = bench_cache / "official-format"
     generate("cube-single-play-v0", episodes=4, seed=0, out_dir=out, episode_length=100, progress=False)
@@ -37,7 +37,7 @@ def smoke_dataset_dir(bench_cache) -> Path:
 @pytest.fixture(scope="session")
 def regenerated_dataset_dir(bench_cache) -> Path:
     """The same tiny dataset with the suite's regenerated manifest beside it."""
-    from bench.datagen import generate
+    from bench.data.datagen import generate
 
     out = bench_cache / "regenerated-with-manifest"
     generate("cube-single-play-v0", episodes=4, seed=0, out_dir=out, episode_length=100, progress=False)

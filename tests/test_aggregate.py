@@ -1,4 +1,4 @@
-"""`bench.aggregate` against rliable itself on fixed inputs (point estimates exactly,
+"""`bench.reporting.aggregate` against rliable itself on fixed inputs (point estimates exactly,
 bootstrap intervals up to Monte Carlo error) and against closed-form cases."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import pytest
 from rliable import library as rly
 from rliable import metrics
 
-from bench import aggregate
+from bench.reporting import aggregate
 
 RNG = np.random.default_rng(7)
 # 5 runs x 4 tasks, success rates on the 50-episode grid, with ties (as real success rates have)

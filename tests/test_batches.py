@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bench.batches import ACTION_CLIP, TransitionData, chunk_batch, sample_batch
+from bench.data.batches import ACTION_CLIP, TransitionData, chunk_batch, sample_batch
 
 
 def _synthetic(sparse: bool = False) -> TransitionData:

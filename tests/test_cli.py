@@ -93,7 +93,7 @@ def test_qam_paper_dry_run_lists_the_qam_papers_matrix(tmp_path):
 
 
 def test_qam_paper_profile_is_the_qam_protocol():
-    from bench.profiles import get_profile
+    from bench.config.profiles import get_profile
     from bench.tasks import resolve_task
 
     profile = get_profile("qam-paper")
@@ -135,7 +135,7 @@ def test_from_scratch_actor_fast_is_its_own_network():
 )
 def test_bad_values_are_refused_before_anything_is_written(tmp_path, overrides, seed, message):
     from bench.errors import BenchError
-    from bench.training import Run, RunConfig
+    from bench.training.pipeline import Run, RunConfig
 
     config = RunConfig(method="trqam", task="c2-task1", profile="smoke", seed=seed, overrides=overrides,
                        out=tmp_path / "run")
@@ -149,8 +149,8 @@ def test_bad_values_are_refused_before_anything_is_written(tmp_path, overrides, 
 
 
 def test_every_method_default_config_passes_validation():
-    from bench.methods import METHODS, check_config
-    from bench.profiles import PROFILES
+    from bench.config.methods import METHODS, check_config
+    from bench.config.profiles import PROFILES
     from bench.tasks import DOMAINS, resolve_task
 
     for profile in PROFILES.values():

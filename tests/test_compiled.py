@@ -1,4 +1,4 @@
-"""The compiled training step (`bench.compiled`): K updates per call, S seeds per program,
+"""The compiled training step (`bench.training.compiled`): K updates per call, S seeds per program,
 the same runs as one seed at a time, and no recompilation after warm-up."""
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from baselines.bc import FlowBC, FlowBCConfig
-from bench import compiled
-from bench.batches import TransitionData, sample_batch
+from bench.data.batches import TransitionData, sample_batch
 from bench.errors import BenchError
-from bench.training import RunConfig, train, train_seeds
+from bench.training import compiled
+from bench.training.pipeline import RunConfig, train, train_seeds
 
 SMOKE_TASK = "cube-single-play-singletask-task1-v0"
 

@@ -10,10 +10,10 @@ import numpy as np
 import ogbench
 import pytest
 
-from bench.data import Regeneration, load_split, resolve_files
+from bench.data.loading import Regeneration, load_split, resolve_files
 from bench.errors import BenchError
 from bench.tasks import resolve_task
-from bench.training import ShardedData
+from bench.training.pipeline import ShardedData
 
 TASK = resolve_task("cube-single-play-singletask-task1-v0")
 SMALL = Regeneration(episodes=4, episode_length=100, seed=0)
@@ -221,12 +221,12 @@ def test_antmaze_cannot_be_regenerated(bench_cache):
 
 
 def test_a_runs_data_identity_is_checked_against_the_files_now(smoke_dataset_dir, regenerated_dataset_dir, tmp_path):
-    """Part of a run's identity (bench.training.data_differences): the regenerated manifest,
+    """Part of a run's identity (bench.training.pipeline.data_differences): the regenerated manifest,
     or the sha256 of each official file, recorded in data.json against the files now."""
     import json
 
-    from bench.datagen import manifest_path
-    from bench.training import data_differences
+    from bench.data.datagen import manifest_path
+    from bench.training.pipeline import data_differences
 
     regenerated = resolve_files(TASK, "regenerated", regenerated_dataset_dir, SMALL).provenance
     assert data_differences(json.loads(json.dumps(regenerated))) == []

@@ -1,4 +1,4 @@
-"""Tests of bench.datagen: regenerated OGBench datasets in the official format."""
+"""Tests of bench.data.datagen: regenerated OGBench datasets in the official format."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import datagen
+from bench.data import datagen
 from bench.errors import BenchError
 
 LENGTH = 100  # transitions per episode, short to keep the tests fast

@@ -12,7 +12,7 @@ from ogbench.manipspace.oracles.markov.cube_markov import CubeMarkovOracle
 from ogbench.manipspace.oracles.plan.cube_plan import CubePlanOracle
 
 from bench.errors import BenchError
-from bench.evaluation import EvalResult, Evaluator, episode_seed, evaluate
+from bench.training.evaluation import EvalResult, Evaluator, episode_seed, evaluate
 
 TASK = "cube-single-play-singletask-task1-v0"
 LIMIT = 200  # the cube-single episode limit

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from baselines.bc import FlowBC, FlowBCConfig
-from bench.methods import METHODS
-from bench.training import RunConfig, train
+from bench.config.methods import METHODS
+from bench.training.pipeline import RunConfig, train
 from trqam.agent import Batch
 from trqam.qam import QAM, QAMConfig
 
@@ -117,10 +117,10 @@ def test_frozen_base_stays_put(frozen):
 
 
 def test_docs_protocol_tables_are_the_values_the_suite_trains_with():
-    """docs/PROTOCOL.md's per-domain tables, cell by cell, against bench/hyperparams.py."""
+    """docs/PROTOCOL.md's per-domain tables, cell by cell, against bench/config/hyperparams.py."""
     from pathlib import Path
 
-    from bench import hyperparams as hp
+    from bench.config import hyperparams as hp
 
     text = (Path(__file__).resolve().parents[1] / "docs" / "PROTOCOL.md").read_text()
     text = text[text.index("## Hyperparameters"):]

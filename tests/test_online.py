@@ -13,15 +13,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bench import training
-from bench.batches import TransitionData
+from bench.config.methods import METHODS
+from bench.config.profiles import get_profile
+from bench.data.batches import TransitionData
+from bench.data.replay import ReplayBuffer, TransitionJournal, add_transition, online_storage
 from bench.errors import BenchError
-from bench.methods import METHODS
-from bench.online import JOURNAL_NAME
-from bench.profiles import get_profile
-from bench.replay import ReplayBuffer, TransitionJournal, add_transition, online_storage
 from bench.tasks import resolve_task
-from bench.training import RunConfig, plan_phases, train
+from bench.training import pipeline
+from bench.training.online import JOURNAL_NAME
+from bench.training.pipeline import RunConfig, plan_phases, train
 
 TASK = "cube-single-play-singletask-task1-v0"
 
@@ -71,7 +71,7 @@ def test_growing_the_buffer_changes_no_shape():
 
 def test_a_chunk_crossing_from_offline_into_online_is_cut_at_the_offline_episode_end():
     buffer = _buffer(n_off=20, filled=10, capacity=10)  # offline episodes end at rows 9 and 19
-    from bench.batches import chunk_batch
+    from bench.data.batches import chunk_batch
 
     batch = chunk_batch(buffer, jnp.array([17, 21]), 5, 0.5)
     np.testing.assert_array_equal(np.asarray(batch.valid), [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
@@ -209,8 +209,8 @@ class _GoalAtStep(gymnasium.Wrapper):
 
 @pytest.mark.slow
 def test_stored_masks_come_from_terminated_and_time_limits_keep_them(bench_cache, tmp_path, monkeypatch):
-    real_make_env = training.Run._make_env
-    monkeypatch.setattr(training.Run, "_make_env", lambda self: _GoalAtStep(real_make_env(self), at=7))
+    real_make_env = pipeline.Run._make_env
+    monkeypatch.setattr(pipeline.Run, "_make_env", lambda self: _GoalAtStep(real_make_env(self), at=7))
     train(RunConfig("rlpd", TASK, profile="smoke", online_steps=30, out=tmp_path / "goal"), progress=False)
     journal = _journal(tmp_path / "goal")
     columns = journal.transitions(journal.read())
@@ -221,7 +221,7 @@ def test_stored_masks_come_from_terminated_and_time_limits_keep_them(bench_cache
     assert [e["end"] for e in episodes] == ["goal"] * 4 + ["phase end"]
     assert json.loads((tmp_path / "goal" / "summary.json").read_text())["online"]["train_success_rate"] == 1.0
 
-    monkeypatch.setattr(training.Run, "_make_env", real_make_env)  # cube-single's time limit: 200 steps
+    monkeypatch.setattr(pipeline.Run, "_make_env", real_make_env)  # cube-single's time limit: 200 steps
     train(RunConfig("rlpd", TASK, profile="smoke", online_steps=205, out=tmp_path / "limit"), progress=False)
     journal = _journal(tmp_path / "limit")
     columns = journal.transitions(journal.read())
@@ -284,7 +284,7 @@ def test_seeds_online_side_by_side_match_separate_runs_and_resume_from_journals_
         return RunConfig("fql", TASK, profile="smoke", seed=seed, online_steps=40, out=tmp_path / where / str(seed))
 
     alone = [train(config(s, "alone"), progress=False) for s in (0, 1)]
-    together = training.train_seeds([config(0, "together"), config(1, "together")], progress=False)
+    together = pipeline.train_seeds([config(0, "together"), config(1, "together")], progress=False)
     assert [s["seeds_in_program"] for s in together] == [[0, 1], [0, 1]]
     for seed in (0, 1):
         assert together[seed]["online"]["transitions"] == alone[seed]["online"]["transitions"] == 40
@@ -306,7 +306,7 @@ def test_seeds_online_side_by_side_match_separate_runs_and_resume_from_journals_
         with pytest.raises(KeyboardInterrupt):
             train(config(seed, "resumed"), progress=False, on_step=stop)
     assert [len(_journal(tmp_path / "resumed" / str(s))) for s in (0, 1)] == [25, 23]
-    resumed = training.train_seeds([config(0, "resumed"), config(1, "resumed")], progress=False)
+    resumed = pipeline.train_seeds([config(0, "resumed"), config(1, "resumed")], progress=False)
     assert [s["seeds_in_program"] for s in resumed] == [[0, 1], [0, 1]]  # one group: both checkpoints at 20
     terminal = _journal(tmp_path / "alone" / "0").column_slices["terminal"].start
     for seed, kill in ((0, 25), (1, 23)):
@@ -339,7 +339,7 @@ def _fake_run(path, method, offline, online, evals):
 
 
 def test_curves_count_online_steps_on_from_the_offline_phase(tmp_path):
-    from bench.curves import write
+    from bench.reporting.curves import write
 
     _fake_run(tmp_path / "qam", "qam", 100, 50, [("offline", 100, 0.1), ("online", 25, 0.3), ("online", 50, 0.5)])
     _fake_run(tmp_path / "rlpd", "rlpd", 0, 50, [("online", 50, 0.2)])

@@ -1,4 +1,4 @@
-"""The CPU study's report (`bench.study`) on run directories written as training writes them:
+"""The CPU study's report (`bench.reporting.study`) on run directories written as training writes them:
 its table, the published values set beside it, and the sentences it derives."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import json
 import numpy as np
 import pytest
 
-from bench.study import QAM_CURVES, write
-from bench.tradeoff import wilson
+from bench.reporting.study import QAM_CURVES, write
+from bench.reporting.tradeoff import wilson
 
 TASK = "puzzle-3x3-play-singletask-task1-v0"
 DOMAIN = "puzzle-3x3-play"

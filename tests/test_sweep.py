@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.config.profiles import get_profile
 from bench.errors import BenchError
-from bench.profiles import get_profile
-from bench.sweep import plan, programs, waves
+from bench.training.sweep import plan, programs, waves
 
 REPO = Path(__file__).resolve().parent.parent
 TASK = "cube-single-play-singletask-task1-v0"
@@ -181,7 +181,7 @@ def test_ray_backend_runs_a_two_run_smoke_sweep_on_a_local_cluster(bench_cache, 
 
 def _dies_once(runs, env=None, trackers=()):
     """A program whose first attempt loses its worker (as a preempted node does)."""
-    from bench.sweep import Outcome
+    from bench.training.sweep import Outcome
 
     marker = Path(runs[0].out) / "attempts"
     marker.parent.mkdir(parents=True, exist_ok=True)
@@ -198,8 +198,8 @@ def test_ray_resubmits_a_program_whose_worker_died_as_often_as_retries_allows(tm
     ray = pytest.importorskip("ray")
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # no token written to ~/.ray by this local cluster
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
-    from bench.sweep import ProgramPlan, run_ray
-    from bench.training import RunConfig
+    from bench.training.pipeline import RunConfig
+    from bench.training.sweep import ProgramPlan, run_ray
 
     ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import tests/
@@ -237,7 +237,7 @@ def test_regression_gate_fails_when_a_band_is_above_the_measured_value(bench_cac
 
 
 def test_committed_bands_pin_a_matrix_that_can_fail():
-    from bench.regress import BANDS, band_from, read_bands
+    from bench.reporting.regress import BANDS, band_from, read_bands
 
     bands = read_bands(BANDS)
     assert {b.method for b in bands} >= {"qam", "trqam"}  # the headline methods both gated
@@ -247,8 +247,8 @@ def test_committed_bands_pin_a_matrix_that_can_fail():
 
 
 def test_reproduce_schedule_flags_reach_every_program_command():
-    from bench.sweep import train_command
-    from bench.training import RunConfig
+    from bench.training.pipeline import RunConfig
+    from bench.training.sweep import train_command
 
     runs = plan(get_profile("smoke"), schedule={"offline_steps": 40, "eval_every": 20, "eval_episodes": None,
                                                 "log_every": None, "batch_size": 8})
@@ -329,7 +329,7 @@ def test_printed_slurm_commands_train_the_matrix_wave_by_wave(bench_cache, tmp_p
 
 
 def test_a_fractional_gpu_share_sets_the_jax_memory_fraction():
-    from bench.sweep import gpu_share_environment
+    from bench.training.sweep import gpu_share_environment
 
     assert gpu_share_environment(0.25) == {"XLA_PYTHON_CLIENT_MEM_FRACTION": "0.225"}  # 4 per GPU: 90% shared
     assert gpu_share_environment(0.5) == {"XLA_PYTHON_CLIENT_MEM_FRACTION": "0.450"}
@@ -338,8 +338,8 @@ def test_a_fractional_gpu_share_sets_the_jax_memory_fraction():
 
 @pytest.mark.slow
 def test_a_program_receives_its_environment_and_records_it(bench_cache, tmp_path):
-    from bench.sweep import execute, gpu_share_environment
-    from bench.training import RunConfig
+    from bench.training.pipeline import RunConfig
+    from bench.training.sweep import execute, gpu_share_environment
 
     run = RunConfig("bc", TASK, profile="smoke", out=tmp_path / "run")
     [outcome] = execute([run], env=gpu_share_environment(0.25))
@@ -351,7 +351,7 @@ def test_a_program_receives_its_environment_and_records_it(bench_cache, tmp_path
 def test_the_sweep_progress_line_counts_runs_and_estimates_the_time_left():
     from collections import Counter
 
-    from bench.sweep import Progress
+    from bench.training.sweep import Progress
 
     progress = Progress(total=10, began=0.0, ended=Counter(finished=3, skipped=2, failed=1), running=2)
     # 4 runs trained in 8 min: 2 min a run, 4 runs left
@@ -370,7 +370,7 @@ server:/export /shared nfs4 rw 0 0
 
 def test_a_node_local_cache_on_a_multi_node_cluster_is_named(tmp_path, monkeypatch, capsys):
     from bench.files import filesystem_type, node_local
-    from bench.sweep import warn_node_local_cache
+    from bench.training.sweep import warn_node_local_cache
 
     assert filesystem_type(Path("/shared/cache/x"), MOUNTS) == "nfs4" and not node_local(Path("/shared/c"), MOUNTS)
     assert filesystem_type(Path("/scratch/c"), MOUNTS) == "ext4" and node_local(Path("/scratch/c"), MOUNTS)
@@ -389,7 +389,7 @@ def test_a_fine_tuning_program_starts_when_its_own_bc_checkpoint_exists_not_when
     (programs stand in for `execute`, with A's BC quick and B's slow)."""
     import threading
 
-    from bench.sweep import Outcome, program_plan, run_local
+    from bench.training.sweep import Outcome, program_plan, run_local
 
     runs = plan(get_profile("smoke"), methods=["bc", "fql"], tasks=["cube-single-play-singletask-task1-v0", "cube-single-play-singletask-task2-v0"], seeds=[0])
     schedule = program_plan(runs, seeds_per_program=8)

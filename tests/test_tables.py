@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bench.errors import BenchError
-from bench.tables import REFERENCE_DIR, write
+from bench.reporting.tables import REFERENCE_DIR, write
 
 C2 = "cube-double-play-singletask-task{}-v0"
 

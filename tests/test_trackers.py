@@ -1,4 +1,4 @@
-"""The optional trackers (`bench.trackers`): W&B in offline mode and TensorBoard event files
+"""The optional trackers (`bench.training.trackers`): W&B in offline mode and TensorBoard event files
 hold the same rows as metrics.csv and evaluations.csv, and a killed and resumed run continues
 the same tracked run without sending a row twice."""
 
@@ -12,8 +12,8 @@ import math
 import pytest
 
 from bench.errors import BenchError
-from bench.trackers import read_tensorboard, read_wandb_offline, same_value
-from bench.training import RunConfig, train
+from bench.training.pipeline import RunConfig, train
+from bench.training.trackers import read_tensorboard, read_wandb_offline, same_value
 
 pytest.importorskip("wandb")
 pytest.importorskip("tensorboardX")

@@ -1,4 +1,4 @@
-"""The KL-success trade-off (`bench.tradeoff`): closed-form intervals, and the table, figure and
+"""The KL-success trade-off (`bench.reporting.tradeoff`): closed-form intervals, and the table, figure and
 findings drawn from real run directories."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ import math
 
 import pytest
 
-from bench import figures, tradeoff
-from bench.curves import save_figure
-from bench.runstore import csv_text
-from bench.tables import write as write_tables
+from bench.reporting import figures, tradeoff
+from bench.reporting.curves import save_figure
+from bench.reporting.tables import write as write_tables
+from bench.training.runstore import csv_text
 
 TASK = "cube-single-play-singletask-task1-v0"
 METRIC_COLUMNS = ["phase", "step", "actor/path_kl", "critic/q_mean"]
@@ -40,7 +40,7 @@ def test_realised_kl_is_the_mean_over_the_second_half_of_the_offline_phase():
 
 
 def _stored_run(root, method, seed, success, kl=None, overrides=(), agent_config=None, q=(-7.0, -26.0)):
-    """A run directory as `bench.training` leaves one: config, summary, metrics over 1000 steps."""
+    """A run directory as `bench.training.pipeline` leaves one: config, summary, metrics over 1000 steps."""
     suffix = "".join(f"-{o}" for o in overrides)
     run = root / method / TASK / f"seed{seed}{suffix}"
     run.mkdir(parents=True)

@@ -11,9 +11,9 @@ import jax.numpy as jnp
 import pytest
 
 from baselines.bc import FlowBC
-from bench import methods
+from bench.config import methods
 from bench.errors import BenchError
-from bench.training import RunConfig, train, train_seeds
+from bench.training.pipeline import RunConfig, train, train_seeds
 
 SMOKE_TASK = "cube-single-play-singletask-task1-v0"  # 200-step episodes: cheap evaluations
 
@@ -150,7 +150,7 @@ def test_schedule_flags_change_the_run_and_are_recorded(bench_cache, tmp_path):
 
 
 def test_bad_schedule_values_are_refused_before_training(tmp_path):
-    from bench.training import Run
+    from bench.training.pipeline import Run
 
     with pytest.raises(BenchError, match="--eval-interval 0 is not allowed"):
         Run(RunConfig("fql", SMOKE_TASK, profile="smoke", eval_every=0, out=tmp_path / "run"))
@@ -201,7 +201,7 @@ def test_a_run_is_reused_only_when_its_whole_config_and_store_match(bench_cache,
     """A change of any field of the resolved config (here the profile's offline steps, not a
     name field) or a run of another result store is never returned as the result: refused in
     one line, or, with --rerun-stale, moved aside and trained again."""
-    from bench import profiles
+    from bench.config import profiles
 
     config = RunConfig("fql", SMOKE_TASK, profile="smoke", out=tmp_path / "run")
     first = train(config, progress=False)
@@ -210,7 +210,7 @@ def test_a_run_is_reused_only_when_its_whole_config_and_store_match(bench_cache,
     with pytest.raises(BenchError, match=r"another configuration \(profile.offline_steps: 30 -> 40; "
                                          r"phases.offline.steps: 30 -> 40\)"):
         train(config, progress=False)
-    from bench.training import RERUN_STALE
+    from bench.training.pipeline import RERUN_STALE
 
     second = train(config, progress=False, rerun=RERUN_STALE)
     assert second["steps"]["offline"] == 40

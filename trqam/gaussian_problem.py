@@ -1,5 +1,5 @@
 """The closed-form problem of docs/ALGORITHMS.md section 5: the SOC tests check QAM and TRQAM
-against it, and `bench.closed_form` draws the paper's claims on it where a CPU-sized
+against it, and `bench.reporting.closed_form` draws the paper's claims on it where a CPU-sized
 OGBench run is too short to show them.
 
 Base policy N(mu, S) in 2-D, given by its exact affine flow velocity; critic

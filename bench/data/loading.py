@@ -6,7 +6,7 @@
   directory of shards ``<domain>-...-NNN.npz`` for the 10M/100M sets (the trainer
   rotates to the next shard every 1,000 steps). Missing files are downloaded by
   ogbench when the network allows; otherwise the error says where to put them.
-* ``regenerated``: made by `bench.datagen` with ogbench's scripted oracles and cached
+* ``regenerated``: made by `bench.data.datagen` with ogbench's scripted oracles and cached
   under ``$TRQAM_BENCH_CACHE`` (default ``~/.cache/trqam-bench``). Never the official
   bytes, and labelled "regenerated" in every run record.
 * ``auto``: official if the files are present, otherwise regenerated (cached).
@@ -150,7 +150,7 @@ def _official_files(task: Task, directory: Path) -> DataFiles | None:
                 f"file; put '{task.dataset}-val.npz' (or '<shard>-val.npz') beside them"
             )
         val = vals[0]
-    from bench import datagen
+    from bench.data import datagen
 
     manifest = datagen.read_manifest(directory, task.dataset)
     if manifest is not None:  # the suite's own regenerated files: the manifest decides the label
@@ -204,7 +204,7 @@ def _download_official(task: Task, directory: Path) -> None:
 
 
 def _regenerated_files(task: Task, regen: Regeneration) -> DataFiles:
-    from bench import datagen
+    from bench.data import datagen
 
     if not datagen.regenerable(task.dataset):
         raise BenchError(

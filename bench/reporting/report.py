@@ -1,8 +1,8 @@
 """``reports/REPORT.md``: what a `reproduce` invocation ran, where, on what, and what it found.
 
 Written at the end of `python -m bench reproduce` from the stored results only: the sweep's
-outcomes, the run summaries, the tables (`bench.tables`), the figures (`bench.figures`) and
-the closed-form studies (`bench.closed_form`).
+outcomes, the run summaries, the tables (`bench.reporting.tables`), the figures (`bench.reporting.figures`) and
+the closed-form studies (`bench.reporting.closed_form`).
 """
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import closed_form, provenance
+from bench import provenance
+from bench.config.profiles import Profile
 from bench.files import relative_path
-from bench.profiles import Profile
-from bench.runstore import write_atomic
-from bench.sweep import Outcome, failures_table
+from bench.reporting import closed_form
+from bench.training.runstore import write_atomic
+from bench.training.sweep import Outcome, failures_table
 
 CAN_AND_CANNOT = {
     "quick": (
@@ -229,10 +230,10 @@ def write(path: Path, *, profile: Profile, command: str, selection: dict, outcom
 
 
 def _tradeoff_section(runs_root: Path, profile: Profile, figures: list[Path], base: Path) -> list[str]:
-    """The KL-success trade-off in words and numbers (`bench.tradeoff`), where the profile's
+    """The KL-success trade-off in words and numbers (`bench.reporting.tradeoff`), where the profile's
     studies put QAM or TRQAM runs along it."""
-    from bench import figures as figure_module
-    from bench import tradeoff
+    from bench.reporting import figures as figure_module
+    from bench.reporting import tradeoff
 
     runs = figure_module.load_runs(runs_root)
     tasks = tradeoff.study_tasks(runs)
@@ -245,7 +246,7 @@ def _tradeoff_section(runs_root: Path, profile: Profile, figures: list[Path], ba
         f"On {', '.join(sorted(tasks))}: every BC, QAM and TRQAM run of this profile (the headline runs and the "
         f"studies: {', '.join(f'{s.method} {s.key} in {list(s.values)}' for s in profile.studies)}), "
         "each placed by the realised path KL per action step (the mean estimate over the second half of "
-        "fine-tuning) against its final success. Computed from the stored runs by `bench.tradeoff`; the table "
+        "fine-tuning) against its final success. Computed from the stored runs by `bench.reporting.tradeoff`; the table "
         "is in the success rates below.", "",
         *([f"![kl_success]({relative_path(png, base)})", ""] if png else []),
         *tradeoff.findings(found, profile.discount), "",

@@ -69,7 +69,7 @@ def chunk_batch(data, starts: Int[Array, " batch"], chunk_len: int, discount: fl
     """Gather the chunks that begin at ``starts`` (each ``start + chunk_len <= size``).
 
     ``data`` is a `TransitionData` or anything with its ``take(name, idx)`` gather (the
-    online phase's `bench.replay.ReplayBuffer`)."""
+    online phase's `bench.data.replay.ReplayBuffer`)."""
     idx = starts[:, None] + jnp.arange(chunk_len)  # [batch, chunk]
     terminals = data.take("terminals", idx)
     ended_before = jnp.concatenate(

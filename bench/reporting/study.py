@@ -27,10 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.curves import colour, save_figure
 from bench.errors import BenchError
-from bench.runstore import csv_text, write_atomic
-from bench.tradeoff import wilson
+from bench.reporting.curves import colour, save_figure
+from bench.reporting.tradeoff import wilson
+from bench.training.runstore import csv_text, write_atomic
 
 REFERENCE = Path(__file__).resolve().parent.parent / "results" / "reference"
 QAM_CURVES = REFERENCE / "qam_2601.14234_curves.csv"
@@ -380,7 +380,7 @@ def write(runs_root: Path, out_dir: Path, task: str, domain: str, planned: tuple
         f"* Task: `{task}`; {data_line}.",
         f"* Ours: {described}; the TRQAM paper's "
         "protocol (BC pretraining, then offline fine-tuning from the BC checkpoint; each method's per-domain "
-        "values from `bench/hyperparams.py`). Full configs: each run's `config.json`.",
+        "values from `bench/config/hyperparams.py`). Full configs: each run's `config.json`.",
         "* QAM paper: its released per-seed curves for this task (from scratch, 4x512 networks, 10 critics, "
         "the official 1M set, 12 seeds); only the steps our runs reach are drawn on the curve.",
         "* TRQAM paper: its table's puzzle-3x3 row (mean over its 5 tasks, 8 seeds, +-1 sd, after 1M steps).",

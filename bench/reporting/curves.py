@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.errors import BenchError
-from bench.runstore import write_atomic
+from bench.training.runstore import write_atomic
 
 # One colour per method in every figure of the suite.
 COLOURS = {

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.errors import BenchError
-from bench.runstore import read_json, write_atomic
-from bench.sweep import SweepSettings, sweep
-from bench.training import RESULTS_DIR, RunConfig
+from bench.training.pipeline import RESULTS_DIR, RunConfig
+from bench.training.runstore import read_json, write_atomic
+from bench.training.sweep import SweepSettings, sweep
 
 BANDS = RESULTS_DIR / "regress" / "bands.csv"
 WORK_DIR = Path(".regress")

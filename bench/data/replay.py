@@ -11,13 +11,13 @@ written in place (`add_transition`, jitted with buffer donation), so sampling fu
 the update as in the offline phase and the buffer's size is data, not a shape: one
 compiled update serves the whole phase.
 
-Seeds trained side by side (`bench.online`) keep one `SeedBuffers`: the offline set once,
+Seeds trained side by side (`bench.training.online`) keep one `SeedBuffers`: the offline set once,
 and an online part per seed, stacked along a leading seed axis. Every seed collects one
 transition per step, so their sizes are equal; `SeedBuffers.of_seed(i)` is seed i's
 `ReplayBuffer`, gathering from the stacked arrays without copying them.
 
 `TransitionJournal` appends every transition to a file the moment it is collected, before
-the update of that step, so a killed run loses none of them (see `bench.online`).
+the update of that step, so a killed run loses none of them (see `bench.training.online`).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from bench.batches import ACTION_CLIP, TransitionData, chunk_batch
+from bench.data.batches import ACTION_CLIP, TransitionData, chunk_batch
 from bench.errors import BenchError
 from trqam.agent import Batch
 

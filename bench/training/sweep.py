@@ -1,10 +1,10 @@
 """Sweeps: a profile's matrix of runs, executed on this machine or on a Ray cluster.
 
 Runs that differ only in their seed are trained side by side by one compiled program
-(`bench.compiled`), up to ``seeds_per_program`` of them (in an online phase each steps its
+(`bench.training.compiled`), up to ``seeds_per_program`` of them (in an online phase each steps its
 own environment).
 Every program is one ``python -m bench train`` process (the run function of
-`bench.training`, with its checkpoints and resume), so a crash, a NaN or an out-of-memory
+`bench.training.pipeline`, with its checkpoints and resume), so a crash, a NaN or an out-of-memory
 kill in one program cannot take the others down, and its log (``train.log`` in each of its
 run directories) says why. Both backends execute the same `execute` function; they differ
 only in who starts it:
@@ -40,12 +40,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
+from bench.config.methods import METHODS, get_method
+from bench.config.profiles import Profile
 from bench.errors import BenchError, suggest
-from bench.methods import METHODS, get_method
-from bench.profiles import Profile
-from bench.runstore import csv_text, write_atomic, write_json
 from bench.tasks import DOMAINS_BY_ABBR, DOMAINS_BY_NAME, resolve_task
-from bench.training import SCHEDULE_FLAGS, RunConfig
+from bench.training.pipeline import SCHEDULE_FLAGS, RunConfig
+from bench.training.runstore import csv_text, write_atomic, write_json
 
 REPO = Path(__file__).resolve().parent.parent
 Backend = Literal["local", "ray"]
@@ -150,7 +150,7 @@ def _bc_key(run: RunConfig) -> tuple:
 
 
 # ---- what the store holds -------------------------------------------------------------------
-# States of `bench.training.StoredRun` that `reproduce` always trains again (moving the old run
+# States of `bench.training.pipeline.StoredRun` that `reproduce` always trains again (moving the old run
 # aside): another configuration, or a run of another result store (a fresh clone's committed
 # runs are what its new numbers are set beside, not its answer). ``--rerun-stale`` adds the
 # runs of this store finished at another code revision.
@@ -173,8 +173,8 @@ def redo_states(rerun_stale: bool) -> set[str]:
 
 
 def stored_state(run: RunConfig):
-    """``run``'s `bench.training.StoredRun` (what its directory holds against this code)."""
-    from bench.training import Run
+    """``run``'s `bench.training.pipeline.StoredRun` (what its directory holds against this code)."""
+    from bench.training.pipeline import Run
 
     owner = Run(run, progress=False)
     return owner.stored(owner.seeds[0])
@@ -184,7 +184,7 @@ def prepare(runs: Sequence[RunConfig], *, rerun_stale: bool = False, dry_run: bo
     """Classify every run's directory and, unless ``dry_run``, move aside those to train again
     (`REDO`, and other-revision runs with ``rerun_stale``), so that the sweep trains them in
     place and the old ones stay readable for the report."""
-    from bench.training import set_aside
+    from bench.training.pipeline import set_aside
 
     redo = redo_states(rerun_stale)
     prepared = []
@@ -228,7 +228,7 @@ def programs(runs: Sequence[RunConfig], seeds_per_program: int) -> list[list[Run
 
 def train_command(runs: Sequence[RunConfig], trackers: Sequence[str] = ()) -> list[str]:
     """The ``python -m bench train`` command of one program (runs equal in all but their seed),
-    mirroring its logs to ``trackers`` (`bench.trackers`)."""
+    mirroring its logs to ``trackers`` (`bench.training.trackers`)."""
     run = runs[0]
     seeds = ["--seed", str(run.seed)] if len(runs) == 1 else ["--seeds", *(str(r.seed) for r in runs)]
     command = [sys.executable, "-m", "bench", "train", "--method", run.method, "--task", run.task,
@@ -405,9 +405,9 @@ def warn_node_local_cache(nodes: int) -> str | None:
     """One line on stderr when a Ray cluster has several nodes but the cache (regenerated data,
     BC checkpoints) or the result store lies on a node-local file system: every node would
     regenerate and pretrain for itself, and the driver would not see the runs' results."""
-    from bench.data import cache_dir
+    from bench.data.loading import cache_dir
     from bench.files import filesystem_type, node_local
-    from bench.training import RESULTS_DIR
+    from bench.training.pipeline import RESULTS_DIR
 
     if nodes < 2:
         return None
@@ -484,7 +484,7 @@ class SweepSettings:
     gpus_per_run: float = 0.0  # per program
     seeds_per_program: int = 8  # seeds trained side by side by one compiled program (1: one process per run)
     retries: int = 2  # ray: resubmissions of a program whose worker died (preemption, a lost node)
-    trackers: tuple[str, ...] = ()  # bench.trackers every run mirrors its logs to (--wandb, --tensorboard)
+    trackers: tuple[str, ...] = ()  # bench.training.trackers every run mirrors its logs to (--wandb, --tensorboard)
 
 
 def default_workers() -> int:

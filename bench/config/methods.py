@@ -1,7 +1,7 @@
 """The method registry: CLI name -> agent class, its configuration, its paper.
 
 CLI names are the papers' table names in lower case. Per-domain values come from
-`bench.hyperparams`; network sizes and schedules from the profile. `--set key=value`
+`bench.config.hyperparams`; network sizes and schedules from the profile. `--set key=value`
 overrides any field of a method's config (recorded in the run's config.json).
 """
 
@@ -26,9 +26,9 @@ from baselines.ifql import IFQL, IFQLConfig
 from baselines.qsm import QSM, QSMConfig
 from baselines.rebrac import ReBRAC, ReBRACConfig
 from baselines.rlpd import RLPD, RLPDConfig
-from bench import hyperparams as hp
+from bench.config import hyperparams as hp
+from bench.config.profiles import Profile
 from bench.errors import BenchError, suggest
-from bench.profiles import Profile
 from bench.tasks import Task
 from trqam.bam import BAM, BAMConfig
 from trqam.qam import QAM, QAME, QAMF, QAMConfig, QAMEConfig, QAMFConfig

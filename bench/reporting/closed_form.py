@@ -25,8 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bench.runstore import csv_text, write_atomic, write_json
-from bench.training import RESULTS_DIR
+from bench.training.pipeline import RESULTS_DIR
+from bench.training.runstore import csv_text, write_atomic, write_json
 from trqam import gaussian_problem as gp
 from trqam.dual import DualConfig
 from trqam.qam import QAM, QAMConfig

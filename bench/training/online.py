@@ -11,12 +11,12 @@ Step t = 1 .. N of the phase:
    the buffer: the offline data plus the first t online transitions, sampled uniformly
    (RLPD: a fixed offline fraction). The batch key is ``fold_in(update_keys, t)``.
 4. Logging, evaluation every ``online_eval_every`` steps and at the end, checkpoints: the
-   same as the offline phase (`bench.training._Loop.after_step`).
+   same as the offline phase (`bench.training.pipeline._Loop.after_step`).
 
 The seeds of a group run this side by side, each with its own environment, journal and
-online part of the buffer (`bench.replay.SeedBuffers`): at every step each collects one
+online part of the buffer (`bench.data.replay.SeedBuffers`): at every step each collects one
 transition, then one compiled program updates every seed (and one acts for every seed
-that needs a new chunk), walking the seeds as `bench.compiled` says (``seed_axis``).
+that needs a new chunk), walking the seeds as `bench.training.compiled` says (``seed_axis``).
 
 Kill and resume. A seed's journal holds every transition it collected (k of them); its
 checkpoint holds the agent after some step c <= k (the seeds of a group share c, and
@@ -42,12 +42,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bench import compiled
-from bench.batches import sparse_rewards
+from bench.data.batches import sparse_rewards
+from bench.data.replay import SeedBuffers, TransitionJournal, add_transitions, online_storage
 from bench.errors import BenchError
 from bench.files import derived_seed
-from bench.replay import SeedBuffers, TransitionJournal, add_transitions, online_storage
-from bench.runstore import write_atomic
+from bench.training import compiled
+from bench.training.runstore import write_atomic
 
 JOURNAL_NAME = "online-transitions.bin"
 
@@ -86,7 +86,7 @@ class _Collector:
 class OnlineLoop:
     """Runs (or resumes) the online phase of the runs of a seed group, side by side: each
     seed steps its own environment, and at every step one compiled program updates all of
-    them (`bench.compiled.online_update`); `summaries` describe the phase afterwards, one
+    them (`bench.training.compiled.online_update`); `summaries` describe the phase afterwards, one
     per seed."""
 
     def __init__(self, loop, env_factory: Callable[[], Any]):

@@ -18,7 +18,7 @@ def escape(text: str) -> str:
 
 
 def main_table(domain_rows: list[dict], methods: list[str], *, caption: str) -> str:
-    """``domain_rows``: the per-domain table of `bench.tables.build` (values in %)."""
+    """``domain_rows``: the per-domain table of `bench.reporting.tables.build` (values in %)."""
     rows = [r for r in domain_rows if r["phase"] == "offline"]
     domains = list(dict.fromkeys(r["domain"] for r in rows))
     methods = [m for m in methods if any(r["method"] == m for r in rows)]

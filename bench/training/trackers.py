@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from bench.errors import BenchError
-from bench.runstore import PHASE_ORDER, read_json, write_json
+from bench.training.runstore import PHASE_ORDER, read_json, write_json
 
 TrackerName = Literal["wandb", "tensorboard"]
 LogName = Literal["metrics", "evaluations"]

@@ -39,9 +39,9 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Int, PRNGKeyArray
 
-from bench.batches import TransitionData, sample_batch
+from bench.data.batches import TransitionData, sample_batch
+from bench.data.replay import SeedBuffers
 from bench.errors import BenchError
-from bench.replay import SeedBuffers
 from trqam.agent import Metrics
 
 AgentT = TypeVar("AgentT", bound=eqx.Module)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from bench.data import Regeneration, Source
+from bench.data.loading import Regeneration, Source
 from bench.errors import BenchError, suggest
 from bench.tasks import DOMAINS, Task
 
@@ -68,10 +68,10 @@ class Profile:
     seeds: tuple[int, ...]
     studies: tuple[Study, ...] = ()  # extra runs with one config value varied
     pretrain_eval_every: int = 0  # evaluation interval of the `bc` method's run (0: eval_every)
-    # Updates per host call (a `lax.scan` in `bench.compiled`); a call also ends at every log,
+    # Updates per host call (a `lax.scan` in `bench.training.compiled`); a call also ends at every log,
     # evaluation, checkpoint and shard boundary. Speed only: the updates are the same.
     updates_per_call: int = 100
-    # The protocol's 10M/100M sets (a key of bench.data.LARGE_DATASETS: the TRQAM paper's on
+    # The protocol's 10M/100M sets (a key of bench.data.loading.LARGE_DATASETS: the TRQAM paper's on
     # cube-triple, puzzle-4x4, cube-quadruple and antmaze-giant; the QAM paper's on
     # cube-quadruple and puzzle-4x4); never the standard set in their place.
     large_datasets: Literal["none", "trqam-paper", "qam-paper"] = "none"
@@ -163,7 +163,7 @@ PROFILES: dict[str, Profile] = {
         # task 2 4%), so that falls below BC can show.
         tasks=("cube-single-play-singletask-task1-v0",),
         seeds=(0, 1),
-        # The KL-success trade-off (issue 18; bench.tradeoff): QAM across beta and TRQAM across
+        # The KL-success trade-off (issue 18; bench.reporting.tradeoff): QAM across beta and TRQAM across
         # budgets, spanning realised path KLs of about 0.001 to 1 per action step. Chosen from the
         # stored quick runs: QAM at beta 1 realises ~0.005 and the KL grows about as beta^2
         # (docs/ALGORITHMS.md s3, Lemma 1); TRQAM realises 0.9-1.0 x its budget.
@@ -209,7 +209,7 @@ PROFILES: dict[str, Profile] = {
 # The QAM paper's protocol (arXiv 2601.14234; docs/PROTOCOL.md) for its 17 methods: every method
 # trained from scratch (actor_fast initialised independently of actor_slow, only the targets
 # tied), discount 0.99 (0.995 on antmaze-giant and humanoidmaze: for_task), rho 0 on
-# humanoidmaze (bench.hyperparams), width 512 everywhere, the standard datasets except the
+# humanoidmaze (bench.config.hyperparams), width 512 everywhere, the standard datasets except the
 # 100M shards on cube-quadruple and puzzle-4x4, 12 seeds, 1M offline + 500K online steps.
 QAM_PAPER_METHODS = ("qam", "qam-e", "qam-f", "bam", "fql", "dsrl", "ifql", "cgql", "cgql-m", "cgql-l", "rebrac",
                      "fbrac", "fawac", "fedit", "qsm", "dac", "rlpd")
@@ -231,7 +231,7 @@ PROFILES["regress"] = replace(
 
 # The longer CPU study (issue 18, item 2): a domain of the TRQAM table where the paper's methods
 # separate (puzzle-3x3: TRQAM 100, DSRL 100, QAM-E 89, QAM 15; results/reference/), under the TRQAM
-# paper's protocol (BC-initialised, the per-domain values of bench.hyperparams) at the quick
+# paper's protocol (BC-initialised, the per-domain values of bench.config.hyperparams) at the quick
 # networks' size, on a regenerated set of the official size. 50K fine-tuning steps: the first
 # step of the QAM paper's published curves, so each curve meets the published ones at one point.
 # Cost, measured in the study itself (2026-12-01, 2 cores): the 1M regeneration 41 min and BC

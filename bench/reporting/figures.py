@@ -4,21 +4,21 @@
 
 Inputs: the runs under ``results/runs/PROFILE`` (summaries, ``metrics.csv``,
 ``evaluations.csv``), the published numbers under ``results/reference/`` and the
-closed-form studies under ``results/closed-form/`` (`bench.closed_form`). One colour per
-method throughout (`bench.curves.COLOURS`). Each figure's title says the profile and the data kind;
+closed-form studies under ``results/closed-form/`` (`bench.reporting.closed_form`). One colour per
+method throughout (`bench.reporting.curves.COLOURS`). Each figure's title says the profile and the data kind;
 panels on the closed-form problem say so.
 
 * ``main_table``: success per domain, grouped bars per method with bootstrap 95% intervals;
   the TRQAM paper's table (bar) and the QAM paper's domain mean (cross) marked where published.
 * ``aggregate_metrics``, ``performance_profile``, ``probability_of_improvement``: rliable's
-  statistics over all tasks and seeds (`bench.aggregate`): IQM, mean, median and optimality
+  statistics over all tasks and seeds (`bench.reporting.aggregate`): IQM, mean, median and optimality
   gap with stratified bootstrap intervals, the fraction of runs above each success threshold,
   and P(TRQAM beats each other method), intervals only with 3+ seeds per task.
 * ``learning_curves``: success over fine-tuning steps (mean over tasks and seeds, 95% band),
   offline then online; and the QAM paper's published curves for the same domains.
 * ``kl_tracking``: TRQAM's lambda and realised KL against its budget over training, and
   internal against external KL on the closed-form problem.
-* ``kl_success``: success against the realised path KL (`bench.tradeoff`): QAM across beta,
+* ``kl_success``: success against the realised path KL (`bench.reporting.tradeoff`): QAM across beta,
   TRQAM across KL budgets, BC at KL 0; each seed a point, each setting its mean with a 95%
   interval.
 * ``kl_budget_sensitivity``: success against the KL budget (the profile's budget study), and
@@ -40,10 +40,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import aggregate, closed_form, tradeoff
-from bench.curves import COLOURS, colour, load_curve, save_figure
 from bench.errors import BenchError
-from bench.tables import (
+from bench.reporting import aggregate, closed_form, tradeoff
+from bench.reporting.curves import COLOURS, colour, load_curve, save_figure
+from bench.reporting.tables import (
     REFERENCE_DIR,
     aggregate_rows,
     build,
@@ -78,7 +78,7 @@ class Inputs:
     runs_root: Path
     reference_dir: Path
     closed_dir: Path
-    protocol: str = "trqam"  # the paper whose protocol the profile follows (bench.profiles.Profile.protocol)
+    protocol: str = "trqam"  # the paper whose protocol the profile follows (bench.config.profiles.Profile.protocol)
 
     @functools.cached_property
     def measured(self) -> dict:
@@ -87,7 +87,7 @@ class Inputs:
 
     @functools.cached_property
     def aggregates(self) -> tuple[list[dict], list[dict]]:
-        """rliable's statistics and the probability of improvement (`bench.tables.aggregate_rows`),
+        """rliable's statistics and the probability of improvement (`bench.reporting.tables.aggregate_rows`),
         bootstrapped once for the three figures that draw them."""
         return aggregate_rows(self.measured)
 
@@ -591,7 +591,7 @@ def write(runs_root: Path, out_dir: Path, profile: str, closed_dir: Path = close
     import matplotlib
 
     matplotlib.use("Agg")
-    from bench.profiles import get_profile
+    from bench.config.profiles import get_profile
 
     inputs = Inputs(load_runs(runs_root), runs_root, reference_dir, closed_dir, get_profile(profile).protocol)
     label = _label(inputs.runs, profile)

@@ -1,12 +1,12 @@
 """The training loop shared by every method: phases, evaluation, checkpoints, resume.
 
 A run is a list of phases (``pretrain`` = BC pretraining; ``offline`` fine-tuning;
-``online`` = offline-to-online fine-tuning, `bench.online`). Every random draw is a pure
+``online`` = offline-to-online fine-tuning, `bench.training.online`). Every random draw is a pure
 function of (seed, phase, step): the batch at step k is sampled from ``fold_in(phase_key, k)``
 and evaluation seeds come from (seed, phase, step). A killed offline run therefore resumes
 from its last checkpoint and ends with exactly the parameters and metrics of an
 uninterrupted one; a killed online run keeps every transition it collected (see
-`bench.online` for what it can and cannot replay).
+`bench.training.online` for what it can and cannot replay).
 """
 
 from __future__ import annotations
@@ -33,17 +33,18 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from bench import compiled, provenance
-from bench.batches import TransitionData, sample_batch
-from bench.data import DataFiles, Source, cache_dir, load_split, resolve_files
+from bench import provenance
+from bench.config.methods import Method, apply_overrides, check_config, get_method
+from bench.config.profiles import Profile, get_profile
+from bench.data.batches import TransitionData, sample_batch
+from bench.data.loading import DataFiles, Source, cache_dir, load_split, resolve_files
 from bench.errors import BenchError
 from bench.files import derived_seed, file_lock
-from bench.methods import Method, apply_overrides, check_config, get_method
-from bench.profiles import Profile, get_profile
-from bench.runstore import CsvLog, exclusive, read_json, write_atomic, write_json
 from bench.tasks import Task, resolve_task
-from bench.trackers import Trackers
-from bench.trackers import check_available as check_trackers
+from bench.training import compiled
+from bench.training.runstore import CsvLog, exclusive, read_json, write_atomic, write_json
+from bench.training.trackers import Trackers
+from bench.training.trackers import check_available as check_trackers
 from trqam.agent import agent_file_problem, checksum_path, load_agent, save_agent
 
 # The result store; TRQAM_BENCH_RESULTS moves it (tests, or a shared file system on a cluster).
@@ -242,7 +243,7 @@ def data_differences(recorded: dict) -> list[str]:
     """How the data a run recorded differs from the files at the same place now: regenerated
     files whose manifest changed, official files whose sha256 changed (files no longer there,
     as on another machine, are not compared)."""
-    from bench import datagen
+    from bench.data import datagen
     from bench.files import cached_sha256
 
     directory = Path(recorded.get("directory", ""))
@@ -319,12 +320,12 @@ class _Seed:
 
 class Run:
     """The runs of one method on one task with one config, for one or more seeds: the seeds
-    are trained side by side by one compiled program (`bench.compiled`), each keeping its own
+    are trained side by side by one compiled program (`bench.training.compiled`), each keeping its own
     run directory, logs, checkpoints and summary. `execute()` starts, resumes or reports them.
 
     Seeds whose runs stand at different positions (one finished, one resumed from step 500,
     one new) are trained as separate groups, so every seed continues exactly where it was.
-    In the online phase each seed steps its own environment (`bench.online`)."""
+    In the online phase each seed steps its own environment (`bench.training.online`)."""
 
     def __init__(self, configs: RunConfig | Sequence[RunConfig], *, progress: bool = True,
                  on_step: Callable[[str, int], None] | None = None, seed_axis: compiled.SeedAxis = "auto",
@@ -461,7 +462,7 @@ class Run:
         for i, start in enumerate(starts):
             groups.setdefault((start.phase, start.step), []).append(i)
 
-        from bench.evaluation import Evaluator
+        from bench.training.evaluation import Evaluator
 
         evaluator = Evaluator(self.task.name, num_envs=min(self.profile.eval_envs, self.profile.eval_episodes))
         try:
@@ -543,7 +544,7 @@ class Run:
             stacked = jax.block_until_ready(compiled.stack(agents))
             loop.seconds["setup"] += time.perf_counter() - began
             if phase.name == "online":
-                from bench.online import OnlineLoop
+                from bench.training.online import OnlineLoop
 
                 online = OnlineLoop(loop, env_factory=self._make_env)
                 stacked = online.run(phase, phase_index, stacked, first, step_keys, val_keys)
@@ -836,7 +837,7 @@ def train(config: RunConfig, *, progress: bool = True, on_step: Callable[[str, i
           rerun: Iterable[str] = (), trackers: Sequence[str] = ()) -> dict:
     """Run (or resume, or report) one training run; returns its summary. ``rerun``: states of
     `StoredRun` to move aside and train again (`RERUN_STALE`: all of them); ``trackers``:
-    `bench.trackers` to mirror its logs to."""
+    `bench.training.trackers` to mirror its logs to."""
     return Run(config, progress=progress, on_step=on_step, rerun=rerun, trackers=trackers).execute()[0]
 
 
@@ -848,6 +849,6 @@ def train_seeds(configs: Sequence[RunConfig], *, progress: bool = True,
                 rerun: Iterable[str] = (), trackers: Sequence[str] = ()) -> list[dict]:
     """Run (or resume, or report) the runs of several seeds of one method, task and config,
     trained side by side in one compiled program (walking the seeds as ``seed_axis`` says:
-    `bench.compiled`); returns their summaries."""
+    `bench.training.compiled`); returns their summaries."""
     return Run(configs, progress=progress, on_step=on_step, seed_axis=seed_axis, rerun=rerun,
                trackers=trackers).execute()

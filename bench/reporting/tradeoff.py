@@ -7,7 +7,7 @@ Every point is computed from a stored run's own files:
   per action step, the quantity TRQAM's budget constrains) over the logged steps of the second
   half of the run's offline phase. QAM and TRQAM log it; BC, the reference policy, is the zero
   point.
-* **success**: the run's final success rate; a diverged run counts 0 (`bench.training`).
+* **success**: the run's final success rate; a diverged run counts 0 (`bench.training.pipeline`).
 * **interval**: a Wilson score 95% interval over the episodes pooled across a setting's seeds
   (binomial noise only: with two seeds, seed-to-seed spread cannot be estimated, and the
   figure shows each seed as its own point).
@@ -84,7 +84,7 @@ def _q_trace(metrics: list[dict]) -> tuple[float | None, float | None, float | N
 
 
 def points(runs: list[dict], tasks: set[str] | None = None) -> list[Point]:
-    """The trade-off's points among ``runs`` (`bench.figures.load_runs`): every BC, QAM and
+    """The trade-off's points among ``runs`` (`bench.reporting.figures.load_runs`): every BC, QAM and
     TRQAM run (default and study runs alike) on ``tasks`` (all tasks when None)."""
     found = []
     for run in runs:

@@ -5,10 +5,10 @@
 Aggregation follows docs/PROTOCOL.md: mean over seeds, then over tasks, then over domains.
 Per task: mean and standard deviation over seeds (ddof 1) and a bootstrap 95% interval of
 the mean (percentile method). Per domain: the mean of the task means, with a stratified
-bootstrap interval (seeds resampled within each task, as rliable does; `bench.aggregate`).
+bootstrap interval (seeds resampled within each task, as rliable does; `bench.reporting.aggregate`).
 Intervals need three or more seeds in every task; the range of the runs is always given.
 Aggregates over all tasks (IQM, mean, median, optimality gap, probability of improvement):
-`bench.aggregate`.
+`bench.reporting.aggregate`.
 
 Published numbers (``results/reference/``), each shown only beside runs of its own paper's
 protocol (a profile's ``protocol``: ``paper``, ``quick``, ``smoke`` follow the TRQAM
@@ -36,11 +36,11 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import aggregate
 from bench.errors import BenchError
 from bench.files import relative_path
-from bench.runstore import csv_text, write_atomic
+from bench.reporting import aggregate
 from bench.tasks import DOMAINS_BY_NAME, resolve_task
+from bench.training.runstore import csv_text, write_atomic
 
 REFERENCE_DIR = Path(__file__).resolve().parent.parent / "results" / "reference"
 QAM_CURVES = "qam_2601.14234_curves.csv"
@@ -68,7 +68,7 @@ class Interval:
 
 
 def _bootstrap(samples: list[np.ndarray]) -> tuple[float | None, float | None]:
-    """Stratified percentile interval of the mean of per-sample means (`bench.aggregate`):
+    """Stratified percentile interval of the mean of per-sample means (`bench.reporting.aggregate`):
     None with fewer than three runs in some sample, where a bootstrap only returns the extremes."""
     if not aggregate.has_interval(samples):
         return None, None
@@ -110,7 +110,7 @@ def load_summaries(runs_root: Path) -> list[dict]:
 
 def diverged_runs(summaries: list[dict]) -> dict[tuple[str, str, str], int]:
     """``(method, task, phase) -> runs that diverged in or before that phase`` (their success
-    there is 0: `bench.training`)."""
+    there is 0: `bench.training.pipeline`)."""
     counts: dict[tuple[str, str, str], int] = defaultdict(int)
     for summary in summaries:
         if summary.get("status") != "diverged":
@@ -253,7 +253,7 @@ def scores_by_method(measured) -> dict[tuple[str, str], dict[str, np.ndarray]]:
 
 
 def aggregate_rows(measured, reference_method: str = "trqam") -> tuple[list[dict], list[dict]]:
-    """rliable's statistics over every measured task and seed (`bench.aggregate`): one row per
+    """rliable's statistics over every measured task and seed (`bench.reporting.aggregate`): one row per
     (method, phase, statistic), in %, and the probability that ``reference_method`` improves on
     each other method over the tasks both were measured on (a probability, 0 to 1)."""
     by_method = scores_by_method(measured)
@@ -303,7 +303,7 @@ def _aggregates_markdown(rows: list[dict], improvement: list[dict]) -> list[str]
                      + f" | {low} to {high} |")
     text = ["## Aggregates over tasks and seeds (rliable's statistics)", "",
             "In %; lower is better for the optimality gap. Intervals: stratified bootstrap, 95%, percentile "
-            f"(`bench.aggregate`), printed only where every task has {aggregate.MIN_RUNS_FOR_INTERVAL} or more seeds; "
+            f"(`bench.reporting.aggregate`), printed only where every task has {aggregate.MIN_RUNS_FOR_INTERVAL} or more seeds; "
             "otherwise the runs' range and the count are all there is.", "", *lines, ""]
     if improvement:
         text += ["Probability of improvement: P(a run of the first method scores above a run of the other on the same "
@@ -335,7 +335,7 @@ def run_kl_budgets(summary_paths: list[Path]) -> dict[tuple[str, str], set[str]]
     """``(method, task) -> labels`` of the KL budget each TRQAM run trained with, read from its
     ``config.json``: the value and where it came from (a ``--set`` override, the authors'
     published example, or the paper's default because the per-domain table is unpublished)."""
-    from bench.hyperparams import kl_budget_source
+    from bench.config.hyperparams import kl_budget_source
 
     budgets: dict[tuple[str, str], set[str]] = defaultdict(set)
     for path in summary_paths:
@@ -367,9 +367,9 @@ def _markdown(rows: list[dict]) -> str:
 def write(runs_root: Path, out_dir: Path, profile: str, reference_dir: Path = REFERENCE_DIR,
           latex: bool = False) -> list[Path]:
     """``tables.md`` and one CSV per table under ``out_dir`` for the runs under ``runs_root``;
-    with ``latex``, the main table as ``main_table.tex`` (`bench.latex`) too."""
+    with ``latex``, the main table as ``main_table.tex`` (`bench.reporting.latex`) too."""
     from bench import provenance
-    from bench.profiles import get_profile
+    from bench.config.profiles import get_profile
 
     protocol = get_profile(profile).protocol
     summary_paths = _summaries(runs_root)
@@ -422,8 +422,8 @@ def write(runs_root: Path, out_dir: Path, profile: str, reference_dir: Path = RE
     ]
     text += _tradeoff_section(runs_root, out_dir, paths)
     if latex:
-        from bench import latex as latex_table
-        from bench.curves import COLOURS
+        from bench.reporting import latex as latex_table
+        from bench.reporting.curves import COLOURS
 
         tex = out_dir / "main_table.tex"
         methods = sorted({r["method"] for r in tables["domains"]},
@@ -439,8 +439,8 @@ def write(runs_root: Path, out_dir: Path, profile: str, reference_dir: Path = RE
 
 def _tradeoff_section(runs_root: Path, out_dir: Path, paths: list[Path]) -> list[str]:
     """``kl_success.csv`` and its Markdown, where the profile's studies put QAM or TRQAM runs
-    along the KL-success trade-off (`bench.tradeoff`); nothing otherwise."""
-    from bench import figures, tradeoff
+    along the KL-success trade-off (`bench.reporting.tradeoff`); nothing otherwise."""
+    from bench.reporting import figures, tradeoff
 
     runs = figures.load_runs(runs_root)
     tasks = tradeoff.study_tasks(runs)
@@ -452,5 +452,5 @@ def _tradeoff_section(runs_root: Path, out_dir: Path, paths: list[Path]) -> list
     paths.append(path)
     return ["", f"## Success against realised KL ({', '.join(sorted(tasks))}; default and study runs)", "",
             "Realised KL: the mean path-KL estimate per action step over the second half of fine-tuning "
-            "(`bench.tradeoff`); BC, the policy every run starts from, is 0. Success: final evaluation.", "",
+            "(`bench.reporting.tradeoff`); BC, the policy every run starts from, is 0. Success: final evaluation.", "",
             tradeoff.markdown(rows), ""]
