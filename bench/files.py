@@ -16,6 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+# The checkout this code runs from (results/, the reference tables and git live here).
+REPO = Path(__file__).resolve().parent.parent
+
 
 def sha256_file(path: Path) -> str:
     """Hex sha256 of a file, read in 1 MiB blocks."""

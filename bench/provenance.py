@@ -9,6 +9,8 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
+from bench.files import REPO
+
 PACKAGES = ("trqam-bench", "jax", "jaxlib", "equinox", "optax", "numpy", "ogbench", "mujoco", "gymnasium")
 
 
@@ -61,7 +63,7 @@ def code_revision() -> str | None:
     """The git commit of the suite's source tree, with '+dirty' for local changes. Read once per
     process: the code a process runs is what it imported at its start, and a sweep's dry run or
     a table over thousands of stored runs asks once instead of twice per run."""
-    root = Path(__file__).resolve().parent.parent
+    root = REPO
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True

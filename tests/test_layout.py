@@ -65,3 +65,14 @@ def test_the_layer_rule_sees_a_violation(tmp_path):
     module.write_text("def f():\n    from bench.training.pipeline import train\n    return train\n")
     upward = sorted(name for name in imported_modules(module) if layer(name) > layer("bench.data.loading"))
     assert upward == ["bench.training.pipeline", "bench.training.pipeline.train"]
+
+
+def test_paths_the_package_computes_from_its_location_are_the_checkouts():
+    """The reference tables, the result store's default and the git root are found from the
+    package's location, which moved once when bench/ gained subpackages."""
+    from bench.files import REPO
+    from bench.reporting import study, tables
+
+    assert REPO == ROOT
+    assert tables.REFERENCE_DIR == study.REFERENCE == ROOT / "results" / "reference"
+    assert (tables.REFERENCE_DIR / "trqam_2605.27079_offline_table.csv").is_file()

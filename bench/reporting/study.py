@@ -28,11 +28,12 @@ from pathlib import Path
 import numpy as np
 
 from bench.errors import BenchError
+from bench.files import REPO
 from bench.reporting.curves import colour, save_figure
 from bench.reporting.tradeoff import wilson
 from bench.training.runstore import csv_text, write_atomic
 
-REFERENCE = Path(__file__).resolve().parent.parent / "results" / "reference"
+REFERENCE = REPO / "results" / "reference"
 QAM_CURVES = REFERENCE / "qam_2601.14234_curves.csv"
 TRQAM_TABLE = REFERENCE / "trqam_2605.27079_offline_table.csv"
 PUBLISHED_NAME = {"trqam": "TRQAM", "qam": "QAM", "qam-e": "QAM-E", "dsrl": "DSRL", "bc": "BC"}

@@ -37,12 +37,12 @@ from pathlib import Path
 import numpy as np
 
 from bench.errors import BenchError
-from bench.files import relative_path
+from bench.files import REPO, relative_path
 from bench.reporting import aggregate
 from bench.tasks import DOMAINS_BY_NAME, resolve_task
 from bench.training.runstore import csv_text, write_atomic
 
-REFERENCE_DIR = Path(__file__).resolve().parent.parent / "results" / "reference"
+REFERENCE_DIR = REPO / "results" / "reference"
 QAM_CURVES = "qam_2601.14234_curves.csv"
 TRQAM_TABLE = "trqam_2605.27079_offline_table.csv"
 REPORTED_STEP = {"offline": 1_000_000, "online": 1_500_000}  # QAM curves: the reported evaluations

@@ -39,7 +39,7 @@ from bench.config.profiles import Profile, get_profile
 from bench.data.batches import TransitionData, sample_batch
 from bench.data.loading import DataFiles, Source, cache_dir, load_split, resolve_files
 from bench.errors import BenchError
-from bench.files import derived_seed, file_lock
+from bench.files import REPO, derived_seed, file_lock
 from bench.tasks import Task, resolve_task
 from bench.training import compiled
 from bench.training.runstore import CsvLog, exclusive, read_json, write_atomic, write_json
@@ -48,7 +48,7 @@ from bench.training.trackers import check_available as check_trackers
 from trqam.agent import agent_file_problem, checksum_path, load_agent, save_agent
 
 # The result store; TRQAM_BENCH_RESULTS moves it (tests, or a shared file system on a cluster).
-RESULTS_DIR = Path(os.environ.get("TRQAM_BENCH_RESULTS", Path(__file__).resolve().parent.parent / "results"))
+RESULTS_DIR = Path(os.environ.get("TRQAM_BENCH_RESULTS", REPO / "results"))
 
 
 SCHEDULE_FLAGS = {"offline_steps": "offline-steps", "eval_every": "eval-interval", "eval_episodes": "eval-episodes",

@@ -43,11 +43,11 @@ from typing import Literal
 from bench.config.methods import METHODS, get_method
 from bench.config.profiles import Profile
 from bench.errors import BenchError, suggest
+from bench.files import REPO
 from bench.tasks import DOMAINS_BY_ABBR, DOMAINS_BY_NAME, resolve_task
 from bench.training.pipeline import SCHEDULE_FLAGS, RunConfig
 from bench.training.runstore import csv_text, write_atomic, write_json
 
-REPO = Path(__file__).resolve().parent.parent
 Backend = Literal["local", "ray"]
 LOG_NAME = "train.log"
 LOG_TAIL_LINES = 15
