@@ -202,6 +202,10 @@ class _Rows:
         for key, value in row.items():
             self._rows.setdefault(key, []).append(value)
 
+    def add_step(self, ob: np.ndarray, action: np.ndarray, done: bool, info: dict) -> None:
+        """One environment step as the official files store it (state before the step)."""
+        self.add(observations=ob, actions=action, terminals=done, qpos=info["prev_qpos"], qvel=info["prev_qvel"])
+
     def arrays(self) -> dict[str, np.ndarray]:
         return {k: np.asarray(v, dtype=DTYPES[k]) for k, v in self._rows.items()}
 
@@ -324,13 +328,7 @@ class _ManipCollector:
                 target_ob, target_info = unwrapped.set_new_target(p_stack=p_stack)
                 oracle = self.oracles[target_info["privileged/target_task"]]
                 oracle.reset(target_ob, target_info)
-            rows.add(
-                observations=ob,
-                actions=action,
-                terminals=done,
-                qpos=info["prev_qpos"],
-                qvel=info["prev_qvel"],
-            )
+            rows.add_step(ob, action, done, info)
             if self.has_buttons:
                 rows.add(button_states=info["prev_button_states"])
             ob = next_ob
@@ -390,13 +388,7 @@ class _MazeCollector:
             done = terminated or truncated
             if info["success"]:
                 maze.set_goal(self.goal_cells[rng.integers(len(self.goal_cells))])
-            rows.add(
-                observations=ob,
-                actions=action,
-                terminals=done,
-                qpos=info["prev_qpos"],
-                qvel=info["prev_qvel"],
-            )
+            rows.add_step(ob, action, done, info)
             ob = next_ob
         return rows.arrays()
 
