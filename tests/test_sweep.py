@@ -328,6 +328,22 @@ def test_printed_slurm_commands_train_the_matrix_wave_by_wave(bench_cache, tmp_p
             assert (results / "runs" / "smoke" / method / TASK / f"seed{seed}" / "summary.json").exists()
 
 
+def test_the_printed_wave_files_hold_the_programs_the_local_sweep_runs(tmp_path):
+    """`--print-commands` and the local sweep share one plan (`program_plan`): wave 1 is the
+    programs that train BC checkpoints, wave 2 the rest, line for line the same programs."""
+    from bench.training.sweep import program_plan, train_command, write_commands
+
+    runs = plan(get_profile("smoke"), methods=["bc", "fql", "qam"], tasks=["cube-single-play-singletask-task1-v0", "cube-single-play-singletask-task2-v0"], seeds=[0, 1])
+    schedule = program_plan(runs, seeds_per_program=2)
+    assert [len(wave) for wave in schedule.waves()] == [2, 4]
+    assert {job[0].method for job in schedule.waves()[0]} == {"bc"}
+    write_commands(runs, tmp_path, seeds_per_program=2)
+    for number, wave in enumerate(schedule.waves(), start=1):
+        printed = (tmp_path / f"wave{number}.txt").read_text().splitlines()
+        assert [line.split()[1:] for line in printed] == [train_command(job)[1:] for job in wave]
+    assert not (tmp_path / "wave3.txt").exists()
+
+
 def test_a_fractional_gpu_share_sets_the_jax_memory_fraction():
     from bench.training.sweep import gpu_share_environment
 

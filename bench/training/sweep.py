@@ -128,6 +128,12 @@ class ProgramPlan:
 
     programs: list[list[RunConfig]]
     needs: dict[int, set[int]]
+    producers: int = 0  # the first ``producers`` programs train the BC checkpoints (wave 1)
+
+    def waves(self) -> list[list[list[RunConfig]]]:
+        """The programs as a cluster submits them: those that train BC checkpoints, then the
+        rest (`write_commands`), each wave non-empty."""
+        return [w for w in (self.programs[:self.producers], self.programs[self.producers:]) if w]
 
 
 def program_plan(runs: Sequence[RunConfig], seeds_per_program: int) -> ProgramPlan:
@@ -142,7 +148,7 @@ def program_plan(runs: Sequence[RunConfig], seeds_per_program: int) -> ProgramPl
     for offset, job in enumerate(rest):
         fine_tunes = [r for r in job if METHODS[r.method].pipeline == "fine-tune" and r.init == "bc"]
         needs[len(first) + offset] = {producer_of[_bc_key(r)] for r in fine_tunes if _bc_key(r) in producer_of}
-    return ProgramPlan([*first, *rest], needs)
+    return ProgramPlan([*first, *rest], needs, producers=len(first))
 
 
 def _bc_key(run: RunConfig) -> tuple:
@@ -273,9 +279,8 @@ def write_commands(runs: Sequence[RunConfig], out_dir: Path, seeds_per_program: 
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     counts = []
-    for number, wave in enumerate(waves(runs), start=1):
-        lines = [shlex.join(["python", *train_command(job, trackers)[1:]])
-                 for job in programs(wave, seeds_per_program)]
+    for number, wave in enumerate(program_plan(runs, seeds_per_program).waves(), start=1):
+        lines = [shlex.join(["python", *train_command(job, trackers)[1:]]) for job in wave]
         path = out_dir / f"wave{number}.txt"
         write_atomic(path, "\n".join(lines) + "\n")
         paths.append(path)
