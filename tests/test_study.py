@@ -72,3 +72,42 @@ def test_study_table_sets_published_values_beside_the_runs(tmp_path):
     assert "The BC checkpoints they start from succeed 4% (4/100" in study and "Clearly above BC: QAM-E" in study
     assert "Still training: QAM" in study and "regenerated data, 1000 episodes of 1000 steps" in study
     assert (tmp_path / "out" / "learning_curves.png").stat().st_size > 10_000
+
+
+def _metrics(root, method, seed, rows):
+    """metrics.csv as training writes it: (step, path_kl, q_mean, q_max, lambda or None) per logged step."""
+    with open(root / method / TASK / f"seed{seed}" / "metrics.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["phase", "step", "actor/path_kl", "critic/q_mean", "critic/q_max", "trqam/lambda"])
+        for step, kl, q_mean, q_max, lam in rows:
+            writer.writerow(["offline", step, kl, q_mean, q_max, "" if lam is None else lam])
+
+
+def test_study_states_how_far_each_method_moved_and_what_its_critic_predicts(tmp_path):
+    """The state-of-training section: realised KL over the second half of the logged steps, the
+    critic's drift, and a Q above 0 named as impossible under reward -1 per step."""
+    root = tmp_path / "runs"
+    for seed in (0, 1):
+        _run(root, "trqam", seed, [0, 1], finished=False)
+        _run(root, "qam", seed, [1, 1], finished=False)
+        for method in ("trqam", "qam"):
+            config = json.loads((root / method / TASK / f"seed{seed}" / "config.json").read_text())
+            config["phases"][-1]["agent_config"] |= {"discount": 0.995, **({"kl_budget": 0.5} if method == "trqam" else {})}
+            config["task"] = {"sparse_reward": True}
+            (root / method / TASK / f"seed{seed}" / "config.json").write_text(json.dumps(config))
+    # KL 9 in the first half is left out; the second half (steps 3000, 4000) averages 0.4 and 0.6
+    _metrics(root, "trqam", 0, [(1000, 9, -10, -1, 1.0), (2000, 9, -20, -2, 0.5), (3000, 0.4, -30, -3, 0.2),
+                                (4000, 0.4, -40, -4, 0.1)])
+    _metrics(root, "trqam", 1, [(1000, 9, -10, -1, 1.0), (2000, 9, -20, -2, 0.5), (3000, 0.6, -30, -3, 0.2),
+                                (4000, 0.6, -40, -4, 0.3)])
+    for seed in (0, 1):
+        _metrics(root, "qam", seed, [(1000, 2, -10, -1, None), (2000, 2, -5, 0, None), (3000, 2, 0, 1, None),
+                                     (4000, 2, 5, 3.5 + seed, None)])
+    write(root, tmp_path / "out", TASK, DOMAIN)
+    study = (tmp_path / "out" / "STUDY.md").read_text()
+    assert "| TRQAM | 0 | 4,000 | 0.4 | 0.5 | 0.1 | -10.0 -> -40.0 | -1.00 | -4.0 |" in study
+    assert "per action step (mean over seeds of each seed's mean over the second half of the steps it has " \
+           "logged): TRQAM 0.5 (budget 0.5); QAM 2." in study
+    assert "TRQAM mean -40.0, largest -4.0, moving -1.00 per 100 steps; QAM mean 5.0, largest +4.5" in study
+    assert "between -200 (never solved) and 0 (solved now): QAM predicts values above 0" in study
+    assert "TRQAM predict" not in study

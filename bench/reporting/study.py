@@ -15,6 +15,10 @@ drawn, each labelled with its protocol, network size and data:
   evaluation), mean over its 12 seeds with a normal 95% interval of that mean;
 * the TRQAM paper's domain value (mean of 5 tasks, 8 seeds, +-1 sd) after 1M steps, drawn in a
   panel of its own so that it is never read as a point of a 50K-step curve.
+
+Beside the success rates, STUDY.md states each fine-tuning seed's training at its last logged
+step (``metrics.csv``): its realised path KL from BC, TRQAM's budget and dual variable, and its
+critic's mean and largest Q against the range a true Q can take under the task's reward.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import numpy as np
 from bench.errors import BenchError
 from bench.files import REPO
 from bench.reporting.curves import colour, save_figure
-from bench.reporting.tradeoff import wilson
+from bench.reporting.tradeoff import q_trace, realised_kl, wilson
 from bench.training.runstore import csv_text, write_atomic
 
 REFERENCE = REPO / "results" / "reference"
@@ -54,6 +58,7 @@ class SeedRun:
     data: dict = field(default_factory=dict)
     revision: str = "?"  # the code revision that trained it (environment.json)
     trained: int = 0  # the last logged step of its last phase (metrics.csv)
+    directory: Path | None = None  # its run directory (metrics.csv is read from there)
 
     @property
     def last_step(self) -> int:
@@ -91,7 +96,7 @@ def load(runs_root: Path, task: str) -> dict[str, list[SeedRun]]:
         method = config["run"]["method"]
         found.setdefault(method, []).append(SeedRun(method, config["run"]["seed"], status, last["steps"],
                                                     last["name"], evaluations, config, data,
-                                                    (revision or "unknown")[:12], trained))
+                                                    (revision or "unknown")[:12], trained, run_dir))
     return found
 
 
@@ -332,6 +337,108 @@ def findings(found: dict[str, list[SeedRun]]) -> list[str]:
     return text
 
 
+@dataclass(frozen=True)
+class TrainingState:
+    """A fine-tuning seed's state at its last logged step (metrics.csv), for reading its success."""
+
+    method: str
+    seed: int
+    step: int
+    kl: float | None  # realised path KL per action step, mean over the second half of the steps logged so far
+    kl_budget: float | None  # TRQAM's budget (None for the others)
+    lam: float | None  # TRQAM's dual variable at the last logged step
+    q_first: float | None  # critic/q_mean of the batch at the first and last logged step
+    q_last: float | None
+    q_change: float | None  # q_mean's change per 100 steps over the last quarter of the logged steps
+    q_max: float | None  # critic/q_max of the batch at the last logged step
+
+
+def training_states(found: dict[str, list[SeedRun]]) -> list[TrainingState]:
+    """Every fine-tuning seed's `TrainingState`, from its ``metrics.csv`` (in `ORDER`, then by seed)."""
+    states = []
+    for method in [m for m in ORDER if m in found] + [m for m in found if m not in ORDER]:
+        for run in sorted(found[method], key=lambda r: r.seed):
+            path = run.directory / "metrics.csv" if run.directory is not None else None
+            if run.phase == "pretrain" or path is None or not path.exists():
+                continue
+            with open(path, newline="") as f:
+                metrics = [r for r in csv.DictReader(f) if r["phase"] == run.phase]
+            if not metrics:
+                continue
+            last = metrics[-1]
+            step = int(last["step"])
+
+            def value(name: str, row: dict = last) -> float | None:
+                return float(row[name]) if row.get(name) not in (None, "") else None
+
+            budget = run.config["phases"][-1]["agent_config"].get("kl_budget") if method == "trqam" else None
+            states.append(TrainingState(method, run.seed, step, realised_kl(metrics, step),
+                                        None if budget is None else float(budget), value("trqam/lambda"),
+                                        *q_trace(metrics), value("critic/q_max")))
+    return states
+
+
+def _num(value: float | None, form: str = ".3g") -> str:
+    return "" if value is None or not math.isfinite(value) else format(value, form)
+
+
+def state_markdown(states: list[TrainingState]) -> str:
+    lines = ["| method | seed | last logged step | realised KL per action step (2nd half so far) | KL budget | "
+             "lambda | critic mean Q: first -> last | change per 100 steps (last quarter) | largest Q in the batch |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for s in states:
+        lines.append(f"| {s.method.upper()} | {s.seed} | {s.step:,} | {_num(s.kl)} | {_num(s.kl_budget, 'g')} | "
+                     f"{_num(s.lam)} | {_num(s.q_first, '.1f')} -> {_num(s.q_last, '.1f')} | "
+                     f"{_num(s.q_change, '+.2f')} | {_num(s.q_max, '+.1f')} |")
+    return "\n".join(lines) + "\n"
+
+
+def state_findings(states: list[TrainingState], discount: float | None, sparse_reward: bool) -> list[str]:
+    """Plain sentences from `training_states`: how far each method moved from BC, and what its
+    critic says, against the values a true Q can take here."""
+    if not states:
+        return []
+    by_method: dict[str, list[TrainingState]] = {}
+    for s in states:
+        by_method.setdefault(s.method, []).append(s)
+
+    def mean(values: list[float | None]) -> float | None:
+        finite = [v for v in values if v is not None and math.isfinite(v)]
+        return float(np.mean(finite)) if finite else None
+
+    moved = []
+    for method, group in by_method.items():
+        kl = mean([s.kl for s in group])
+        if kl is None:
+            continue
+        budget = group[0].kl_budget
+        moved.append(f"{method.upper()} {kl:.3g}" + (f" (budget {budget:g})" if budget is not None else ""))
+    text = []
+    if moved:
+        text.append("Realised path KL from the BC policy per action step (mean over seeds of each seed's mean over "
+                    "the second half of the steps it has logged): " + "; ".join(moved) + ".")
+    if sparse_reward and discount is not None and 0 < discount < 1:
+        floor = -1.0 / (1.0 - discount)
+        parts, above = [], []
+        for method, group in by_method.items():
+            q_last, q_max = mean([s.q_last for s in group]), max((s.q_max for s in group if s.q_max is not None),
+                                                                default=None)
+            change = mean([s.q_change for s in group])
+            if q_last is None:
+                continue
+            parts.append(f"{method.upper()} mean {q_last:.1f}" + (f", largest {q_max:+.1f}" if q_max is not None else "")
+                         + (f", moving {change:+.2f} per 100 steps" if change is not None else ""))
+            if q_max is not None and q_max > 0:
+                above.append(method.upper())
+        if parts:
+            text.append(f"The critics at the last logged step (the batch's Q of dataset actions): {'; '.join(parts)}. "
+                        f"With reward -1 per step until success and discount {discount:g}, every true Q here lies "
+                        f"between {floor:.0f} (never solved) and 0 (solved now)"
+                        + (f": {', '.join(above)} predict{'s' if len(above) == 1 else ''} values above 0, which no "
+                           "policy can reach, so that critic overestimates some actions." if above else "."))
+    return text
+
+
 def _rank(method: str) -> int:
     """BC first, then the order of ORDER."""
     return -1 if method == "bc" else ORDER.index(method) if method in ORDER else len(ORDER)
@@ -369,6 +476,10 @@ def write(runs_root: Path, out_dir: Path, task: str, domain: str, planned: tuple
     described = "; ".join(f"{'BC' if m == 'bc' else m.upper()}: {describe_runs(runs)}"
                           for m, runs in sorted(found.items(), key=lambda kv: _rank(kv[0])))
     missing = [m.upper() for m in planned if m not in found]
+    states = training_states(found)
+    fine_config = next((r.config for m, runs in found.items() if m != "bc" for r in runs), {})
+    discount = (fine_config.get("phases") or [{}])[-1].get("agent_config", {}).get("discount")
+    sparse = bool(fine_config.get("task", {}).get("sparse_reward"))
     text = [
         "# CPU study: puzzle-3x3 at CPU scale (issue 18)",
         "",
@@ -395,6 +506,12 @@ def write(runs_root: Path, out_dir: Path, task: str, domain: str, planned: tuple
         "## Table",
         "",
         md,
+        *(["## The state of training", "",
+           "Each fine-tuning seed at its last logged step (`metrics.csv`): how far its policy has moved from the BC "
+           "policy it started from, TRQAM's budget and dual variable, and its critic. These say why the successes "
+           "above are what they are at this scale; they are not success rates.", "",
+           state_markdown(states), *[f"* {line}" for line in state_findings(states, discount, sparse)], ""]
+          if states else []),
         "## Runs",
         "",
         "| method | seed | phase | steps trained (last logged) | last evaluation | status | code revision |",

@@ -70,7 +70,9 @@ class Point:
     steps: int = 0  # offline fine-tuning steps
 
 
-def _q_trace(metrics: list[dict]) -> tuple[float | None, float | None, float | None]:
+def q_trace(metrics: list[dict]) -> tuple[float | None, float | None, float | None]:
+    """``critic/q_mean`` at the first and last logged offline step, and its change per 100 steps
+    over the last quarter of the logged steps (None where nothing was logged)."""
     rows = [(int(r["step"]), float(r["critic/q_mean"])) for r in metrics
             if r.get("phase") == "offline" and r.get("critic/q_mean") not in (None, "")]
     if not rows:
@@ -104,7 +106,7 @@ def points(runs: list[dict], tasks: set[str] | None = None) -> list[Point]:
             value = float(run["agent_config"][key])
             setting = f"{key}={value:g}"
             kl = realised_kl(run["metrics"], int(summary.get("steps", {}).get("offline", 0)))
-            q = _q_trace(run["metrics"])
+            q = q_trace(run["metrics"])
         lambdas = [float(r["trqam/lambda"]) for r in run["metrics"]
                    if r.get("phase") == "offline" and r.get("trqam/lambda") not in (None, "")]
         found.append(Point(method, setting, value, summary["task"], int(summary["seed"]), kl,
