@@ -354,17 +354,25 @@ def test_curves_count_online_steps_on_from_the_offline_phase(tmp_path):
 
 
 @pytest.mark.slow
-def test_rlpd_runs_the_smoke_online_job_past_where_it_stopped(bench_cache, tmp_path):
+def test_rlpd_runs_the_smoke_online_job_past_where_it_stopped(bench_cache, tmp_path, monkeypatch):
     """The job that once stopped with "grad_norm became non-finite at online step 740":
     RLPD on puzzle-3x3 task 4, smoke profile, on a tiny regenerated set. The test runs its
     first 1000 online steps (the whole 2000-step job takes 9 minutes here and was run to the
-    end by hand): every logged metric stays finite and the run finishes (not diverged)."""
+    end by hand): every logged metric stays finite and the run finishes (not diverged).
+    It evaluates every 250 steps instead of the profile's 20: evaluation draws no key of the
+    training stream (each step's keys are ``fold_in(key, t)``), so the updates are the job's."""
+    import dataclasses
     import math
 
+    from bench.config import profiles
+
+    monkeypatch.setitem(profiles.PROFILES, "smoke", dataclasses.replace(profiles.PROFILES["smoke"],
+                                                                        online_eval_every=250))
     summary = train(RunConfig("rlpd", "puzzle-3x3-play-singletask-task4-v0", profile="smoke", online_steps=1000,
                               out=tmp_path / "run"), progress=False)
     assert summary["status"] == "finished" and summary["steps"] == {"online": 1000}
     with open(tmp_path / "run" / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert int(rows[-1]["step"]) == 1000
+    assert [int(r["step"]) for r in _csv(tmp_path / "run" / "evaluations.csv")] == [250, 500, 750, 1000]
     assert all(math.isfinite(float(v)) for row in rows for k, v in row.items() if k not in ("phase",) and v != "")
