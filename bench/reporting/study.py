@@ -310,12 +310,15 @@ def findings(found: dict[str, list[SeedRun]]) -> list[str]:
         i = drawn.steps.index(step)
         k, n = drawn.pooled[i]
         standing.append((k / n, method, wilson(k, n), k, n))
-    standing.sort(reverse=True)
+    standing.sort(key=lambda entry: (-entry[0], _rank(entry[1])))  # best first; ties in ORDER
     text = [f"At {step // 1000}K fine-tuning steps (the last evaluation every method has): " + "; ".join(
         f"{m.upper()} {100 * p:.0f}% ({k}/{n} episodes, Wilson 95% {100 * lo:.0f}-{100 * hi:.0f})"
         for p, m, (lo, hi), k, n in standing) + "."]
     best, runner = standing[0], standing[1] if len(standing) > 1 else None
-    if runner is not None:
+    if runner is not None and best[3] * runner[4] == runner[3] * best[4]:  # the same success rate
+        text.append(f"{best[1].upper()} and {runner[1].upper()} are level: at this scale their ordering is not "
+                    "resolved.")
+    elif runner is not None:
         overlap = best[2][0] <= runner[2][1]
         text.append(f"{best[1].upper()} is ahead of {runner[1].upper()}" + (
             ", but their intervals overlap: at this scale the ordering of the first two is not resolved."
@@ -434,8 +437,8 @@ def state_findings(states: list[TrainingState], discount: float | None, sparse_r
             text.append(f"The critics at the last logged step (the batch's Q of dataset actions): {'; '.join(parts)}. "
                         f"With reward -1 per step until success and discount {discount:g}, every true Q here lies "
                         f"between {floor:.0f} (never solved) and 0 (solved now)"
-                        + (f": {', '.join(above)} predict{'s' if len(above) == 1 else ''} values above 0, which no "
-                           "policy can reach, so that critic overestimates some actions." if above else "."))
+                        + (f": {' and '.join(above)} predict{'s' if len(above) == 1 else ''} values above 0, which "
+                           f"no policy can reach, so {'that critic overestimates' if len(above) == 1 else 'both critics overestimate' if len(above) == 2 else 'those critics overestimate'} some actions." if above else "."))
     return text
 
 
