@@ -58,7 +58,7 @@ class SeedRun:
     data: dict = field(default_factory=dict)
     revision: str = "?"  # the code revision that trained it (environment.json)
     trained: int = 0  # the last logged step of its last phase (metrics.csv)
-    directory: Path | None = None  # its run directory (metrics.csv is read from there)
+    metrics: list[dict] = field(default_factory=list)  # metrics.csv's rows of its last phase
 
     @property
     def last_step(self) -> int:
@@ -86,17 +86,18 @@ def load(runs_root: Path, task: str) -> dict[str, list[SeedRun]]:
                     if row["phase"] == last["name"]:
                         episodes = int(row["num_episodes"])
                         evaluations.append((int(row["step"]), round(float(row["success_rate"]) * episodes), episodes))
-        trained = 0
+        metrics = []
         if (run_dir / "metrics.csv").exists():
             with open(run_dir / "metrics.csv", newline="") as f:
-                trained = max((int(r["step"]) for r in csv.DictReader(f) if r["phase"] == last["name"]), default=0)
+                metrics = [r for r in csv.DictReader(f) if r["phase"] == last["name"]]
+        trained = max((int(r["step"]) for r in metrics), default=0)
         data = json.loads((run_dir / "data.json").read_text()) if (run_dir / "data.json").exists() else {}
         environment = run_dir / "environment.json"
         revision = json.loads(environment.read_text()).get("code_revision") if environment.exists() else None
         method = config["run"]["method"]
         found.setdefault(method, []).append(SeedRun(method, config["run"]["seed"], status, last["steps"],
                                                     last["name"], evaluations, config, data,
-                                                    (revision or "unknown")[:12], trained, run_dir))
+                                                    (revision or "unknown")[:12], trained, metrics))
     return found
 
 
@@ -357,16 +358,12 @@ class TrainingState:
 
 
 def training_states(found: dict[str, list[SeedRun]]) -> list[TrainingState]:
-    """Every fine-tuning seed's `TrainingState`, from its ``metrics.csv`` (in `ORDER`, then by seed)."""
+    """Every fine-tuning seed's `TrainingState`, from its ``metrics.csv`` rows (in `ORDER`, then by seed)."""
     states = []
-    for method in [m for m in ORDER if m in found] + [m for m in found if m not in ORDER]:
+    for method in sorted(found, key=_rank):
         for run in sorted(found[method], key=lambda r: r.seed):
-            path = run.directory / "metrics.csv" if run.directory is not None else None
-            if run.phase == "pretrain" or path is None or not path.exists():
-                continue
-            with open(path, newline="") as f:
-                metrics = [r for r in csv.DictReader(f) if r["phase"] == run.phase]
-            if not metrics:
+            metrics = run.metrics
+            if run.phase == "pretrain" or not metrics:
                 continue
             last = metrics[-1]
             step = int(last["step"])
