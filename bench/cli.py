@@ -170,7 +170,8 @@ def reproduce(
         log_interval: Gradient steps between metric rows (default: the profile's).
         batch_size: Batch size of every phase, BC pretraining included (default: the profile's, 256).
         studies: Also run the profile's studies (the KL-budget sensitivity runs).
-        closed_form: Compute the closed-form studies for the figures (once; stored under results/closed-form/).
+        closed_form: Compute the closed-form studies for the figures (stored under
+            results/closed-form/; computed again only when trqam/ or the study code changed).
         backend: local (a pool of processes on this machine) or ray (a Ray cluster).
         workers: Local backend: programs side by side (default: one per core, at most one per 6 GiB of RAM).
         address: Ray backend: the cluster to join (e.g. auto, or ray://HOST:10001); default: start one here.

@@ -154,8 +154,9 @@ def _free_port() -> int:
 
 @pytest.mark.slow
 def test_ray_backend_runs_a_two_run_smoke_sweep_on_a_local_cluster(bench_cache, tmp_path):
-    """Two programs on a local Ray cluster declaring one GPU, a quarter of it per program
-    (issue 17): each run receives and records a JAX memory fraction of 0.9 x 0.25."""
+    """Two programs (BC seeds 0 and 1, one process each, so neither waits for the other) on a
+    local Ray cluster declaring one GPU, a quarter of it per program (issue 17): each run
+    receives and records a JAX memory fraction of 0.9 x 0.25."""
     pytest.importorskip("ray")
     ray_cli = Path(sys.executable).parent / "ray"
     port = _free_port()
@@ -165,16 +166,17 @@ def test_ray_backend_runs_a_two_run_smoke_sweep_on_a_local_cluster(bench_cache, 
     subprocess.run([str(ray_cli), "start", "--head", f"--port={port}", "--num-cpus=2", "--num-gpus=1", "--include-dashboard=false",
                     "--disable-usage-stats"], check=True, env=env, cwd=tmp_path, capture_output=True)
     try:
-        process = _reproduce(["--methods", "bc", "fql", "--backend", "ray", "--address", f"127.0.0.1:{port}",
-                              "--gpus-per-run", "0.25", "--reports", str(tmp_path / "reports")], env)
+        process = _reproduce(["--methods", "bc", "--seeds", "0", "1", "--seeds-per-program", "1", "--backend", "ray",
+                              "--address", f"127.0.0.1:{port}", "--gpus-per-run", "0.25",
+                              "--reports", str(tmp_path / "reports")], env)
         output, _ = process.communicate(timeout=900)
     finally:
         subprocess.run([str(ray_cli), "stop", "--force"], env=env, capture_output=True)
     assert process.returncode == 0, output
     record = json.loads(next((tmp_path / "results" / "sweeps").glob("smoke-*.json")).read_text())
     assert record["settings"]["backend"] == "ray" and record["counts"]["finished"] == 2
-    for method in ("bc", "fql"):
-        run = tmp_path / "results" / "runs" / "smoke" / method / TASK / "seed0"
+    for seed in (0, 1):
+        run = tmp_path / "results" / "runs" / "smoke" / "bc" / TASK / f"seed{seed}"
         assert (run / "summary.json").exists()
         assert json.loads((run / "environment.json").read_text())["hardware"]["jax_memory_fraction"] == "0.225"
 

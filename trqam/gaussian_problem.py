@@ -9,6 +9,8 @@ precision S^-1 + beta A, so its mean, covariance and KL to the base are known ex
 
 from __future__ import annotations
 
+import functools
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -92,31 +94,40 @@ def batch(size: int = 256) -> Batch:
                  jnp.zeros((size, 1)), jnp.ones((size, 1)))
 
 
+@functools.cache
+def _adam(lr: float) -> optax.GradientTransformation:
+    """One optimizer object per learning rate, so `_actor_step` compiles once per agent structure."""
+    return optax.adam(lr)
+
+
+@eqx.filter_jit
+def _actor_step(agent, opt_state, key, data: Batch, optimizer: optax.GradientTransformation, net: str):
+    """One Adam step on ``agent.nets[net]`` by the agent's own actor loss, then its after-update hook."""
+    inputs_key, loss_key = jax.random.split(key)
+    inputs = agent.actor_inputs(data, inputs_key)
+
+    def loss(trained):
+        return agent.actor_loss({**agent.nets, net: trained}, data, inputs, loss_key)
+
+    (_, metrics), grads = eqx.filter_value_and_grad(loss, has_aux=True)(agent.nets[net])
+    updates, opt_state = optimizer.update(grads, opt_state)
+    trained = eqx.apply_updates(agent.nets[net], updates)
+    agent = eqx.tree_at(lambda a: a.nets[net], agent, trained)
+    agent, metrics = agent.after_update(metrics)
+    return agent, opt_state, metrics
+
+
 def fine_tune(agent, steps: int, *, seed: int = 0, lr: float = 1e-3, net: str = "actor_fast", data: Batch | None = None,
               trace: list[dict[str, float]] | None = None, trace_every: int = 10):
     """Train only ``agent.nets[net]`` by the agent's own actor loss (its critic and base are exact).
-    With ``trace``, appends the metrics of every ``trace_every``-th step to it."""
-    optimizer = optax.adam(lr)
+    With ``trace``, appends the metrics of every ``trace_every``-th step to it. Agents that differ
+    only in array values (a critic's ``delta``, initial weights) share one compiled step."""
+    optimizer = _adam(lr)
     opt_state = optimizer.init(eqx.filter(agent.nets[net], eqx.is_array))
     data = batch() if data is None else data
-
-    @eqx.filter_jit
-    def step(agent, opt_state, key):
-        inputs_key, loss_key = jax.random.split(key)
-        inputs = agent.actor_inputs(data, inputs_key)
-
-        def loss(trained):
-            return agent.actor_loss({**agent.nets, net: trained}, data, inputs, loss_key)
-
-        (_, metrics), grads = eqx.filter_value_and_grad(loss, has_aux=True)(agent.nets[net])
-        updates, opt_state = optimizer.update(grads, opt_state)
-        trained = eqx.apply_updates(agent.nets[net], updates)
-        agent = eqx.tree_at(lambda a: a.nets[net], agent, trained)
-        agent, metrics = agent.after_update(metrics)
-        return agent, opt_state, metrics
-
     for i in range(steps):
-        agent, opt_state, metrics = step(agent, opt_state, jax.random.fold_in(jax.random.key(seed), i))
+        agent, opt_state, metrics = _actor_step(agent, opt_state, jax.random.fold_in(jax.random.key(seed), i), data,
+                                                optimizer, net)
         if trace is not None and (i + 1) % trace_every == 0:
             trace.append({"step": i + 1, **{k: float(v) for k, v in metrics.items()}})
     return agent, metrics

@@ -2,7 +2,9 @@
 a 2-D Gaussian base policy and a quadratic critic, where the KL-regularised optimum is known
 exactly). A CPU-sized OGBench run is too short to show them, so the figures show them here
 too, labelled as the closed-form problem. Each study runs the agents' own loss code and is
-stored as a CSV under ``results/closed-form/`` (computed once; delete the file to recompute):
+stored as a CSV under ``results/closed-form/`` with a JSON record of the code, versions and
+hardware that computed it. A stored study is kept until `trqam/` or this module changes (their
+source fingerprint is recorded), then computed again:
 
 * ``kl_tracking.csv``: lambda and the realised path KL over training, TRQAM (the budget acts
   through sigma, "internal KL") against the "external KL" ablation (QAM's fixed sigma plus
@@ -17,6 +19,7 @@ stored as a CSV under ``results/closed-form/`` (computed once; delete the file t
 from __future__ import annotations
 
 import csv
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -104,14 +107,39 @@ STUDIES: dict[str, Callable[[], list[dict]]] = {
 }
 
 
-def ensure(directory: Path = CLOSED_FORM_DIR, log: Callable[[str], None] = print) -> list[Path]:
-    """Compute each study whose CSV is missing; return the CSV paths."""
+def code_fingerprint() -> str:
+    """The fingerprint of the code the studies run: the `trqam` package and this module."""
     from bench import provenance
 
+    return provenance.source_fingerprint(Path(gp.__file__).parent, Path(__file__))
+
+
+def _stale_reason(directory: Path, name: str, fingerprint: str) -> str | None:
+    """Why the stored study ``name`` must be computed again, or None when it may be kept."""
+    if not (directory / f"{name}.csv").exists():
+        return "not stored"
+    try:
+        record = json.loads((directory / f"{name}.json").read_text())
+    except (OSError, ValueError):
+        return "stored without a readable record of the code that computed it"
+    if record.get("code_fingerprint") != fingerprint:
+        return (f"stored by other code (revision {str(record.get('code_revision'))[:12]}; trqam/ or this "
+                "module has changed since)")
+    return None
+
+
+def ensure(directory: Path = CLOSED_FORM_DIR, log: Callable[[str], None] = print) -> list[Path]:
+    """Compute each study that is missing or was stored by other code; return the CSV paths.
+    A stored study is kept only when its record's code fingerprint equals the current one."""
+    from bench import provenance
+
+    fingerprint = code_fingerprint()
     paths = []
     for name, study in STUDIES.items():
         path = directory / f"{name}.csv"
-        if not path.exists():
+        reason = _stale_reason(directory, name, fingerprint)
+        if reason is not None:
+            log(f"closed-form study {name}: {reason}; computing it")
             began = time.perf_counter()
             rows = study()
             write_atomic(path, csv_text(rows))
@@ -119,6 +147,7 @@ def ensure(directory: Path = CLOSED_FORM_DIR, log: Callable[[str], None] = print
                 "study": name, "problem": "trqam.gaussian_problem (docs/ALGORITHMS.md s5)",
                 "wall_time_s": round(time.perf_counter() - began, 1), "versions": provenance.versions(),
                 "hardware": provenance.hardware(), "code_revision": provenance.code_revision(),
+                "code_fingerprint": fingerprint,
             })
             log(f"closed-form study {name}: {time.perf_counter() - began:.0f} s -> {path}")
         paths.append(path)
