@@ -443,6 +443,7 @@ def study(
     profile: ProfileName = "cpu-study",
     runs: Path | None = None,
     out: Path = Path("reports") / "cpu-study",
+    readme: Path | None = None,
 ) -> None:
     """The CPU study's learning curves, table and STUDY.md beside the published numbers (finished
     runs, and the evaluations so far of runs still training).
@@ -451,6 +452,7 @@ def study(
         profile: The study's profile: its task is the one drawn.
         runs: Runs directory (default results/runs/PROFILE).
         out: Output directory: learning_curves.png/.pdf, study_table.csv/.md, STUDY.md.
+        readme: Also rewrite this file's 'Where it stands' line from the runs (e.g. README.md).
     """
     from bench.config.profiles import get_profile
     from bench.reporting.study import write
@@ -459,7 +461,7 @@ def study(
 
     chosen = get_profile(profile)
     task = resolve_task(chosen.tasks[0])
-    paths = write(runs or RESULTS_DIR / "runs" / profile, out, task.name, task.domain, chosen.methods)
+    paths = write(runs or RESULTS_DIR / "runs" / profile, out, task.name, task.domain, chosen.methods, readme)
     print("wrote " + ", ".join(str(p) for p in paths))
 
 

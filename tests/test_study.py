@@ -9,7 +9,9 @@ import json
 import numpy as np
 import pytest
 
-from bench.reporting.study import QAM_CURVES, write
+from bench.config.profiles import get_profile
+from bench.files import REPO
+from bench.reporting.study import QAM_CURVES, load, readme_line, write
 from bench.reporting.tradeoff import wilson
 
 TASK = "puzzle-3x3-play-singletask-task1-v0"
@@ -71,6 +73,10 @@ def test_study_table_sets_published_values_beside_the_runs(tmp_path):
     assert "QAM-E is ahead of QAM, and their intervals do not overlap." in study
     assert "The BC checkpoints they start from succeed 4% (4/100" in study and "Clearly above BC: QAM-E" in study
     assert "Still training: QAM" in study and "regenerated data, 1000 episodes of 1000 steps" in study
+    assert ("**Where it stands**: QAM-E has finished 50K fine-tuning steps; at 50K, QAM-E 72% (72/100 episodes, "
+            "Wilson 95% 63-80), against 4% (4/100) for the BC checkpoints they start from (Wilson 95% 2-10). "
+            "Clearly above BC: QAM-E; clearly below: none. Still training (resumable): QAM (last evaluated at "
+            "30K).") in study
     assert (tmp_path / "out" / "learning_curves.png").stat().st_size > 10_000
 
 
@@ -113,3 +119,15 @@ def test_study_states_how_far_each_method_moved_and_what_its_critic_predicts(tmp
     assert "TRQAM predict" not in study and "so that critic overestimates some actions" in study
     assert "At 20K fine-tuning steps (the last evaluation every method has): TRQAM 2% (2/100" in study
     assert "TRQAM and QAM are level: at this scale their ordering is not resolved." in study  # never "ahead" on a tie
+
+
+def test_readme_quotes_where_the_committed_study_stands():
+    """The README's summary of the CPU study is the sentence the committed runs give, not a copy
+    that has fallen behind them."""
+    study = get_profile("cpu-study")
+    found = load(REPO / "results" / "runs" / "cpu-study", study.tasks[0])
+    assert found, "results/runs/cpu-study holds no run"
+    stands = readme_line(found, study.methods)
+    assert stands in (REPO / "README.md").read_text().split("\n"), (
+        f"README.md's study line is behind the runs; `python -m bench study --readme README.md` rewrites it as:\n"
+        f"{stands}")

@@ -341,6 +341,71 @@ def findings(found: dict[str, list[SeedRun]]) -> list[str]:
     return text
 
 
+def headline(found: dict[str, list[SeedRun]], planned: tuple[str, ...] = ()) -> str:
+    """One paragraph on where the study stands, computed from the runs: the methods that have
+    finished (or diverged: a result too) at their last evaluation against the BC checkpoints, and
+    those still training or not started. STUDY.md opens with it and the README quotes it verbatim
+    (tests/test_study.py checks the README against the committed runs)."""
+    done, training = {}, []
+    for method in sorted((m for m in found if m != "bc"), key=_rank):
+        runs, drawn = found[method], line(found[method])
+        if any(r.status == "in progress" for r in runs):
+            training.append(f"{method.upper()} (" + (f"last evaluated at {drawn.steps[-1] // 1000}K" if drawn.steps
+                                                     else "not yet evaluated") + ")")
+        elif drawn.steps:
+            k, n = drawn.pooled[-1]
+            done[method] = (drawn.steps[-1], k, n, wilson(k, n))
+    text = []
+    if done:
+        names = [m.upper() for m in done]
+        steps = sorted({entry[0] for entry in done.values()})
+        joined = " and ".join(names) if len(names) < 3 else ", ".join(names[:-1]) + " and " + names[-1]
+        text.append(f"{joined} {'has' if len(names) == 1 else 'have'} finished "
+                    f"{'/'.join(f'{s // 1000}K' for s in steps)} fine-tuning steps; " + "; ".join(
+                        ("" if len(steps) == 1 and m != next(iter(done)) else f"at {s // 1000}K, ") +
+                        f"{m.upper()} {100 * k / n:.0f}% ({k}/{n} episodes, Wilson 95% {100 * lo:.0f}-{100 * hi:.0f})"
+                        for m, (s, k, n, (lo, hi)) in done.items()))
+        bc = [r for r in found.get("bc", []) if r.evaluations]
+        if bc:
+            k = sum(r.evaluations[-1][1] for r in bc)
+            n = sum(r.evaluations[-1][2] for r in bc)
+            lo, hi = wilson(k, n)
+            text[-1] += (f", against {100 * k / n:.0f}% ({k}/{n}) for the BC checkpoints they start from "
+                         f"(Wilson 95% {100 * lo:.0f}-{100 * hi:.0f}).")
+            above = [m.upper() for m, (_, _, _, (low, _)) in done.items() if low > hi]
+            below = [m.upper() for m, (_, _, _, (_, high)) in done.items() if high < lo]
+            text.append("None is clearly above or below BC (every interval overlaps BC's)." if not above + below
+                        else f"Clearly above BC: {', '.join(above) or 'none'}; clearly below: "
+                             f"{', '.join(below) or 'none'}.")
+        else:
+            text[-1] += "."
+    else:
+        text.append("No fine-tuning method has finished yet.")
+    if training:
+        text.append(f"Still training (resumable): {', '.join(training)}.")
+    missing = [m.upper() for m in planned if m not in found]
+    if missing:
+        text.append(f"Not started: {', '.join(missing)}.")
+    text.append("It is evidence at this scale only, never a reproduction of either paper's numbers.")
+    return " ".join(text)
+
+
+def readme_line(found: dict[str, list[SeedRun]], planned: tuple[str, ...] = ()) -> str:
+    """The README's line on the study: :func:`headline` behind a pointer to STUDY.md."""
+    return f"**Where it stands** (`reports/cpu-study/STUDY.md`): {headline(found, planned)}"
+
+
+def update_readme(readme: Path, found: dict[str, list[SeedRun]], planned: tuple[str, ...] = ()) -> None:
+    """Replace the one line of ``readme`` that starts ``**Where it stands**`` with :func:`readme_line`."""
+    lines = readme.read_text().split("\n")
+    at = [i for i, text in enumerate(lines) if text.startswith("**Where it stands**")]
+    if len(at) != 1:
+        raise BenchError(f"{readme} has {len(at)} lines starting '**Where it stands**'; it needs exactly one "
+                         "for `python -m bench study --readme` to rewrite")
+    lines[at[0]] = readme_line(found, planned)
+    write_atomic(readme, "\n".join(lines))
+
+
 @dataclass(frozen=True)
 class TrainingState:
     """A fine-tuning seed's state at its last logged step (metrics.csv), for reading its success."""
@@ -444,9 +509,11 @@ def _rank(method: str) -> int:
     return -1 if method == "bc" else ORDER.index(method) if method in ORDER else len(ORDER)
 
 
-def write(runs_root: Path, out_dir: Path, task: str, domain: str, planned: tuple[str, ...] = ()) -> list[Path]:
+def write(runs_root: Path, out_dir: Path, task: str, domain: str, planned: tuple[str, ...] = (),
+          readme: Path | None = None) -> list[Path]:
     """The figure, the table (CSV and Markdown) and STUDY.md for the runs under ``runs_root``;
-    ``planned``: the methods of the study's profile (those without a run yet are named)."""
+    ``planned``: the methods of the study's profile (those without a run yet are named);
+    ``readme``: also rewrite that file's 'Where it stands' line (:func:`update_readme`)."""
     found = load(runs_root, task)
     if not found:
         raise BenchError(f"no run of {task} under {runs_root}; start the study with "
@@ -499,6 +566,8 @@ def write(runs_root: Path, out_dir: Path, task: str, domain: str, planned: tuple
         "",
         "## What the runs show",
         "",
+        f"**Where it stands**: {headline(found, planned)}",
+        "",
         *[f"* {line}" for line in findings(found)],
         "",
         f"![learning curves]({figure[0].name})",
@@ -522,4 +591,7 @@ def write(runs_root: Path, out_dir: Path, task: str, domain: str, planned: tuple
            "`python -m bench reproduce --profile cpu-study` to continue the study).", ""] if missing else []),
     ]
     write_atomic(out_dir / "STUDY.md", "\n".join(text))
-    return [*figure, out_dir / "study_table.csv", out_dir / "study_table.md", out_dir / "STUDY.md"]
+    if readme is not None:
+        update_readme(readme, found, planned)
+    return [*figure, out_dir / "study_table.csv", out_dir / "study_table.md", out_dir / "STUDY.md",
+            *([readme] if readme is not None else [])]
