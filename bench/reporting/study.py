@@ -295,6 +295,16 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _bc_final(found: dict[str, list[SeedRun]]) -> tuple[int, int, tuple[float, float]] | None:
+    """The BC checkpoints' last evaluation, pooled over seeds: (successes, episodes, Wilson 95%)."""
+    bc = [r for r in found.get("bc", []) if r.evaluations]
+    if not bc:
+        return None
+    k = sum(r.evaluations[-1][1] for r in bc)
+    n = sum(r.evaluations[-1][2] for r in bc)
+    return k, n, wilson(k, n)
+
+
 def findings(found: dict[str, list[SeedRun]]) -> list[str]:
     """Plain sentences computed from the runs: where each method stands at the last step all
     fine-tuned methods share, in order, and which intervals overlap."""
@@ -324,11 +334,9 @@ def findings(found: dict[str, list[SeedRun]]) -> list[str]:
         text.append(f"{best[1].upper()} is ahead of {runner[1].upper()}" + (
             ", but their intervals overlap: at this scale the ordering of the first two is not resolved."
             if overlap else ", and their intervals do not overlap."))
-    bc = [r for r in found.get("bc", []) if r.evaluations]
-    if bc:
-        k = sum(r.evaluations[-1][1] for r in bc)
-        n = sum(r.evaluations[-1][2] for r in bc)
-        lo, hi = wilson(k, n)
+    bc = _bc_final(found)
+    if bc is not None:
+        k, n, (lo, hi) = bc
         above = [m.upper() for p, m, (low, _), _, _ in standing if low > hi]
         below = [m.upper() for p, m, (_, high), _, _ in standing if high < lo]
         text.append(f"The BC checkpoints they start from succeed {100 * k / n:.0f}% ({k}/{n}, Wilson 95% "
@@ -358,18 +366,17 @@ def headline(found: dict[str, list[SeedRun]], planned: tuple[str, ...] = ()) -> 
     text = []
     if done:
         names = [m.upper() for m in done]
-        steps = sorted({entry[0] for entry in done.values()})
+        steps = sorted({step for step, *_ in done.values()})
         joined = " and ".join(names) if len(names) < 3 else ", ".join(names[:-1]) + " and " + names[-1]
+        results = "; ".join(("" if len(steps) == 1 else f"at {step // 1000}K, ") + f"{m.upper()} {100 * k / n:.0f}% "
+                            f"({k}/{n} episodes, Wilson 95% {100 * lo:.0f}-{100 * hi:.0f})"
+                            for m, (step, k, n, (lo, hi)) in done.items())
         text.append(f"{joined} {'has' if len(names) == 1 else 'have'} finished "
-                    f"{'/'.join(f'{s // 1000}K' for s in steps)} fine-tuning steps; " + "; ".join(
-                        ("" if len(steps) == 1 and m != next(iter(done)) else f"at {s // 1000}K, ") +
-                        f"{m.upper()} {100 * k / n:.0f}% ({k}/{n} episodes, Wilson 95% {100 * lo:.0f}-{100 * hi:.0f})"
-                        for m, (s, k, n, (lo, hi)) in done.items()))
-        bc = [r for r in found.get("bc", []) if r.evaluations]
-        if bc:
-            k = sum(r.evaluations[-1][1] for r in bc)
-            n = sum(r.evaluations[-1][2] for r in bc)
-            lo, hi = wilson(k, n)
+                    f"{'/'.join(f'{step // 1000}K' for step in steps)} fine-tuning steps; "
+                    + (f"at {steps[0] // 1000}K, " if len(steps) == 1 else "") + results)
+        bc = _bc_final(found)
+        if bc is not None:
+            k, n, (lo, hi) = bc
             text[-1] += (f", against {100 * k / n:.0f}% ({k}/{n}) for the BC checkpoints they start from "
                          f"(Wilson 95% {100 * lo:.0f}-{100 * hi:.0f}).")
             above = [m.upper() for m, (_, _, _, (low, _)) in done.items() if low > hi]
