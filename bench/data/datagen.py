@@ -36,7 +36,10 @@ button_states]) with the state *before* the action and ``terminals`` set on the 
 published larger or with longer episodes); the ``-val`` file has 10% as many episodes.
 
 Every episode is seeded from (seed, split, index, attempt) alone, so the arrays are
-identical for any number of workers. Regenerated data is never the official bytes (the
+identical for any number of workers. They are not identical across numpy versions: from the
+same seed, numpy 2.4.6 (the Python 3.11 lock) and 2.5.5 (the 3.12 lock) give the same actions
+but different observations and states (measured 2026-12-02, cube-single, 2 episodes), so the
+manifest's versions are part of the data's identity. Regenerated data is never the official bytes (the
 official runs were unseeded): it must always be labelled "regenerated", which the
 manifest written next to the files records.
 
@@ -575,8 +578,9 @@ def generate(
 
     Writes ``<dataset>.npz`` (`episodes` episodes), ``<dataset>-val.npz`` (`val_episodes`,
     default 10% of `episodes`, at least 1) and ``<dataset>.manifest.json``. Episodes of
-    `episode_length` transitions run in `workers` processes (default: all CPUs); the
-    arrays depend only on (dataset, episodes, val_episodes, episode_length, seed).
+    `episode_length` transitions run in `workers` processes (default: all CPUs); with the
+    same ogbench, MuJoCo and numpy versions (recorded in the manifest) the arrays depend only on
+    (dataset, episodes, val_episodes, episode_length, seed).
     Raises `BenchError` for unknown or non-regenerable datasets and bad counts.
 
     With more than one worker the episodes run in spawned processes, so a calling script
