@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from bench.config.profiles import get_profile
+from bench.errors import BenchError
 from bench.files import REPO
 from bench.reporting.study import QAM_CURVES, load, readme_line, write
 from bench.reporting.tradeoff import wilson
@@ -131,3 +132,17 @@ def test_readme_quotes_where_the_committed_study_stands():
     assert stands in (REPO / "README.md").read_text().split("\n"), (
         f"README.md's study line is behind the runs; `python -m bench study --readme README.md` rewrites it as:\n"
         f"{stands}")
+
+
+def test_a_readme_without_its_study_line_is_refused_before_anything_is_written(tmp_path):
+    root = tmp_path / "runs"
+    _run(root, "qam", 0, [1, 2, 3, 4, 5])
+    readme = tmp_path / "README.md"
+    readme.write_text("# a README\n")
+    with pytest.raises(BenchError, match="lines start '\\*\\*Where it stands"):
+        write(root, tmp_path / "out", TASK, DOMAIN, readme=readme)
+    assert not (tmp_path / "out").exists() and readme.read_text() == "# a README\n"
+    readme.write_text("# a README\n**Where it stands**: old\n")
+    write(root, tmp_path / "out", TASK, DOMAIN, readme=readme)
+    assert readme.read_text().startswith("# a README\n**Where it stands** (`reports/cpu-study/STUDY.md`): QAM has "
+                                         "finished 50K fine-tuning steps; at 50K, QAM 10% (5/50 episodes")

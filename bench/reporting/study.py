@@ -402,14 +402,22 @@ def readme_line(found: dict[str, list[SeedRun]], planned: tuple[str, ...] = ()) 
     return f"**Where it stands** (`reports/cpu-study/STUDY.md`): {headline(found, planned)}"
 
 
-def update_readme(readme: Path, found: dict[str, list[SeedRun]], planned: tuple[str, ...] = ()) -> None:
-    """Replace the one line of ``readme`` that starts ``**Where it stands**`` with :func:`readme_line`."""
+def _stands_at(readme: Path) -> tuple[list[str], int]:
+    """``readme``'s lines and the index of its one line starting ``**Where it stands**``."""
+    if not readme.is_file():
+        raise BenchError(f"--readme {readme}: no such file; pass the README whose study line to rewrite")
     lines = readme.read_text().split("\n")
     at = [i for i, text in enumerate(lines) if text.startswith("**Where it stands**")]
     if len(at) != 1:
-        raise BenchError(f"{readme} has {len(at)} lines starting '**Where it stands**'; it needs exactly one "
-                         "for `python -m bench study --readme` to rewrite")
-    lines[at[0]] = readme_line(found, planned)
+        raise BenchError(f"--readme {readme}: {len(at)} lines start '**Where it stands**'; it needs exactly one "
+                         "to rewrite")
+    return lines, at[0]
+
+
+def update_readme(readme: Path, found: dict[str, list[SeedRun]], planned: tuple[str, ...] = ()) -> None:
+    """Replace the one line of ``readme`` that starts ``**Where it stands**`` with :func:`readme_line`."""
+    lines, at = _stands_at(readme)
+    lines[at] = readme_line(found, planned)
     write_atomic(readme, "\n".join(lines))
 
 
@@ -521,6 +529,8 @@ def write(runs_root: Path, out_dir: Path, task: str, domain: str, planned: tuple
     """The figure, the table (CSV and Markdown) and STUDY.md for the runs under ``runs_root``;
     ``planned``: the methods of the study's profile (those without a run yet are named);
     ``readme``: also rewrite that file's 'Where it stands' line (:func:`update_readme`)."""
+    if readme is not None:
+        _stands_at(readme)  # a README without its study line: say so before writing anything
     found = load(runs_root, task)
     if not found:
         raise BenchError(f"no run of {task} under {runs_root}; start the study with "
