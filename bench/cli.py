@@ -317,7 +317,7 @@ def _dry_run(profile, prepared, source, dataset_dir, data_problems: dict[str, st
 def _data_status(profile, task_name: str, source, dataset_dir) -> str:
     """Whether ``task_name``'s data is here, without downloading or regenerating anything."""
     from bench.data import datagen
-    from bench.data.loading import DEFAULT_OFFICIAL_DIR, cache_dir
+    from bench.data.loading import DEFAULT_OFFICIAL_DIR, regenerated_dir
     from bench.tasks import resolve_task
 
     task = resolve_task(task_name)
@@ -326,7 +326,7 @@ def _data_status(profile, task_name: str, source, dataset_dir) -> str:
     official = (directory / f"{task.dataset}.npz").is_file() and (directory / f"{task.dataset}-val.npz").is_file()
     if source != "regenerated" and official:
         return f"files present in {directory}"
-    cached = cache_dir() / "datasets" / task.dataset / profile.regeneration.tag
+    cached = regenerated_dir(task.dataset, profile.regeneration)
     if source == "official":
         return f"missing from {directory}: would be downloaded (or the run fails with the files to put there)"
     if datagen.read_manifest(cached, task.dataset) is not None:

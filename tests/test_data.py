@@ -215,6 +215,26 @@ def test_corrupt_regenerated_cache_is_detected(bench_cache):
         files.train[0].write_bytes(original)
 
 
+def test_a_cache_filled_under_other_versions_is_never_reused(bench_cache, monkeypatch):
+    """Regenerated arrays depend on numpy's version (bench.data.datagen): a cache filled under one
+    lock is not used under another, and files whose manifest names other versions are refused."""
+    import json
+
+    from bench.data import datagen
+
+    here = resolve_files(TASK, "regenerated", None, SMALL)
+    assert here.provenance["manifest"]["versions"] == datagen.versions()
+    other = {**datagen.versions(), "numpy": "0.0.1"}
+    monkeypatch.setattr(datagen, "versions", lambda: other)
+    there = resolve_files(TASK, "regenerated", None, SMALL)  # regenerated into its own directory
+    assert there.train[0].parent != here.train[0].parent
+    assert there.provenance["manifest"]["versions"] == other
+    manifest = datagen.manifest_path(there.train[0].parent, TASK.dataset)
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "versions": datagen.versions() | {"numpy": "9"}}))
+    with pytest.raises(BenchError, match=r"regenerated under .*numpy.*delete .* and regenerate"):
+        resolve_files(TASK, "regenerated", None, SMALL)
+
+
 def test_antmaze_cannot_be_regenerated(bench_cache):
     with pytest.raises(BenchError, match="cannot be regenerated"):
         resolve_files(resolve_task("al-task1"), "regenerated", None, SMALL)

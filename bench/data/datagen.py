@@ -39,7 +39,7 @@ Every episode is seeded from (seed, split, index, attempt) alone, so the arrays 
 identical for any number of workers. They are not identical across numpy versions: from the
 same seed, numpy 2.4.6 (the Python 3.11 lock) and 2.5.5 (the 3.12 lock) give the same actions
 but different observations and states (measured 2026-12-02, cube-single, 2 episodes), so the
-manifest's versions are part of the data's identity. Regenerated data is never the official bytes (the
+manifest's versions are part of the data's identity and of its cache directory. Regenerated data is never the official bytes (the
 official runs were unseeded): it must always be labelled "regenerated", which the
 manifest written next to the files records.
 
@@ -497,7 +497,9 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _versions() -> dict[str, str]:
+def versions() -> dict[str, str]:
+    """The versions regenerated arrays depend on (ogbench, MuJoCo, numpy): recorded in the
+    manifest and part of the cache key (`bench.data.loading.regenerated_dir`)."""
     return {pkg: metadata.version(pkg) for pkg in ("ogbench", "mujoco", "numpy")}
 
 
@@ -605,7 +607,7 @@ def generate(
         "episodes": episodes,
         "val_episodes": val_episodes,
         "seed": seed,
-        "versions": _versions(),
+        "versions": versions(),
         "created_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     return _publish(out_dir, recipe, splits, manifest)

@@ -7,7 +7,8 @@
   rotates to the next shard every 1,000 steps). Missing files are downloaded by
   ogbench when the network allows; otherwise the error says where to put them.
 * ``regenerated``: made by `bench.data.datagen` with ogbench's scripted oracles and cached
-  under ``$TRQAM_BENCH_CACHE`` (default ``~/.cache/trqam-bench``). Never the official
+  under ``$TRQAM_BENCH_CACHE`` (default ``~/.cache/trqam-bench``), one directory per size,
+  seed and (ogbench, MuJoCo, numpy) versions. Never the official
   bytes, and labelled "regenerated" in every run record.
 * ``auto``: official if the files are present, otherwise regenerated (cached).
 """
@@ -203,6 +204,17 @@ def _download_official(task: Task, directory: Path) -> None:
         socket.setdefaulttimeout(previous)
 
 
+def regenerated_dir(dataset: str, regen: Regeneration) -> Path:
+    """Where the cache keeps ``dataset`` regenerated as ``regen`` describes, under this
+    environment's ogbench, MuJoCo and numpy versions: the arrays depend on all three (a
+    different numpy gives different observations from the same seed), so a cache filled under
+    one lock is never reused under another."""
+    from bench.data import datagen
+
+    versions = "-".join(f"{pkg}{version}" for pkg, version in sorted(datagen.versions().items()))
+    return cache_dir() / "datasets" / dataset / regen.tag / versions
+
+
 def _regenerated_files(task: Task, regen: Regeneration) -> DataFiles:
     from bench.data import datagen
 
@@ -211,8 +223,8 @@ def _regenerated_files(task: Task, regen: Regeneration) -> DataFiles:
             f"'{task.dataset}' cannot be regenerated here (its data comes from pretrained experts "
             "that are only downloadable); use --source official with the official files"
         )
-    directory = cache_dir() / "datasets" / task.dataset / regen.tag
-    with file_lock(directory.parent / f"{regen.tag}.lock"):
+    directory = regenerated_dir(task.dataset, regen)
+    with file_lock(directory.parent / f"{directory.name}.lock"):
         manifest = datagen.read_manifest(directory, task.dataset)
         if manifest is None:
             datagen.generate(
@@ -221,6 +233,9 @@ def _regenerated_files(task: Task, regen: Regeneration) -> DataFiles:
             )
             manifest = datagen.read_manifest(directory, task.dataset)
             assert manifest is not None, "datagen.generate wrote no manifest"
+    if manifest.get("versions") != datagen.versions():
+        raise BenchError(f"{directory} holds data regenerated under {manifest.get('versions')}, not this environment's "
+                         f"{datagen.versions()}; delete {directory} and regenerate it")
     train = directory / f"{task.dataset}.npz"
     val = directory / f"{task.dataset}-val.npz"
     _verify_manifest(manifest, (train, val), directory)

@@ -633,11 +633,14 @@ class Run:
         return phase.method.agent_cls.create(example, phase.config, key, bc_actor=bc_actor)
 
     def _bc_cache_path(self, phase: Phase, files: DataFiles, config: RunConfig) -> Path:
-        """Where BC pretraining with exactly this setup (task, data, config, steps, seed) is kept."""
+        """Where BC pretraining with exactly this setup (task, data, config, steps, seed) is kept.
+        The data enters by content (its provenance without the directory it lies in), so the same
+        files under another cache root find the same checkpoint."""
+        data = {k: v for k, v in files.provenance.items() if k != "directory"}
         identity = {
             "task": self.task.name, "seed": config.phase_seed(phase.name), "steps": phase.steps,
             "batch_size": self.profile.batch_size, "discount": self.profile.discount,
-            "config": dataclasses.asdict(phase.config), "data": files.provenance,
+            "config": dataclasses.asdict(phase.config), "data": data,
         }
         digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
         root = Path(os.environ.get("TRQAM_BENCH_BC_CACHE", cache_dir() / "bc-checkpoints"))  # regress: its own
