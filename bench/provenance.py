@@ -26,7 +26,8 @@ def versions() -> dict[str, str]:
     return found
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The processor's model name (Linux), or what `platform` knows of it."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -50,7 +51,7 @@ def hardware() -> dict:
     return {
         "host": platform.node(),
         "platform": platform.platform(),
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cpu_cores": os.cpu_count(),
         "memory_gib": _memory_gib(),
         "jax_backend": jax.default_backend(),

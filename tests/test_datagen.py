@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench import provenance
 from bench.data import datagen
 from bench.errors import BenchError
 
@@ -108,6 +109,7 @@ def test_manifest(cube_single: Path) -> None:
     assert (manifest["episodes"], manifest["val_episodes"], manifest["seed"]) == (2, 1, 3)
     assert manifest["recipe"]["oracle"] == "plan"
     assert set(manifest["versions"]) == {"ogbench", "mujoco", "numpy"}
+    assert manifest["processor"] == provenance.hardware()["cpu"]  # the bytes depend on it too
     for name in ("cube-single-play-v0.npz", "cube-single-play-v0-val.npz"):
         data = (cube_single / name).read_bytes()
         assert manifest["files"][name] == {

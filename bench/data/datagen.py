@@ -39,7 +39,13 @@ Every episode is seeded from (seed, split, index, attempt) alone, so the arrays 
 identical for any number of workers. They are not identical across numpy versions: from the
 same seed, numpy 2.4.6 (the Python 3.11 lock) and 2.5.5 (the 3.12 lock) give the same actions
 but different observations and states (measured 2026-12-02, cube-single, 2 episodes), so the
-manifest's versions are part of the data's identity and of its cache directory. Regenerated data is never the official bytes (the
+manifest's versions are part of the data's identity and of its cache directory. Nor across
+processors: the 1M puzzle-3x3 set (seed 0, ogbench 1.2.2, MuJoCo 4.0.0, numpy 2.4.6) regenerated on
+an AMD EPYC (2026-12-01) and on an Intel Xeon (2026-12-02) differs (train sha256 dd71d8b6... against
+a40fc273...), and the code was not the cause (two episodes made on one machine by the code before
+and after the only change to this file in between are identical). The manifest records the
+processor; the cache is not keyed by it, so a cache shared by a cluster's nodes gives all of them
+the same bytes. Regenerated data is never the official bytes (the
 official runs were unseeded): it must always be labelled "regenerated", which the
 manifest written next to the files records.
 
@@ -66,6 +72,7 @@ from tqdm import tqdm
 
 from bench.errors import BenchError
 from bench.files import sha256_file, temp_beside
+from bench.provenance import cpu_model
 from bench.tasks import MANIPULATION_ENVS, resolve_dataset
 
 EXPERT_ROBOTS = ("antmaze", "humanoidmaze", "antsoccer")
@@ -608,6 +615,7 @@ def generate(
         "val_episodes": val_episodes,
         "seed": seed,
         "versions": versions(),
+        "processor": cpu_model(),
         "created_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     return _publish(out_dir, recipe, splits, manifest)

@@ -59,10 +59,21 @@ class SeedRun:
     revision: str = "?"  # the code revision that trained it (environment.json)
     trained: int = 0  # the last logged step of its last phase (metrics.csv)
     metrics: list[dict] = field(default_factory=list)  # metrics.csv's rows of its last phase
+    cpu: str = "?"  # the processor that trained it (environment.json)
 
     @property
     def last_step(self) -> int:
         return self.evaluations[-1][0] if self.evaluations else 0
+
+    @property
+    def data_id(self) -> str:
+        """The first 12 hex digits of its training file's sha256 (data.json): which bytes it trained on."""
+        files = self.data.get("manifest", {}).get("files", {})
+        train = [record for name, record in sorted(files.items()) if not name.endswith("-val.npz")]
+        if train:
+            return train[0].get("sha256", "?")[:12]
+        official = [f for f in self.data.get("files", []) if f.get("split") == "train"]
+        return official[0].get("sha256", "?")[:12] if official else "?"
 
 
 def load(runs_root: Path, task: str) -> dict[str, list[SeedRun]]:
@@ -93,11 +104,13 @@ def load(runs_root: Path, task: str) -> dict[str, list[SeedRun]]:
         trained = max((int(r["step"]) for r in metrics), default=0)
         data = json.loads((run_dir / "data.json").read_text()) if (run_dir / "data.json").exists() else {}
         environment = run_dir / "environment.json"
-        revision = json.loads(environment.read_text()).get("code_revision") if environment.exists() else None
+        machine = json.loads(environment.read_text()) if environment.exists() else {}
+        revision = machine.get("code_revision")
         method = config["run"]["method"]
         found.setdefault(method, []).append(SeedRun(method, config["run"]["seed"], status, last["steps"],
                                                     last["name"], evaluations, config, data,
-                                                    (revision or "unknown")[:12], trained, metrics))
+                                                    (revision or "unknown")[:12], trained, metrics,
+                                                    machine.get("cpu") or "?"))
     return found
 
 
@@ -157,6 +170,17 @@ def line(runs: list[SeedRun]) -> Line:
         per_seed.append([k / n for _, k, n in at])
         pooled.append((sum(k for _, k, _ in at), sum(n for _, _, n in at)))
     return Line(runs[0].method if runs else "", common, per_seed, pooled)
+
+
+def data_sets(found: dict[str, list[SeedRun]]) -> dict[str, tuple[str, list[str]]]:
+    """The distinct training files the runs used: sha256 prefix -> (when and where they were made,
+    the runs on them as 'METHOD seed N')."""
+    sets: dict[str, tuple[str, list[str]]] = {}
+    for method in sorted(found, key=_rank):
+        for r in sorted(found[method], key=lambda r: r.seed):
+            made = f"made {r.data.get('manifest', {}).get('created_utc', '?')[:10]}, trained on {r.cpu}"
+            sets.setdefault(r.data_id, (made, []))[1].append(f"{'BC' if method == 'bc' else method.upper()} seed {r.seed}")
+    return sets
 
 
 def describe_runs(runs: list[SeedRun]) -> str:
@@ -335,11 +359,18 @@ def findings(found: dict[str, list[SeedRun]]) -> list[str]:
             ", but their intervals overlap: at this scale the ordering of the first two is not resolved."
             if overlap else ", and their intervals do not overlap."))
     bc = _bc_final(found)
-    if bc is not None:
+    elsewhere = off_bc_data(found)
+    if elsewhere:
+        text.append(f"{', '.join(m.upper() for m in sorted(elsewhere, key=_rank))} trained on another regeneration of "
+                    "the data than the others (see the data line above): a difference across the two groups may "
+                    "come from the data as well as the method.")
+    if bc is not None and any(m not in elsewhere for _, m, *_ in standing):
         k, n, (lo, hi) = bc
-        above = [m.upper() for p, m, (low, _), _, _ in standing if low > hi]
-        below = [m.upper() for p, m, (_, high), _, _ in standing if high < lo]
-        text.append(f"The BC checkpoints they start from succeed {100 * k / n:.0f}% ({k}/{n}, Wilson 95% "
+        same = [entry for entry in standing if entry[1] not in elsewhere]
+        above = [m.upper() for p, m, (low, _), _, _ in same if low > hi]
+        below = [m.upper() for p, m, (_, high), _, _ in same if high < lo]
+        who = "they start" if not elsewhere else "the methods on the same data start"
+        text.append(f"The BC checkpoints {who} from succeed {100 * k / n:.0f}% ({k}/{n}, Wilson 95% "
                     f"{100 * lo:.0f}-{100 * hi:.0f}). Clearly above BC: {', '.join(above) or 'none'}; "
                     f"clearly below: {', '.join(below) or 'none'}.")
     running = sorted({m.upper() for m, runs in found.items() for r in runs if r.status == "in progress"})
@@ -347,6 +378,14 @@ def findings(found: dict[str, list[SeedRun]]) -> list[str]:
         text.append(f"Still training: {', '.join(running)}; their later evaluations will follow when the study "
                     "is resumed (`python -m bench reproduce --profile cpu-study`).")
     return text
+
+
+def off_bc_data(found: dict[str, list[SeedRun]]) -> set[str]:
+    """The fine-tuning methods with a run on other data (another regeneration) than the BC runs'."""
+    bc_data = {r.data_id for r in found.get("bc", [])}
+    if not bc_data:
+        return set()
+    return {m for m, runs in found.items() if m != "bc" and any(r.data_id not in bc_data for r in runs)}
 
 
 def headline(found: dict[str, list[SeedRun]], planned: tuple[str, ...] = ()) -> str:
@@ -375,17 +414,31 @@ def headline(found: dict[str, list[SeedRun]], planned: tuple[str, ...] = ()) -> 
                     f"{'/'.join(f'{step // 1000}K' for step in steps)} fine-tuning steps; "
                     + (f"at {steps[0] // 1000}K, " if len(steps) == 1 else "") + results)
         bc = _bc_final(found)
-        if bc is not None:
+        other_data = [m for m in done if m in off_bc_data(found)]
+        compared = {m: v for m, v in done.items() if m not in other_data}
+        if bc is not None and compared:
             k, n, (lo, hi) = bc
-            text[-1] += (f", against {100 * k / n:.0f}% ({k}/{n}) for the BC checkpoints they start from "
+            who = ("they start" if not other_data else " and ".join(m.upper() for m in compared)
+                   + (" starts" if len(compared) == 1 else " start"))
+            text[-1] += (f", against {100 * k / n:.0f}% ({k}/{n}) for the BC checkpoints {who} from "
                          f"(Wilson 95% {100 * lo:.0f}-{100 * hi:.0f}).")
-            above = [m.upper() for m, (_, _, _, (low, _)) in done.items() if low > hi]
-            below = [m.upper() for m, (_, _, _, (_, high)) in done.items() if high < lo]
-            text.append("None is clearly above or below BC (every interval overlaps BC's)." if not above + below
+            above = [m.upper() for m, (_, _, _, (low, _)) in compared.items() if low > hi]
+            below = [m.upper() for m, (_, _, _, (_, high)) in compared.items() if high < lo]
+            text.append(("None is" if len(compared) > 1 else f"{next(iter(compared)).upper()} is not")
+                        + " clearly above or below BC (" + ("every interval overlaps" if len(compared) > 1
+                                                            else "its interval overlaps") + " BC's)."
+                        if not above + below
                         else f"Clearly above BC: {', '.join(above) or 'none'}; clearly below: "
                              f"{', '.join(below) or 'none'}.")
         else:
             text[-1] += "."
+        if other_data:
+            on_bc_data = ["BC", *(m.upper() for m in compared)]
+            text.append(f"{' and '.join(m.upper() for m in other_data)} trained on another regeneration of the same "
+                        "recipe, seed and versions (made on another processor: different bytes) than "
+                        f"{', '.join(on_bc_data[:-1]) + ' and ' + on_bc_data[-1] if len(on_bc_data) > 1 else 'BC'}, "
+                        f"so {'it is' if len(other_data) == 1 else 'they are'} not compared with BC here "
+                        "(STUDY.md names each run's data).")
     else:
         text.append("No fine-tuning method has finished yet.")
     if training:
@@ -545,7 +598,7 @@ def write(runs_root: Path, out_dir: Path, task: str, domain: str, planned: tuple
     for method in sorted(found, key=_rank):
         for r in sorted(found[method], key=lambda r: r.seed):
             status_lines.append(f"| {method.upper()} | {r.seed} | {r.phase} | {r.trained:,} of {r.planned:,} | "
-                                f"{r.last_step:,} | {r.status} | {r.revision} |")
+                                f"{r.last_step:,} | {r.status} | {r.revision} | {r.cpu} | {r.data_id} |")
     first = next(iter(found.values()))[0]
     manifest = first.data.get("manifest", {})
     recipe = manifest.get("recipe", {})
@@ -553,6 +606,13 @@ def write(runs_root: Path, out_dir: Path, task: str, domain: str, planned: tuple
                  f"{recipe.get('episode_length', manifest.get('episode_length', '?'))} steps (seed "
                  f"{manifest.get('seed', '?')}), regenerated with ogbench's oracles: the same kind of data as the "
                  "official set, never the same bytes")
+    regenerations = data_sets(found)
+    if len(regenerations) > 1:
+        data_line += (f". **The runs trained on {len(regenerations)} different regenerations** of this recipe, seed and "
+                      "versions (ogbench, MuJoCo, numpy), made on different machines: " + "; ".join(
+                          f"`{data_id}` ({made}: {', '.join(who)})" for data_id, (made, who) in regenerations.items())
+                      + ". Same distribution, different bytes, so a difference between these groups may come from "
+                      "the data as well as the method (the Runs table names each run's)")
     fine = [r for m, runs in found.items() if m != "bc" for r in runs]
     seeds = sorted({r.seed for runs in found.values() for r in runs})
     scale = (f"{len(seeds)} seeds and {max(r.planned for r in fine) // 1000}K fine-tuning steps" if fine
@@ -600,8 +660,9 @@ def write(runs_root: Path, out_dir: Path, task: str, domain: str, planned: tuple
           if states else []),
         "## Runs",
         "",
-        "| method | seed | phase | steps trained (last logged) | last evaluation | status | code revision |",
-        "|---|---|---|---|---|---|---|",
+        "| method | seed | phase | steps trained (last logged) | last evaluation | status | code revision | "
+        "processor | data (train sha256) |",
+        "|---|---|---|---|---|---|---|---|---|",
         *status_lines,
         "",
         *([f"Not started yet: {', '.join(missing)} (they start when a worker is free; rerun "
