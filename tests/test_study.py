@@ -31,7 +31,7 @@ def _run(root, method, seed, successes, *, finished=True, phase="offline", steps
     (run / "data.json").write_text(json.dumps({"kind": "regenerated", "manifest": {
         "kind": "regenerated", "episodes": 1000, "episode_length": 1000, "seed": 0, "created_utc": "2026-12-01T12:00",
         "files": {"puzzle-3x3-play-v0.npz": {"sha256": data}, "puzzle-3x3-play-v0-val.npz": {"sha256": "f" * 64}}}}))
-    (run / "environment.json").write_text(json.dumps({"cpu": cpu, "code_revision": "0123456789abcdef"}))
+    (run / "environment.json").write_text(json.dumps({"hardware": {"cpu": cpu}, "code_revision": "0123456789abcdef"}))
     with open(run / "evaluations.csv", "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["phase", "step", "success_rate", "num_episodes"])

@@ -110,7 +110,7 @@ def load(runs_root: Path, task: str) -> dict[str, list[SeedRun]]:
         found.setdefault(method, []).append(SeedRun(method, config["run"]["seed"], status, last["steps"],
                                                     last["name"], evaluations, config, data,
                                                     (revision or "unknown")[:12], trained, metrics,
-                                                    machine.get("cpu") or "?"))
+                                                    machine.get("hardware", {}).get("cpu") or "?"))
     return found
 
 
