@@ -206,6 +206,11 @@ def plot(found: dict[str, list[SeedRun]], task: str, domain: str, out: Path) -> 
     fig, (ax, final) = plt.subplots(1, 2, figsize=(11.0, 4.6), width_ratios=[2.2, 1], constrained_layout=True)
     methods = [m for m in ORDER if m in found] + [m for m in found if m not in ORDER]
     max_step = max((r.planned for m in methods if m != "bc" for r in found[m]), default=0)
+    several = len(data_sets(found)) > 1  # then each line names the regeneration it trained on
+
+    def data_of(runs: list[SeedRun]) -> str:
+        return "; data " + "/".join(sorted({r.data_id[:8] for r in runs})) if several else ""
+
     for method in methods:
         runs = found[method]
         shade = colour(method)
@@ -213,7 +218,8 @@ def plot(found: dict[str, list[SeedRun]], task: str, domain: str, out: Path) -> 
             finals = [r.evaluations[-1][1] / r.evaluations[-1][2] for r in runs if r.evaluations]
             if finals:
                 ax.axhline(float(np.mean(finals)), color=shade, ls=":", lw=1.2,
-                           label=f"BC checkpoint, mean of {len(finals)} seed(s) (ours: {describe_runs(runs)})")
+                           label=f"BC checkpoint, mean of {len(finals)} seed(s) (ours: {describe_runs(runs)}"
+                                 f"{data_of(runs)})")
             continue
         drawn = line(runs)
         if not drawn.steps:
@@ -223,7 +229,7 @@ def plot(found: dict[str, list[SeedRun]], task: str, domain: str, out: Path) -> 
         high = [max(v) for v in drawn.per_seed]
         progress = "" if all(r.status != "in progress" for r in runs) else ", in progress"
         ax.plot(drawn.steps, mean, color=shade, marker="o", ms=3,
-                label=f"{method.upper()} ours ({len(runs)} seeds, range shaded{progress})")
+                label=f"{method.upper()} ours ({len(runs)} seeds, range shaded{progress}{data_of(runs)})")
         if len(runs) > 1:
             ax.fill_between(drawn.steps, low, high, color=shade, alpha=0.18, lw=0)
         for step, values in zip(drawn.steps, drawn.per_seed, strict=True):
