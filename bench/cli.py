@@ -444,6 +444,7 @@ def study(
     runs: Path | None = None,
     out: Path = Path("reports") / "cpu-study",
     readme: Path | None = None,
+    archived: bool = False,
 ) -> None:
     """The CPU study's learning curves, table and STUDY.md beside the published numbers (finished
     runs, and the evaluations so far of runs still training).
@@ -453,15 +454,21 @@ def study(
         runs: Runs directory (default results/runs/PROFILE).
         out: Output directory: learning_curves.png/.pdf, study_table.csv/.md, STUDY.md.
         readme: Also rewrite this file's 'Where it stands' line from the runs (e.g. README.md).
+        archived: The runs are set aside under results/archive/ (pass them with --runs): an unfinished run is
+            stopped, not training, and the profile's other methods are not listed as to start.
     """
     from bench.config.profiles import get_profile
     from bench.reporting.study import write
     from bench.tasks import resolve_task
     from bench.training.pipeline import RESULTS_DIR
 
+    if archived and (runs is None or readme is not None):
+        raise BenchError("--archived needs --runs DIR (the archived runs) and no --readme (the README quotes the "
+                         "study that goes on)")
     chosen = get_profile(profile)
     task = resolve_task(chosen.tasks[0])
-    paths = write(runs or RESULTS_DIR / "runs" / profile, out, task.name, task.domain, chosen.methods, readme)
+    paths = write(runs or RESULTS_DIR / "runs" / profile, out, task.name, task.domain,
+                  () if archived else chosen.methods, readme, archived)
     print("wrote " + ", ".join(str(p) for p in paths))
 
 

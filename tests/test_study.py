@@ -152,6 +152,21 @@ def test_runs_on_another_regeneration_are_named_and_not_compared_with_bc(tmp_pat
     assert "regenerations" not in study and "another regeneration" not in study
 
 
+def test_an_archived_unfinished_run_is_stopped_not_training(tmp_path):
+    root = tmp_path / "archive"
+    for seed in (0, 1):
+        _run(root, "qam", seed, [1, 1, 1, 1, 1])
+        _run(root, "dsrl", seed, [0, 0], finished=False)
+    write(root, tmp_path / "out", TASK, DOMAIN, archived=True)
+    study = (tmp_path / "out" / "STUDY.md").read_text()
+    assert "Stopped before finishing (archived, never to resume): DSRL (last evaluated at 20K)." in study
+    assert "Still training" not in study and "resumable" not in study and "Not started" not in study
+    assert "| DSRL | 0 | offline | 0 of 50,000 | 20,000 | stopped |" in study
+    write(root, tmp_path / "out", TASK, DOMAIN, planned=("qam", "dsrl", "trqam"))  # the same runs, not archived
+    study = (tmp_path / "out" / "STUDY.md").read_text()
+    assert "Still training (resumable): DSRL (last evaluated at 20K). Not started: TRQAM." in study
+
+
 def test_readme_quotes_where_the_committed_study_stands():
     """The README's summary of the CPU study is the sentence the committed runs give, not a copy
     that has fallen behind them."""

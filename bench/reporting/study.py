@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.errors import BenchError
-from bench.files import REPO
+from bench.files import REPO, relative_path
 from bench.reporting.curves import colour, save_figure
 from bench.reporting.tradeoff import q_trace, realised_kl, wilson
 from bench.training.runstore import csv_text, write_atomic
@@ -50,7 +50,7 @@ class SeedRun:
 
     method: str
     seed: int
-    status: str  # finished, diverged, in progress
+    status: str  # finished, diverged, in progress (or stopped: unfinished in an archive, never to resume)
     planned: int  # steps of its last phase
     phase: str  # its last phase (pretrain for BC, offline for the others)
     evaluations: list[tuple[int, int, int]] = field(default_factory=list)  # (step, successes, episodes)
@@ -76,8 +76,9 @@ class SeedRun:
         return official[0].get("sha256", "?")[:12] if official else "?"
 
 
-def load(runs_root: Path, task: str) -> dict[str, list[SeedRun]]:
-    """Every seed run of ``task`` under ``runs_root`` (METHOD/TASK/seedN), by method."""
+def load(runs_root: Path, task: str, archived: bool = False) -> dict[str, list[SeedRun]]:
+    """Every seed run of ``task`` under ``runs_root`` (METHOD/TASK/seedN), by method. An unfinished
+    run is "in progress", or "stopped" when ``archived`` (runs set aside under results/archive/)."""
     found: dict[str, list[SeedRun]] = {}
     for run_dir in sorted(runs_root.glob(f"*/{task}/seed*")):
         config_path = run_dir / "config.json"
@@ -87,7 +88,7 @@ def load(runs_root: Path, task: str) -> dict[str, list[SeedRun]]:
         phases = config["phases"]
         last = phases[-1]
         summary_path = run_dir / "summary.json"
-        status = "in progress"
+        status = "stopped" if archived else "in progress"
         if summary_path.exists():
             status = json.loads(summary_path.read_text()).get("status", "finished")
         evaluations = []
@@ -227,7 +228,8 @@ def plot(found: dict[str, list[SeedRun]], task: str, domain: str, out: Path) -> 
         mean = drawn.mean()
         low = [min(v) for v in drawn.per_seed]
         high = [max(v) for v in drawn.per_seed]
-        progress = "" if all(r.status != "in progress" for r in runs) else ", in progress"
+        unfinished = sorted({r.status for r in runs} - {"finished", "diverged"})
+        progress = "".join(f", {status}" for status in unfinished)
         ax.plot(drawn.steps, mean, color=shade, marker="o", ms=3,
                 label=f"{method.upper()} ours ({len(runs)} seeds, range shaded{progress}{data_of(runs)})")
         if len(runs) > 1:
@@ -379,6 +381,10 @@ def findings(found: dict[str, list[SeedRun]]) -> list[str]:
         text.append(f"The BC checkpoints {who} from succeed {100 * k / n:.0f}% ({k}/{n}, Wilson 95% "
                     f"{100 * lo:.0f}-{100 * hi:.0f}). Clearly above BC: {', '.join(above) or 'none'}; "
                     f"clearly below: {', '.join(below) or 'none'}.")
+    stopped = sorted({m.upper() for m, runs in found.items() for r in runs if r.status == "stopped"})
+    if stopped:
+        text.append(f"Stopped before finishing, never to resume (archived): {', '.join(stopped)}; their evaluations "
+                    "so far are shown.")
     running = sorted({m.upper() for m, runs in found.items() for r in runs if r.status == "in progress"})
     if running:
         text.append(f"Still training: {', '.join(running)}; their later evaluations will follow when the study "
@@ -399,12 +405,14 @@ def headline(found: dict[str, list[SeedRun]], planned: tuple[str, ...] = ()) -> 
     finished (or diverged: a result too) at their last evaluation against the BC checkpoints, and
     those still training or not started. STUDY.md opens with it and the README quotes it verbatim
     (tests/test_study.py checks the README against the committed runs)."""
-    done, training = {}, []
+    done: dict = {}
+    unfinished: dict[str, list[str]] = {"in progress": [], "stopped": []}
     for method in sorted((m for m in found if m != "bc"), key=_rank):
         runs, drawn = found[method], line(found[method])
-        if any(r.status == "in progress" for r in runs):
-            training.append(f"{method.upper()} (" + (f"last evaluated at {drawn.steps[-1] // 1000}K" if drawn.steps
-                                                     else "not yet evaluated") + ")")
+        status = next((r.status for r in runs if r.status in unfinished), None)
+        if status is not None:
+            unfinished[status].append(f"{method.upper()} (" + (f"last evaluated at {drawn.steps[-1] // 1000}K"
+                                                               if drawn.steps else "not yet evaluated") + ")")
         elif drawn.steps:
             k, n = drawn.pooled[-1]
             done[method] = (drawn.steps[-1], k, n, wilson(k, n))
@@ -447,8 +455,10 @@ def headline(found: dict[str, list[SeedRun]], planned: tuple[str, ...] = ()) -> 
                         "(STUDY.md names each run's data).")
     else:
         text.append("No fine-tuning method has finished yet.")
-    if training:
-        text.append(f"Still training (resumable): {', '.join(training)}.")
+    if unfinished["in progress"]:
+        text.append(f"Still training (resumable): {', '.join(unfinished['in progress'])}.")
+    if unfinished["stopped"]:
+        text.append(f"Stopped before finishing (archived, never to resume): {', '.join(unfinished['stopped'])}.")
     missing = [m.upper() for m in planned if m not in found]
     if missing:
         text.append(f"Not started: {', '.join(missing)}.")
@@ -584,13 +594,14 @@ def _rank(method: str) -> int:
 
 
 def write(runs_root: Path, out_dir: Path, task: str, domain: str, planned: tuple[str, ...] = (),
-          readme: Path | None = None) -> list[Path]:
+          readme: Path | None = None, archived: bool = False) -> list[Path]:
     """The figure, the table (CSV and Markdown) and STUDY.md for the runs under ``runs_root``;
     ``planned``: the methods of the study's profile (those without a run yet are named);
-    ``readme``: also rewrite that file's 'Where it stands' line (:func:`update_readme`)."""
+    ``readme``: also rewrite that file's 'Where it stands' line (:func:`update_readme`);
+    ``archived``: the runs are an archive's (results/archive/): unfinished ones are stopped, not training."""
     if readme is not None:
         _stands_at(readme)  # a README without its study line: say so before writing anything
-    found = load(runs_root, task)
+    found = load(runs_root, task, archived)
     if not found:
         raise BenchError(f"no run of {task} under {runs_root}; start the study with "
                          "`python -m bench reproduce --profile cpu-study`")
@@ -631,10 +642,13 @@ def write(runs_root: Path, out_dir: Path, task: str, domain: str, planned: tuple
     discount = (fine_config.get("phases") or [{}])[-1].get("agent_config", {}).get("discount")
     sparse = bool(fine_config.get("task", {}).get("sparse_reward"))
     text = [
-        "# CPU study: puzzle-3x3 at CPU scale (issue 18)",
+        "# CPU study: puzzle-3x3 at CPU scale (issue 18)" + (", archived runs" if archived else ""),
         "",
+        *([f"These runs were set aside under `{relative_path(runs_root, REPO)}` (see `results/README.md`): "
+           "the study goes on in `results/runs/cpu-study/` and `reports/cpu-study/STUDY.md`. A run here that did not "
+           "finish is stopped and will not resume.", ""] if archived else []),
         "Written by `python -m bench study` from the runs under "
-        f"`{runs_root}` and the published numbers in `results/reference/`; every number below comes from "
+        f"`{relative_path(runs_root, REPO)}` and the published numbers in `results/reference/`; every number below comes from "
         f"those files. **Evidence at this scale and no more**: smaller networks, {scale} on regenerated "
         "data, against the papers' 4x512 networks, 8-12 seeds and 1M steps on the official data. It is not a "
         "reproduction of either paper's numbers.",
