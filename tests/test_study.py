@@ -30,6 +30,7 @@ def _run(root, method, seed, successes, *, finished=True, phase="offline", steps
         "phases": [{"name": phase, "steps": steps, "agent_config": agent}]}))
     (run / "data.json").write_text(json.dumps({"kind": "regenerated", "manifest": {
         "kind": "regenerated", "episodes": 1000, "episode_length": 1000, "seed": 0, "created_utc": "2026-12-01T12:00",
+        "versions": {"numpy": "2.4.6"},
         "files": {"puzzle-3x3-play-v0.npz": {"sha256": data}, "puzzle-3x3-play-v0-val.npz": {"sha256": "f" * 64}}}}))
     (run / "environment.json").write_text(json.dumps({"hardware": {"cpu": cpu}, "code_revision": "0123456789abcdef"}))
     with open(run / "evaluations.csv", "w", newline="") as f:
@@ -135,17 +136,15 @@ def test_runs_on_another_regeneration_are_named_and_not_compared_with_bc(tmp_pat
         _run(root, "dsrl", seed, [40, 40, 40, 40, 40], data="b" * 64, cpu="Intel Xeon")
     write(root, tmp_path / "out", TASK, DOMAIN)
     study = (tmp_path / "out" / "STUDY.md").read_text()
-    assert ("**The runs trained on 2 different regenerations** of this recipe, seed and versions (ogbench, MuJoCo, "
-            "numpy), made on different machines: `aaaaaaaaaaaa` (made 2026-12-01, trained on AMD EPYC: BC seed 0, "
-            "BC seed 1, QAM seed 0, QAM seed 1); `bbbbbbbbbbbb` (made 2026-12-01, trained on Intel Xeon: DSRL seed 0, "
-            "DSRL seed 1)") in study
+    assert ("**The runs trained on 2 different regenerations** of this recipe and seed: `aaaaaaaaaaaa` (made "
+            "2026-12-01 under numpy 2.4.6, trained on AMD EPYC: BC seed 0, BC seed 1, QAM seed 0, QAM seed 1); "
+            "`bbbbbbbbbbbb` (made 2026-12-01 under numpy 2.4.6, trained on Intel Xeon: DSRL seed 0, DSRL seed 1)") in study
     assert "| DSRL | 0 | offline | 0 of 50,000 | 50,000 | finished | 0123456789ab | Intel Xeon | bbbbbbbbbbbb |" in study
     assert "DSRL trained on another regeneration of the data than the others" in study
     assert "Clearly above BC: none; clearly below: none." in study  # DSRL's 80% is not set against BC's 2%
     assert ("for the BC checkpoints QAM starts from (Wilson 95% 1-7). QAM is not clearly above or below BC (its "
-            "interval overlaps BC's). DSRL trained on another regeneration of the same recipe, seed and "
-            "versions (made on another processor: different bytes) than BC and QAM, so it is not compared with BC "
-            "here") in study
+            "interval overlaps BC's). DSRL trained on another regeneration of the same recipe and seed (different "
+            "bytes) than BC and QAM, so it is not compared with BC here") in study
     (root / "dsrl").rename(tmp_path / "dsrl")  # all on one regeneration: no such sentence
     write(root, tmp_path / "out", TASK, DOMAIN)
     study = (tmp_path / "out" / "STUDY.md").read_text()

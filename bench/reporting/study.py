@@ -179,7 +179,9 @@ def data_sets(found: dict[str, list[SeedRun]]) -> dict[str, tuple[str, list[str]
     sets: dict[str, tuple[str, list[str]]] = {}
     for method in sorted(found, key=_rank):
         for r in sorted(found[method], key=lambda r: r.seed):
-            made = f"made {r.data.get('manifest', {}).get('created_utc', '?')[:10]}, trained on {r.cpu}"
+            manifest = r.data.get("manifest", {})
+            versions = ", ".join(f"{pkg} {v}" for pkg, v in sorted(manifest.get("versions", {}).items()))
+            made = f"made {manifest.get('created_utc', '?')[:10]} under {versions or '?'}, trained on {r.cpu}"
             sets.setdefault(r.data_id, (made, []))[1].append(f"{'BC' if method == 'bc' else method.upper()} seed {r.seed}")
     return sets
 
@@ -449,7 +451,7 @@ def headline(found: dict[str, list[SeedRun]], planned: tuple[str, ...] = ()) -> 
         if other_data:
             on_bc_data = ["BC", *(m.upper() for m in compared)]
             text.append(f"{' and '.join(m.upper() for m in other_data)} trained on another regeneration of the same "
-                        "recipe, seed and versions (made on another processor: different bytes) than "
+                        "recipe and seed (different bytes) than "
                         f"{', '.join(on_bc_data[:-1]) + ' and ' + on_bc_data[-1] if len(on_bc_data) > 1 else 'BC'}, "
                         f"so {'it is' if len(other_data) == 1 else 'they are'} not compared with BC here "
                         "(STUDY.md names each run's data).")
@@ -625,8 +627,8 @@ def write(runs_root: Path, out_dir: Path, task: str, domain: str, planned: tuple
                  "official set, never the same bytes")
     regenerations = data_sets(found)
     if len(regenerations) > 1:
-        data_line += (f". **The runs trained on {len(regenerations)} different regenerations** of this recipe, seed and "
-                      "versions (ogbench, MuJoCo, numpy), made on different machines: " + "; ".join(
+        data_line += (f". **The runs trained on {len(regenerations)} different regenerations** of this recipe and "
+                      "seed: " + "; ".join(
                           f"`{data_id}` ({made}: {', '.join(who)})" for data_id, (made, who) in regenerations.items())
                       + ". Same distribution, different bytes, so a difference between these groups may come from "
                       "the data as well as the method (the Runs table names each run's)")
