@@ -5,7 +5,8 @@
   on regenerated data. Calibrated so BC reaches a non-zero success rate on at least one
   manipulation task. Not a reproduction of the papers' numbers.
 * ``cpu-study``: the quick networks on a domain of the TRQAM table (puzzle-3x3, a regenerated
-  1M set) for 50K fine-tuning steps: about 7 hours on 2 cores (projected from measured rates), resumable (issue 18).
+  1M set) for 50K fine-tuning steps: 4 to 7 hours on 2 cores (projected from the rates measured on
+  two machines), resumable (issue 18).
 * ``paper``: the published settings (docs/PROTOCOL.md, 'Hyperparameters'); GPU-cluster work.
 
 Each value of ``paper`` names its source.
@@ -239,7 +240,10 @@ PROFILES["regress"] = replace(
 # of two fine-tuning programs (2 seeds each) side by side with nothing else running (2.8 while the
 # test suite shared the machine), so ~3 h per pair of methods and ~7 h in all: about 1.75x the
 # four hours it was sized for from a single-program timing (a narrower network is no faster:
-# 128x128 runs at the same rate, the updates are bound by op overheads).
+# 128x128 runs at the same rate, the updates are bound by op overheads). On a second machine
+# (Intel Xeon, 2 cores, 2026-12-02, nothing else training): the regeneration 13.5 min, BC 4 min
+# (about 400 steps/s; 8.6 min as the `bc` run with its four evaluations), DSRL alone about 28
+# steps/s, TRQAM and QAM-E side by side about 9 and 8 steps/s each: about 4 h in all, projected (QAM alone not yet measured).
 # Resumable: `reproduce --profile cpu-study` continues every run from its last checkpoint.
 # Task 1: the task where the QAM paper's QAM-E and DSRL curves rise first (results/reference/).
 PROFILES["cpu-study"] = replace(
