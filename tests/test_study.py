@@ -79,7 +79,7 @@ def test_study_table_sets_published_values_beside_the_runs(tmp_path):
     assert "The BC checkpoints they start from succeed 4% (4/100" in study and "Clearly above BC: QAM-E" in study
     assert "Still training: QAM" in study and "regenerated data, 1000 episodes of 1000 steps" in study
     assert ("**Where it stands**: QAM-E has finished 50K fine-tuning steps; at 50K, QAM-E 72% (72/100 episodes, "
-            "Wilson 95% 63-80), against 4% (4/100) for the BC checkpoints they start from (Wilson 95% 2-10). "
+            "Wilson 95% 63-80), against 4% (4/100) for the BC checkpoints it starts from (Wilson 95% 2-10). "
             "Clearly above BC: QAM-E; clearly below: none. Still training (resumable): QAM (last evaluated at "
             "30K).") in study
     assert (tmp_path / "out" / "learning_curves.png").stat().st_size > 10_000

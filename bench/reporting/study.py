@@ -434,7 +434,8 @@ def headline(found: dict[str, list[SeedRun]], planned: tuple[str, ...] = ()) -> 
         compared = {m: v for m, v in done.items() if m not in other_data}
         if bc is not None and compared:
             k, n, (lo, hi) = bc
-            who = ("they start" if not other_data else " and ".join(m.upper() for m in compared)
+            who = (("it starts" if len(compared) == 1 else "they start") if not other_data
+                   else " and ".join(m.upper() for m in compared)
                    + (" starts" if len(compared) == 1 else " start"))
             text[-1] += (f", against {100 * k / n:.0f}% ({k}/{n}) for the BC checkpoints {who} from "
                          f"(Wilson 95% {100 * lo:.0f}-{100 * hi:.0f}).")
