@@ -394,6 +394,11 @@ def findings(found: dict[str, list[SeedRun]]) -> list[str]:
     return text
 
 
+def _and(names: list[str]) -> str:
+    """'A', 'A and B', 'A, B and C'."""
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
 def off_bc_data(found: dict[str, list[SeedRun]]) -> set[str]:
     """The fine-tuning methods with a run on other data (another regeneration) than the BC runs'."""
     bc_data = {r.data_id for r in found.get("bc", [])}
@@ -422,7 +427,7 @@ def headline(found: dict[str, list[SeedRun]], planned: tuple[str, ...] = ()) -> 
     if done:
         names = [m.upper() for m in done]
         steps = sorted({step for step, *_ in done.values()})
-        joined = " and ".join(names) if len(names) < 3 else ", ".join(names[:-1]) + " and " + names[-1]
+        joined = _and(names)
         results = "; ".join(("" if len(steps) == 1 else f"at {step // 1000}K, ") + f"{m.upper()} {100 * k / n:.0f}% "
                             f"({k}/{n} episodes, Wilson 95% {100 * lo:.0f}-{100 * hi:.0f})"
                             for m, (step, k, n, (lo, hi)) in done.items())
@@ -430,12 +435,13 @@ def headline(found: dict[str, list[SeedRun]], planned: tuple[str, ...] = ()) -> 
                     f"{'/'.join(f'{step // 1000}K' for step in steps)} fine-tuning steps; "
                     + (f"at {steps[0] // 1000}K, " if len(steps) == 1 else "") + results)
         bc = _bc_final(found)
-        other_data = [m for m in done if m in off_bc_data(found)]
+        elsewhere = off_bc_data(found)
+        other_data = [m for m in done if m in elsewhere]
         compared = {m: v for m, v in done.items() if m not in other_data}
         if bc is not None and compared:
             k, n, (lo, hi) = bc
             who = (("it starts" if len(compared) == 1 else "they start") if not other_data
-                   else " and ".join(m.upper() for m in compared)
+                   else _and([m.upper() for m in compared])
                    + (" starts" if len(compared) == 1 else " start"))
             text[-1] += (f", against {100 * k / n:.0f}% ({k}/{n}) for the BC checkpoints {who} from "
                          f"(Wilson 95% {100 * lo:.0f}-{100 * hi:.0f}).")
@@ -450,10 +456,8 @@ def headline(found: dict[str, list[SeedRun]], planned: tuple[str, ...] = ()) -> 
         else:
             text[-1] += "."
         if other_data:
-            on_bc_data = ["BC", *(m.upper() for m in compared)]
-            text.append(f"{' and '.join(m.upper() for m in other_data)} trained on another regeneration of the same "
-                        "recipe and seed (different bytes) than "
-                        f"{', '.join(on_bc_data[:-1]) + ' and ' + on_bc_data[-1] if len(on_bc_data) > 1 else 'BC'}, "
+            text.append(f"{_and([m.upper() for m in other_data])} trained on another regeneration of the same "
+                        f"recipe and seed (different bytes) than {_and(['BC', *(m.upper() for m in compared)])}, "
                         f"so {'it is' if len(other_data) == 1 else 'they are'} not compared with BC here "
                         "(STUDY.md names each run's data).")
     else:
