@@ -224,3 +224,24 @@ def test_a_run_is_reused_only_when_its_whole_config_and_store_match(bench_cache,
         train(config, progress=False)
     assert train(config, progress=False, rerun=RERUN_STALE)["steps"]["offline"] == 40
     assert json.loads(environment.read_text())["store_id"] != "another-store"
+
+
+@pytest.mark.slow
+def test_a_sweep_waits_for_a_bc_producer_only_while_pretraining_is_still_to_do(bench_cache, tmp_path, monkeypatch):
+    """`sweep.program_plan` with the driver's look (`sweep.pretrains`): QAM's program waits for
+    FQL's, which pretrains the BC checkpoint they share, only while that checkpoint is not
+    cached; a run whose checkpoint is past pretraining waits for nothing either."""
+    from bench.training.sweep import pretrains, program_plan
+
+    monkeypatch.setenv("TRQAM_BENCH_BC_CACHE", str(tmp_path / "bc-cache"))
+    runs = [RunConfig(m, SMOKE_TASK, profile="smoke", out=tmp_path / m) for m in ("fql", "qam")]
+    assert program_plan(runs, 1, pretrains).needs == {1: {0}}
+    train(RunConfig("fql", SMOKE_TASK, profile="smoke", out=tmp_path / "fql"), progress=False)
+    assert not any(map(pretrains, runs))
+    assert program_plan(runs, 1, pretrains).needs == {0: set(), 1: set()}
+    for cached in (tmp_path / "bc-cache").rglob("*.eqx"):
+        cached.unlink()
+    assert [pretrains(r) for r in runs] == [False, True]  # FQL's checkpoint is past pretraining
+    resumed = program_plan(runs, 1, pretrains)  # QAM pretrains first, FQL waits for nothing
+    assert [job[0].method for job in resumed.programs] == ["qam", "fql"] and resumed.needs == {1: set()}
+    assert program_plan(runs, 1).needs == {1: {0}}  # printed commands: every fine-tuning run may pretrain

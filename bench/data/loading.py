@@ -215,7 +215,7 @@ def regenerated_dir(dataset: str, regen: Regeneration) -> Path:
     return cache_dir() / "datasets" / dataset / regen.tag / versions
 
 
-def _regenerated_files(task: Task, regen: Regeneration) -> DataFiles:
+def _regenerated_files(task: Task, regen: Regeneration, fetch: bool = True) -> DataFiles | None:
     from bench.data import datagen
 
     if not datagen.regenerable(task.dataset):
@@ -224,6 +224,9 @@ def _regenerated_files(task: Task, regen: Regeneration) -> DataFiles:
             "that are only downloadable); use --source official with the official files"
         )
     directory = regenerated_dir(task.dataset, regen)
+    if not fetch:  # a look only: no lock (a regeneration under way holds it), nothing generated
+        manifest = datagen.read_manifest(directory, task.dataset) if directory.is_dir() else None
+        return None if manifest is None else _regenerated_record(task, directory, manifest)
     with file_lock(directory.parent / f"{directory.name}.lock"):
         manifest = datagen.read_manifest(directory, task.dataset)
         if manifest is None:
@@ -233,6 +236,12 @@ def _regenerated_files(task: Task, regen: Regeneration) -> DataFiles:
             )
             manifest = datagen.read_manifest(directory, task.dataset)
             assert manifest is not None, "datagen.generate wrote no manifest"
+    return _regenerated_record(task, directory, manifest)
+
+
+def _regenerated_record(task: Task, directory: Path, manifest: dict) -> DataFiles:
+    from bench.data import datagen
+
     if manifest.get("versions") != datagen.versions():
         raise BenchError(f"{directory} holds data regenerated under {manifest.get('versions')}, not this environment's "
                          f"{datagen.versions()}; delete {directory} and regenerate it")
@@ -244,8 +253,9 @@ def _regenerated_files(task: Task, regen: Regeneration) -> DataFiles:
 
 
 def resolve_files(
-    task: Task, source: Source, dataset_dir: Path | None, regen: Regeneration, *, large: str = "none"
-) -> DataFiles:
+    task: Task, source: Source, dataset_dir: Path | None, regen: Regeneration, *, large: str = "none",
+    fetch: bool = True,
+) -> DataFiles | None:
     """Pick the dataset files for ``task`` according to ``source``. Under a protocol with large
     datasets (``large``, a key of LARGE_DATASETS) a task it trains on a 10M/100M set gets
     those shards or a refusal, never the standard set.
@@ -257,7 +267,7 @@ def resolve_files(
     ``dataset_dir`` holds, else regenerates, and says so in one line."""
     directory = Path(dataset_dir).expanduser() if dataset_dir else DEFAULT_OFFICIAL_DIR
     if source == "regenerated" and dataset_dir is None:
-        return _regenerated_files(task, regen)
+        return _regenerated_files(task, regen, fetch)
     if dataset_dir is not None and not directory.is_dir():
         raise BenchError(f"--dataset-dir {directory} does not exist or is not a directory")
     spec = large_dataset(task, large)
@@ -276,6 +286,8 @@ def resolve_files(
                          "official files elsewhere")
     if found is not None:
         return found
+    if not fetch:
+        return _regenerated_files(task, regen, fetch) if source == "auto" else None
     if source == "auto":
         print(f"data: no '{task.dataset}' files in {directory}; --source auto uses regenerated data "
               f"(ogbench's oracles, {regen.tag})", file=sys.stderr, flush=True)

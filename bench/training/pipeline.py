@@ -646,6 +646,26 @@ class Run:
         root = Path(os.environ.get("TRQAM_BENCH_BC_CACHE", cache_dir() / "bc-checkpoints"))  # regress: its own
         return root / self.task.name / f"seed{identity['seed']}-{digest}.eqx"
 
+    def pretrains(self) -> bool:
+        """Whether `execute` would pretrain BC for some seed: one that has no checkpoint past
+        pretraining while the cache lacks its BC checkpoint. A look only: nothing is regenerated,
+        downloaded or locked (data not there yet means the BC checkpoint cannot be cached)."""
+        first = self.phases[0]
+        if first.name != "pretrain" or first.evaluate:  # no BC phase, or the `bc` method's own run
+            return first.name == "pretrain"
+        starting = [s for s in self.seeds if (s.checkpoint.state() or {}).get("phase", first.name) == first.name]
+        if not starting:
+            return False
+        try:
+            files = resolve_files(self.task, self.config.source or self.profile.source, self.config.dataset_dir,
+                                  self.profile.regeneration, large=self.profile.large_datasets, fetch=False)
+        except BenchError:  # the program itself will say what is wrong
+            return True
+        if files is None:
+            return True
+        cached = [self._bc_cache_path(first, files, s.config) for s in starting]
+        return not all(path.exists() and agent_file_problem(path) is None for path in cached)
+
     def _evaluate(self, evaluator, agent, seed: int):
         def policy(observations, key):
             return compiled.sample_actions(agent, jnp.asarray(observations), key)

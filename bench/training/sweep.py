@@ -105,16 +105,19 @@ def plan(profile: Profile, *, methods: Sequence[str] | None = None, domains: Seq
     return list(dict.fromkeys(runs))  # each run once (narrowing can list one twice), in order
 
 
-def waves(runs: Sequence[RunConfig]) -> list[list[RunConfig]]:
+def waves(runs: Sequence[RunConfig], pretrains: Callable[[RunConfig], bool] = lambda run: True
+          ) -> list[list[RunConfig]]:
     """Two waves: first one run per BC checkpoint needed (the ``bc`` run where there is one),
-    then the rest, which reuse those checkpoints instead of pretraining them side by side."""
+    then the rest, which reuse those checkpoints instead of pretraining them side by side.
+    A fine-tuning run that will not pretrain (``pretrains`` false: its BC checkpoint is cached,
+    or it resumes past pretraining) produces nothing for the others."""
     producers: dict[tuple, RunConfig] = {}
     for run in runs:
         pipeline = METHODS[run.method].pipeline
         if pipeline == "bc" and not run.overrides:
             producers[_bc_key(run)] = run
     for run in runs:
-        if METHODS[run.method].pipeline == "fine-tune" and run.init == "bc":
+        if _fine_tunes_bc(run) and pretrains(run):
             producers.setdefault(_bc_key(run), run)
     first = [r for r in runs if r in producers.values()]
     return [w for w in (first, [r for r in runs if r not in first]) if w]
@@ -136,8 +139,13 @@ class ProgramPlan:
         return [w for w in (self.programs[:self.producers], self.programs[self.producers:]) if w]
 
 
-def program_plan(runs: Sequence[RunConfig], seeds_per_program: int) -> ProgramPlan:
-    parts = waves(runs)
+def program_plan(runs: Sequence[RunConfig], seeds_per_program: int,
+                 pretrains: Callable[[RunConfig], bool] = lambda run: True) -> ProgramPlan:
+    """The programs and what each waits for: a fine-tuning run waits for the program that
+    trains its BC checkpoint only when it would pretrain itself (``pretrains``; a cluster's
+    printed commands assume it always does)."""
+    pretrains = functools.cache(pretrains)
+    parts = waves(runs, pretrains)
     first = programs(parts[0], seeds_per_program) if len(parts) > 1 else []
     rest = programs(parts[-1], seeds_per_program) if parts else []
     producer_of = {}
@@ -146,9 +154,20 @@ def program_plan(runs: Sequence[RunConfig], seeds_per_program: int) -> ProgramPl
             producer_of.setdefault(_bc_key(run), index)
     needs: dict[int, set[int]] = {}
     for offset, job in enumerate(rest):
-        fine_tunes = [r for r in job if METHODS[r.method].pipeline == "fine-tune" and r.init == "bc"]
-        needs[len(first) + offset] = {producer_of[_bc_key(r)] for r in fine_tunes if _bc_key(r) in producer_of}
+        waiting = [r for r in job if _fine_tunes_bc(r) and pretrains(r)]
+        needs[len(first) + offset] = {producer_of[_bc_key(r)] for r in waiting if _bc_key(r) in producer_of}
     return ProgramPlan([*first, *rest], needs, producers=len(first))
+
+
+def _fine_tunes_bc(run: RunConfig) -> bool:
+    return METHODS[run.method].pipeline == "fine-tune" and run.init == "bc"
+
+
+def pretrains(run: RunConfig) -> bool:
+    """Whether ``run``'s program would pretrain BC (`bench.training.pipeline.Run.pretrains`)."""
+    from bench.training.pipeline import Run
+
+    return Run(run, progress=False).pretrains()
 
 
 def _bc_key(run: RunConfig) -> tuple:
@@ -550,7 +569,7 @@ def sweep(runs: Sequence[RunConfig], settings: SweepSettings = SweepSettings(),
     returns one outcome per run, in completion order. After each ended program a progress line
     (`Progress`) follows its runs' lines."""
     report = report or _print_outcome
-    plan = program_plan(runs, settings.seeds_per_program)
+    plan = program_plan(runs, settings.seeds_per_program, pretrains)
     progress = Progress(total=len(runs))
     progress.track(plan.programs)
 
