@@ -440,9 +440,7 @@ class Run:
     def _execute(self, seeds: list[_Seed], indices: list[int]) -> dict[int, dict]:
         import ogbench
 
-        source = self.config.source or self.profile.source
-        files = resolve_files(self.task, source, self.config.dataset_dir, self.profile.regeneration,
-                              large=self.profile.large_datasets)
+        files = self._files()
         env = ogbench.make_env_and_datasets(self.task.name, env_only=True)
         train_data = ShardedData(files, self.task, env, self.profile.shard_interval)
         train_data.at_step(0)  # a damaged file stops the run here, before any record is written
@@ -482,6 +480,12 @@ class Run:
             return summaries
         finally:
             evaluator.close()
+
+    def _files(self, fetch: bool = True) -> DataFiles | None:
+        """This run's dataset files (`resolve_files`; with ``fetch`` false, None where they
+        would have to be regenerated or downloaded first)."""
+        return resolve_files(self.task, self.config.source or self.profile.source, self.config.dataset_dir,
+                             self.profile.regeneration, large=self.profile.large_datasets, fetch=fetch)
 
     def _start(self, seed: _Seed, files: DataFiles) -> _Start:
         """Where ``seed``'s run continues: its checkpoint, else a cached BC pretraining, else the start."""
@@ -657,8 +661,7 @@ class Run:
         if not starting:
             return False
         try:
-            files = resolve_files(self.task, self.config.source or self.profile.source, self.config.dataset_dir,
-                                  self.profile.regeneration, large=self.profile.large_datasets, fetch=False)
+            files = self._files(fetch=False)
         except BenchError:  # the program itself will say what is wrong
             return True
         if files is None:
