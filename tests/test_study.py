@@ -75,7 +75,8 @@ def test_study_table_sets_published_values_beside_the_runs(tmp_path):
 
     study = (tmp_path / "out" / "STUDY.md").read_text()
     assert "At 30K fine-tuning steps (the last evaluation every method has): QAM-E 36% (36/100" in study
-    assert "QAM-E is ahead of QAM, and their intervals do not overlap." in study
+    assert ("QAM-E is ahead of QAM, and their intervals do not overlap and every seed of the first is above every "
+            "seed of the second.") in study
     assert "The BC checkpoints they start from succeed 4% (4/100" in study and "Clearly above BC: QAM-E" in study
     assert "Still training: QAM" in study and "regenerated data, 1000 episodes of 1000 steps" in study
     assert ("**Where it stands**: QAM-E has finished 50K fine-tuning steps; at 50K, QAM-E 72% (72/100 episodes, "
@@ -164,6 +165,28 @@ def test_an_archived_unfinished_run_is_stopped_not_training(tmp_path):
     write(root, tmp_path / "out", TASK, DOMAIN, planned=("qam", "dsrl", "trqam"))  # the same runs, not archived
     study = (tmp_path / "out" / "STUDY.md").read_text()
     assert "Still training (resumable): DSRL (last evaluated at 20K). Not started: TRQAM." in study
+
+
+def test_seeds_that_disagree_are_not_read_as_a_clear_difference(tmp_path):
+    """Pooled episodes of two seeds at 0% and 76% clear BC's interval and the runner-up's, but
+    the seeds disagree: the study says so and counts neither difference as clear."""
+    root = tmp_path / "runs"
+    for seed, k in ((0, 2), (1, 2)):
+        _run(root, "bc", seed, [k], phase="pretrain", steps=100_000, every=100_000)
+    _run(root, "qam", 0, [0])
+    _run(root, "qam", 1, [38])
+    _run(root, "qam-e", 0, [4])
+    _run(root, "qam-e", 1, [1])
+    write(root, tmp_path / "out", TASK, DOMAIN)
+    study = (tmp_path / "out" / "STUDY.md").read_text()
+    assert "QAM 38% (38/100 episodes" in study and "Clearly above BC: none; clearly below: none." in study
+    assert "QAM's pooled interval clears BC's, but its seeds do not agree (0% and 76%)" in study
+    assert ("QAM is ahead of QAM-E, and their intervals do not overlap, but the seeds do not agree (QAM 0% and 76%, "
+            "QAM-E 8% and 2%)") in study
+    _run(root, "dsrl", 0, [20])  # both seeds well above BC: clearly above
+    _run(root, "dsrl", 1, [25])
+    write(root, tmp_path / "out", TASK, DOMAIN)
+    assert "Clearly above BC: DSRL; clearly below: none." in (tmp_path / "out" / "STUDY.md").read_text()
 
 
 def test_readme_quotes_where_the_committed_study_stands():

@@ -354,20 +354,24 @@ def findings(found: dict[str, list[SeedRun]]) -> list[str]:
     for method, drawn in fine.items():
         i = drawn.steps.index(step)
         k, n = drawn.pooled[i]
-        standing.append((k / n, method, wilson(k, n), k, n))
+        standing.append((k / n, method, wilson(k, n), k, n, drawn.per_seed[i]))
     standing.sort(key=lambda entry: (-entry[0], _rank(entry[1])))  # best first; ties in ORDER
     text = [f"At {step // 1000}K fine-tuning steps (the last evaluation every method has): " + "; ".join(
         f"{m.upper()} {100 * p:.0f}% ({k}/{n} episodes, Wilson 95% {100 * lo:.0f}-{100 * hi:.0f})"
-        for p, m, (lo, hi), k, n in standing) + "."]
+        for p, m, (lo, hi), k, n, _ in standing) + "."]
     best, runner = standing[0], standing[1] if len(standing) > 1 else None
     if runner is not None and best[3] * runner[4] == runner[3] * best[4]:  # the same success rate
         text.append(f"{best[1].upper()} and {runner[1].upper()} are level: at this scale their ordering is not "
                     "resolved.")
     elif runner is not None:
         overlap = best[2][0] <= runner[2][1]
+        seeds_cross = min(best[5]) <= max(runner[5])  # a seed of the leader at or below one of the other's
         text.append(f"{best[1].upper()} is ahead of {runner[1].upper()}" + (
             ", but their intervals overlap: at this scale the ordering of the first two is not resolved."
-            if overlap else ", and their intervals do not overlap."))
+            if overlap else ", and their intervals do not overlap" + (
+                f", but the seeds do not agree ({best[1].upper()} {_seed_rates(best[5])}, {runner[1].upper()} "
+                f"{_seed_rates(runner[5])}): {SEEDS_NOTE}, so the ordering of the first two is not resolved."
+                if seeds_cross else " and every seed of the first is above every seed of the second.")))
     bc = _bc_final(found)
     elsewhere = off_bc_data(found)
     if elsewhere:
@@ -376,13 +380,12 @@ def findings(found: dict[str, list[SeedRun]]) -> list[str]:
                     "come from the data as well as the method.")
     if bc is not None and any(m not in elsewhere for _, m, *_ in standing):
         k, n, (lo, hi) = bc
-        same = [entry for entry in standing if entry[1] not in elsewhere]
-        above = [m.upper() for p, m, (low, _), _, _ in same if low > hi]
-        below = [m.upper() for p, m, (_, high), _, _ in same if high < lo]
+        same = {m: (interval, seeds) for _, m, interval, _, _, seeds in standing if m not in elsewhere}
+        above, below, split = against_bc(same, (k, n, (lo, hi)))
         who = "they start" if not elsewhere else "the methods on the same data start"
         text.append(f"The BC checkpoints {who} from succeed {100 * k / n:.0f}% ({k}/{n}, Wilson 95% "
                     f"{100 * lo:.0f}-{100 * hi:.0f}). Clearly above BC: {', '.join(above) or 'none'}; "
-                    f"clearly below: {', '.join(below) or 'none'}.")
+                    f"clearly below: {', '.join(below) or 'none'}." + _split_sentence(split, same))
     stopped = sorted({m.upper() for m, runs in found.items() for r in runs if r.status == "stopped"})
     if stopped:
         text.append(f"Stopped before finishing, never to resume (archived): {', '.join(stopped)}; their evaluations "
@@ -392,6 +395,41 @@ def findings(found: dict[str, list[SeedRun]]) -> list[str]:
         text.append(f"Still training: {', '.join(running)}; their later evaluations will follow when the study "
                     "is resumed (`python -m bench reproduce --profile cpu-study`).")
     return text
+
+
+# Why pooled episodes alone decide nothing: episodes of one seed share its training.
+SEEDS_NOTE = "the pooled interval counts episodes, not seeds, and with this few seeds it cannot speak for them"
+
+
+def _seed_rates(rates: list[float]) -> str:
+    """'0% and 76%': each seed's success rate, in seed order."""
+    return _and([f"{100 * r:.0f}%" for r in rates])
+
+
+def against_bc(intervals: dict[str, tuple[tuple[float, float], list[float]]],
+               bc: tuple[int, int, tuple[float, float]]) -> tuple[list[str], list[str], list[str]]:
+    """The methods clearly above and clearly below BC, and those whose pooled interval clears
+    BC's while their seeds do not agree: ``intervals`` maps a method to its pooled Wilson
+    interval and its seeds' success rates. Clearly above: the pooled interval lies above BC's
+    and every seed beats BC's rate; below, the mirror."""
+    k, n, (lo, hi) = bc
+    rate = k / n
+    above, below, split = [], [], []
+    for method, ((low, high), seeds) in intervals.items():
+        if low > hi or high < lo:
+            agree = all(s > rate for s in seeds) if low > hi else all(s < rate for s in seeds)
+            (above if low > hi else below).append(method.upper()) if agree else split.append(method)
+    return above, below, split
+
+
+def _split_sentence(split: list[str], intervals: dict[str, tuple[tuple[float, float], list[float]]]) -> str:
+    """The sentence on methods whose pooled interval clears BC's but whose seeds disagree."""
+    if not split:
+        return ""
+    return (" " + "; ".join(f"{m.upper()}'s pooled interval clears BC's, but its seeds do not agree "
+                            f"({_seed_rates(intervals[m][1])})" for m in split)
+            + f": {SEEDS_NOTE}, so {'it is' if len(split) == 1 else 'they are'} not counted as clearly above "
+              "or below BC.")
 
 
 def _and(names: list[str]) -> str:
@@ -422,7 +460,7 @@ def headline(found: dict[str, list[SeedRun]], planned: tuple[str, ...] = ()) -> 
                                                                if drawn.steps else "not yet evaluated") + ")")
         elif drawn.steps:
             k, n = drawn.pooled[-1]
-            done[method] = (drawn.steps[-1], k, n, wilson(k, n))
+            done[method] = (drawn.steps[-1], k, n, wilson(k, n), drawn.per_seed[-1])
     text = []
     if done:
         names = [m.upper() for m in done]
@@ -430,7 +468,7 @@ def headline(found: dict[str, list[SeedRun]], planned: tuple[str, ...] = ()) -> 
         joined = _and(names)
         results = "; ".join(("" if len(steps) == 1 else f"at {step // 1000}K, ") + f"{m.upper()} {100 * k / n:.0f}% "
                             f"({k}/{n} episodes, Wilson 95% {100 * lo:.0f}-{100 * hi:.0f})"
-                            for m, (step, k, n, (lo, hi)) in done.items())
+                            for m, (step, k, n, (lo, hi), _) in done.items())
         text.append(f"{joined} {'has' if len(names) == 1 else 'have'} finished "
                     f"{'/'.join(f'{step // 1000}K' for step in steps)} fine-tuning steps; "
                     + (f"at {steps[0] // 1000}K, " if len(steps) == 1 else "") + results)
@@ -445,14 +483,14 @@ def headline(found: dict[str, list[SeedRun]], planned: tuple[str, ...] = ()) -> 
                    + (" starts" if len(compared) == 1 else " start"))
             text[-1] += (f", against {100 * k / n:.0f}% ({k}/{n}) for the BC checkpoints {who} from "
                          f"(Wilson 95% {100 * lo:.0f}-{100 * hi:.0f}).")
-            above = [m.upper() for m, (_, _, _, (low, _)) in compared.items() if low > hi]
-            below = [m.upper() for m, (_, _, _, (_, high)) in compared.items() if high < lo]
+            intervals = {m: (interval, seeds) for m, (_, _, _, interval, seeds) in compared.items()}
+            above, below, split = against_bc(intervals, bc)
             text.append(("None is" if len(compared) > 1 else f"{next(iter(compared)).upper()} is not")
                         + " clearly above or below BC (" + ("every interval overlaps" if len(compared) > 1
                                                             else "its interval overlaps") + " BC's)."
-                        if not above + below
+                        if not above + below + split
                         else f"Clearly above BC: {', '.join(above) or 'none'}; clearly below: "
-                             f"{', '.join(below) or 'none'}.")
+                             f"{', '.join(below) or 'none'}." + _split_sentence(split, intervals))
         else:
             text[-1] += "."
         if other_data:
