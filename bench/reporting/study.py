@@ -416,9 +416,12 @@ def against_bc(intervals: dict[str, tuple[tuple[float, float], list[float]]],
     rate = k / n
     above, below, split = [], [], []
     for method, ((low, high), seeds) in intervals.items():
-        if low > hi or high < lo:
-            agree = all(s > rate for s in seeds) if low > hi else all(s < rate for s in seeds)
-            (above if low > hi else below).append(method.upper()) if agree else split.append(method)
+        if low > hi and all(s > rate for s in seeds):
+            above.append(method.upper())
+        elif high < lo and all(s < rate for s in seeds):
+            below.append(method.upper())
+        elif low > hi or high < lo:  # the pooled episodes clear BC's interval, the seeds do not agree
+            split.append(method)
     return above, below, split
 
 
