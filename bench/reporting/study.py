@@ -28,6 +28,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -339,6 +340,16 @@ def _bc_final(found: dict[str, list[SeedRun]]) -> tuple[int, int, tuple[float, f
     return k, n, wilson(k, n)
 
 
+class _Standing(NamedTuple):
+    """One method at the step every fine-tuned method has evaluated."""
+
+    method: str
+    k: int  # successes, pooled over the seeds
+    n: int  # episodes, pooled
+    interval: tuple[float, float]  # Wilson 95% of k/n
+    seeds: list[float]  # each seed's success rate
+
+
 def findings(found: dict[str, list[SeedRun]]) -> list[str]:
     """Plain sentences computed from the runs: where each method stands at the last step all
     fine-tuned methods share, in order, and which intervals overlap."""
@@ -354,23 +365,24 @@ def findings(found: dict[str, list[SeedRun]]) -> list[str]:
     for method, drawn in fine.items():
         i = drawn.steps.index(step)
         k, n = drawn.pooled[i]
-        standing.append((k / n, method, wilson(k, n), k, n, drawn.per_seed[i]))
-    standing.sort(key=lambda entry: (-entry[0], _rank(entry[1])))  # best first; ties in ORDER
+        standing.append(_Standing(method, k, n, wilson(k, n), drawn.per_seed[i]))
+    standing.sort(key=lambda entry: (-entry.k / entry.n, _rank(entry.method)))  # best first; ties in ORDER
     text = [f"At {step // 1000}K fine-tuning steps (the last evaluation every method has): " + "; ".join(
-        f"{m.upper()} {100 * p:.0f}% ({k}/{n} episodes, Wilson 95% {100 * lo:.0f}-{100 * hi:.0f})"
-        for p, m, (lo, hi), k, n, _ in standing) + "."]
+        f"{e.method.upper()} {100 * e.k / e.n:.0f}% ({e.k}/{e.n} episodes, Wilson 95% {100 * e.interval[0]:.0f}-"
+        f"{100 * e.interval[1]:.0f})" for e in standing) + "."]
     best, runner = standing[0], standing[1] if len(standing) > 1 else None
-    if runner is not None and best[3] * runner[4] == runner[3] * best[4]:  # the same success rate
-        text.append(f"{best[1].upper()} and {runner[1].upper()} are level: at this scale their ordering is not "
-                    "resolved.")
+    if runner is not None and best.k * runner.n == runner.k * best.n:  # the same success rate
+        text.append(f"{best.method.upper()} and {runner.method.upper()} are level: at this scale their ordering is "
+                    "not resolved.")
     elif runner is not None:
-        overlap = best[2][0] <= runner[2][1]
-        seeds_cross = min(best[5]) <= max(runner[5])  # a seed of the leader at or below one of the other's
-        text.append(f"{best[1].upper()} is ahead of {runner[1].upper()}" + (
+        overlap = best.interval[0] <= runner.interval[1]
+        seeds_cross = min(best.seeds) <= max(runner.seeds)  # a seed of the leader at or below one of the other's
+        text.append(f"{best.method.upper()} is ahead of {runner.method.upper()}" + (
             ", but their intervals overlap: at this scale the ordering of the first two is not resolved."
             if overlap else ", and their intervals do not overlap" + (
-                f", but the seeds do not agree ({best[1].upper()} {_seed_rates(best[5])}, {runner[1].upper()} "
-                f"{_seed_rates(runner[5])}): {SEEDS_NOTE}, so the ordering of the first two is not resolved."
+                f", but the seeds do not agree ({best.method.upper()} {_seed_rates(best.seeds)}, "
+                f"{runner.method.upper()} {_seed_rates(runner.seeds)}): {SEEDS_NOTE}, so the ordering of the first "
+                "two is not resolved."
                 if seeds_cross else " and every seed of the first is above every seed of the second.")))
     bc = _bc_final(found)
     elsewhere = off_bc_data(found)
@@ -378,9 +390,9 @@ def findings(found: dict[str, list[SeedRun]]) -> list[str]:
         text.append(f"{', '.join(m.upper() for m in sorted(elsewhere, key=_rank))} trained on another regeneration of "
                     "the data than the others (see the data line above): a difference across the two groups may "
                     "come from the data as well as the method.")
-    if bc is not None and any(m not in elsewhere for _, m, *_ in standing):
+    if bc is not None and any(e.method not in elsewhere for e in standing):
         k, n, (lo, hi) = bc
-        same = {m: (interval, seeds) for _, m, interval, _, _, seeds in standing if m not in elsewhere}
+        same = {e.method: (e.interval, e.seeds) for e in standing if e.method not in elsewhere}
         above, below, split = against_bc(same, (k, n, (lo, hi)))
         who = "they start" if not elsewhere else "the methods on the same data start"
         text.append(f"The BC checkpoints {who} from succeed {100 * k / n:.0f}% ({k}/{n}, Wilson 95% "
