@@ -244,7 +244,7 @@ PROFILES["regress"] = replace(
 # (Intel Xeon, 2 cores, 2026-12-02, nothing else training): the regeneration 13.5 min, BC 4 min
 # (about 400 steps/s; 8.6 min as the `bc` run with its four evaluations), DSRL alone about 28
 # steps/s, TRQAM and QAM-E side by side about 9 and 8 steps/s each, QAM as the only program about
-# 12 steps/s; the stored study's programs took about 7 h between them (overlapping: README).
+# 16 steps/s; the stored study's programs took about 7 h between them (overlapping: README).
 # Resumable: `reproduce --profile cpu-study` continues every run from its last checkpoint.
 # Task 1: the task where the QAM paper's QAM-E and DSRL curves rise first (results/reference/).
 PROFILES["cpu-study"] = replace(
