@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 import tyro
 
 from bench.config.profiles import ProfileName
-from bench.errors import BenchError
+from bench.errors import BenchError, file_system_problem
 
 
 def datagen(
@@ -94,6 +94,7 @@ def train(
     """
     from bench.training.pipeline import RERUN_STALE, RunConfig, train_seeds
 
+    _given(seeds=seeds)
     chosen = list(dict.fromkeys(seeds)) if seeds else [seed]
     schedule = _schedule(offline_steps, eval_interval, eval_episodes, log_interval, batch_size)
     configs = [RunConfig(method=method, task=task, profile=profile, seed=s, source=source, dataset_dir=dataset_dir,
@@ -109,6 +110,15 @@ def train(
             phases += f" (DIVERGED at {where['phase']} step {where['step']}: recorded with success 0)"
         print(f"{summary['method']} on {summary['task']} (seed {summary['seed']}, {summary['profile']}, "
               f"{summary['data']['kind']} data): success {phases} -> {config.run_dir()}")
+
+
+def _given(**lists: list | None) -> None:
+    """One line for a list flag given with no value (``--seeds`` alone), which would otherwise
+    fall back to the default as though it had not been given."""
+    for name, values in lists.items():
+        if values is not None and not values:
+            raise BenchError(f"--{name.replace('_', '-')} was given no value; name at least one (e.g. --{name} 0 1), "
+                             "or leave the flag out for the default")
 
 
 def _trackers(wandb: bool, tensorboard: bool) -> tuple[str, ...]:
@@ -148,6 +158,7 @@ def reproduce(
     reports: Path = Path("reports"),
     rerun_stale: bool = False,
     dry_run: bool = False,
+    verbose: bool = False,
     print_commands: Path | None = None,
     wandb: bool = False,
     tensorboard: bool = False,
@@ -181,7 +192,8 @@ def reproduce(
         retries: Ray backend: how often a program whose worker died (preemption, a lost node) is resubmitted; it resumes from its last checkpoint.
         reports: Where the tables, figures and REPORT.md go.
         rerun_stale: Also train again the runs of this result store finished at another code revision (they are kept and marked otherwise). Runs of another configuration or of another result store (committed runs, on a fresh clone) are always trained again; the old ones are moved under results/replaced/ and the report sets the new numbers beside them.
-        dry_run: Say, per run, what would happen (kept, trained, trained again and why), which data is present or missing, and an estimate of the cost on this machine; then stop.
+        verbose: With --dry-run: one line per run instead of one per domain and method.
+        dry_run: Say, per domain and method (per run with --verbose), what would happen (kept, trained, trained again and why), which data is present or missing, and an estimate of the cost on this machine; then stop.
         wandb: Mirror every run's logs to Weights & Biases (as `train --wandb`).
         tensorboard: Mirror every run's logs to TensorBoard event files (as `train --tensorboard`).
         print_commands: Instead of training, write to this directory one `python -m bench train` command per program, a file per wave (BC checkpoints first), a SLURM array script and the sbatch lines to submit them (DIR/README.txt); then stop.
@@ -189,9 +201,6 @@ def reproduce(
     import time
 
     from bench.config.profiles import get_profile
-    from bench.reporting import figures as figures_module
-    from bench.reporting import report as report_module
-    from bench.reporting import tables as tables_module
     from bench.training.pipeline import RESULTS_DIR
     from bench.training.sweep import (
         SweepSettings,
@@ -203,8 +212,14 @@ def reproduce(
         write_record,
     )
 
+    _given(methods=methods, domains=domains, tasks=tasks, seeds=seeds)
     began = time.perf_counter()
     chosen = get_profile(profile)
+    if not (dry_run or print_commands is not None):  # before any training: the store and the reports writable
+        from bench.files import check_writable
+
+        check_writable(RESULTS_DIR, "the result store (TRQAM_BENCH_RESULTS)")
+        check_writable(reports, "--reports")
     trackers = _trackers(wandb, tensorboard)
     from bench.training.trackers import check_available
 
@@ -212,9 +227,7 @@ def reproduce(
     runs = plan(chosen, methods=methods, domains=domains, tasks=tasks, seeds=seeds, source=source,
                 dataset_dir=dataset_dir, online_steps=online_steps, studies=studies,
                 schedule=_schedule(offline_steps, eval_interval, eval_episodes, log_interval, batch_size))
-    selection = {"methods": list(dict.fromkeys(r.method for r in runs if not r.overrides)),
-                 "tasks": list(dict.fromkeys(r.task for r in runs)),
-                 "seeds": sorted({r.seed for r in runs})}
+    selection = _selection(runs)
     data_problems = _large_data_problems(chosen, runs, source, dataset_dir)
     if print_commands is not None:
         from bench.training.sweep import write_commands
@@ -225,7 +238,7 @@ def reproduce(
         return
     if dry_run:
         _dry_run(chosen, prepare(runs, rerun_stale=rerun_stale, dry_run=True), source, dataset_dir, data_problems,
-                 RESULTS_DIR, rerun_stale)
+                 RESULTS_DIR, rerun_stale, verbose)
         return
     if data_problems:  # before any training: one line for the first task without its data
         raise BenchError(next(iter(data_problems.values())))
@@ -248,13 +261,38 @@ def reproduce(
 
         ensure()
     closed_s = time.perf_counter() - closed_began
+    if not any((r.run_dir() / "summary.json").exists() for r in runs):
+        raise BenchError(f"no run of this invocation finished; see the logs above ({record})")
+    path = _write_outputs(chosen, runs, selection, reports, outcomes, prepared, {"sweep": sweep_s, "closed_form": closed_s},
+                          began, "reproduce")
+    print(f"wrote {reports / 'tables' / profile}/, {reports / 'figures' / profile}/, {path}; sweep record {record}")
+    failed = failures_table(outcomes)
+    if failed:
+        print("some runs failed (rerun the same command to retry them; finished runs are kept):\n" + failed,
+              file=sys.stderr)
+        sys.exit(1)
+
+
+def _write_outputs(chosen, runs, selection: dict, reports: Path, outcomes, prepared, wall: dict[str, float],
+                   began: float, command: str) -> Path:
+    """The tables, figures and REPORT.md of exactly ``runs`` (the invocation's matrix), read and
+    verified once (`bench.reporting.runset`); returns REPORT.md's path."""
+    import time
+
+    from bench.reporting import figures as figures_module
+    from bench.reporting import report as report_module
+    from bench.reporting import tables as tables_module
+    from bench.reporting.runset import Scope
+    from bench.reporting.runset import load as load_run_set
+    from bench.training.pipeline import RESULTS_DIR
+
+    profile = chosen.name
     runs_root = RESULTS_DIR / "runs" / profile
-    if not any(runs_root.glob("*/*/seed*/summary.json")):
-        raise BenchError(f"no run of profile {profile} finished; see the logs above ({record})")
     outputs_began = time.perf_counter()
+    run_set = load_run_set(runs_root, Scope.of([r.run_dir() for r in runs], _matrix(selection, len(runs))))
     tables_dir = reports / "tables" / profile
-    tables_module.write(runs_root, tables_dir, profile, latex=True)
-    figure_paths = figures_module.write(runs_root, reports / "figures" / profile, profile)
+    tables_module.write(run_set, tables_dir, profile, latex=True)
+    figure_paths = figures_module.write(run_set, reports / "figures" / profile, profile)
     if profile == "cpu-study":  # its curves beside the published ones, and STUDY.md
         from bench.reporting.study import write as write_study
         from bench.tasks import resolve_task
@@ -263,23 +301,66 @@ def reproduce(
         for written in write_study(runs_root, reports / "cpu-study", study_task.name, study_task.domain,
                                    chosen.methods):
             print(f"wrote {written}")
-    wall = {"sweep": sweep_s, "closed_form": closed_s}
-    wall["outputs"] = time.perf_counter() - outputs_began
-    wall["total"] = time.perf_counter() - began
-    path = report_module.write(
-        reports / "REPORT.md", profile=chosen, command=" ".join(["python -m bench reproduce", *sys.argv[2:]]),
-        selection=selection, outcomes=outcomes, runs_root=runs_root, tables_dir=tables_dir, figures=figure_paths,
+    wall = {**wall, "outputs": time.perf_counter() - outputs_began, "total": time.perf_counter() - began}
+    return report_module.write(
+        reports / "REPORT.md", profile=chosen, command=" ".join([f"python -m bench {command}", *sys.argv[2:]]),
+        selection=selection, outcomes=outcomes, run_set=run_set, tables_dir=tables_dir, figures=figure_paths,
         closed_dir=RESULTS_DIR / "closed-form", wall_s=wall, prepared=prepared)
-    print(f"wrote {tables_dir}/, {reports / 'figures' / profile}/, {path}; sweep record {record}")
-    failed = failures_table(outcomes)
-    if failed:
-        print("some runs failed (rerun the same command to retry them; finished runs are kept):\n" + failed,
-              file=sys.stderr)
-        sys.exit(1)
+
+
+def _selection(runs) -> dict:
+    """The matrix of ``runs``: methods, tasks, seeds and variants."""
+    return {"methods": list(dict.fromkeys(r.method for r in runs if not r.overrides)),
+            "tasks": list(dict.fromkeys(r.task for r in runs)),
+            "seeds": sorted({r.seed for r in runs}),
+            "variants": sorted({r.run_dir().name.partition("-")[2] for r in runs} - {""})}
+
+
+def report(
+    profile: ProfileName = "quick",
+    methods: list[str] | None = None,
+    domains: list[str] | None = None,
+    tasks: list[str] | None = None,
+    seeds: list[int] | None = None,
+    studies: bool = True,
+    reports: Path = Path("reports"),
+) -> None:
+    """Write the tables, figures and REPORT.md of the stored runs of a profile's matrix, training
+    nothing: the last step of `reproduce` alone (e.g. after the runs were trained elsewhere).
+
+    Args:
+        profile: Whose runs and matrix.
+        methods: Only these methods (default: the profile's).
+        domains: Only the tasks of these domains.
+        tasks: These tasks instead of the profile's.
+        seeds: These seeds instead of the profile's.
+        studies: Also the profile's study runs.
+        reports: Where the tables, figures and REPORT.md go.
+    """
+    import time
+
+    from bench.config.profiles import get_profile
+    from bench.training.sweep import plan
+
+    _given(methods=methods, domains=domains, tasks=tasks, seeds=seeds)
+    began = time.perf_counter()
+    chosen = get_profile(profile)
+    runs = plan(chosen, methods=methods, domains=domains, tasks=tasks, seeds=seeds, studies=studies)
+    path = _write_outputs(chosen, runs, _selection(runs), reports, [], None, {"sweep": 0.0, "closed_form": 0.0},
+                          began, "report")
+    print(f"wrote {reports / 'tables' / profile}/, {reports / 'figures' / profile}/, {path}")
+
+
+def _matrix(selection: dict, runs: int) -> str:
+    """The invocation's matrix in words: what its tables, figures and report cover."""
+    variants = selection.get("variants") or []
+    return (f"this invocation's matrix, {runs} runs: methods {', '.join(selection['methods'])}; tasks "
+            f"{', '.join(selection['tasks'])}; seeds {', '.join(map(str, selection['seeds']))}; variants "
+            f"{', '.join(['default', *variants])}")
 
 
 def _dry_run(profile, prepared, source, dataset_dir, data_problems: dict[str, str], results_dir: Path,
-             rerun_stale: bool) -> None:
+             rerun_stale: bool, verbose: bool = False) -> None:
     """What `reproduce` would do, run by run, with the data and an estimate of the cost."""
     import json
     import statistics
@@ -289,16 +370,44 @@ def _dry_run(profile, prepared, source, dataset_dir, data_problems: dict[str, st
     redo = redo_states(rerun_stale)
     actions = {"missing": "train", "unfinished": "resume", "current": "keep (finished here, at this revision)",
                "other-revision": "keep (finished at another revision; --rerun-stale trains it again)"}
+    from collections import Counter, defaultdict
+
+    from bench.tasks import resolve_task
+
     to_train = []
+    groups: dict[tuple[str, str], Counter] = defaultdict(Counter)
+    why: dict[tuple[str, str], Counter] = defaultdict(Counter)
+    shape: dict[tuple[str, str], tuple[set, set, set]] = defaultdict(lambda: (set(), set(), set()))
     for item in prepared:
         run = item.run
         action = f"train again ({item.before})" if item.before in redo else actions[item.before]
-        print(f"{run.method:8s} {run.task:45s} seed {run.seed} {' '.join(run.overrides)} -> {action}"
-              + (f": {'; '.join(item.reasons[:2])}" if item.reasons else ""))
+        if verbose:
+            print(f"{run.method:8s} {run.task:45s} seed {run.seed} {' '.join(run.overrides)} -> {action}"
+                  + (f": {'; '.join(item.reasons[:2])}" if item.reasons else ""))
+        key = (resolve_task(run.task).domain, run.method)
+        groups[key][action] += 1
+        if item.reasons:
+            why[key][item.reasons[0]] += 1
+        shape[key][0].add(run.task)
+        shape[key][1].add(run.seed)
+        shape[key][2].add(run.overrides)
         if item.before in redo or item.before in ("missing", "unfinished"):
             to_train.append(run)
+    if not verbose:  # one line per domain x method (--verbose: one per run)
+        for (domain, method), counts in groups.items():
+            tasks, seeds, settings = shape[(domain, method)]
+            extra = f", {len(settings)} settings" if len(settings) > 1 else ""
+            print(f"{domain:32s} {method:8s} {sum(counts.values()):4d} runs (over {len(tasks)} tasks, {len(seeds)} seeds"
+                  f"{extra}): " + ", ".join(f"{n} {action}" for action, n in counts.most_common())
+                  + "".join(f"; {n} of them: {reason}" for reason, n in why[(domain, method)].most_common(2)))
+    seen: set[str] = set()
     for task in dict.fromkeys(item.run.task for item in prepared):
-        print(f"data {task}: {data_problems.get(task) or _data_status(profile, task, source, dataset_dir)}")
+        dataset = resolve_task(task).dataset
+        problem = data_problems.get(task)
+        if not verbose and dataset in seen and problem is None:
+            continue  # the tasks of a domain share its data: once per dataset
+        seen.add(dataset)
+        print(f"data {task if verbose else dataset}: {problem or _data_status(profile, task, source, dataset_dir)}")
     # Cost: the median wall time of the stored finished runs of each method at this profile.
     seconds: dict[str, list[float]] = {}
     for path in (results_dir / "runs" / profile.name).glob("*/*/seed*/summary.json"):
@@ -375,8 +484,10 @@ def figures(
         out: Output directory (default reports/figures/PROFILE).
     """
     from bench.reporting.figures import write
+    from bench.reporting.runset import load
 
-    paths = write(*_runs_and_out(profile, runs, out, "figures"), profile)
+    runs_root, out_dir = _runs_and_out(profile, runs, out, "figures")
+    paths = write(load(runs_root), out_dir, profile)
     print("wrote " + ", ".join(str(p) for p in paths))
 
 
@@ -433,9 +544,11 @@ def tables(
             aggregates.csv, improvement.csv.
         latex: Also write the main table (offline success per domain, best in bold) as main_table.tex.
     """
+    from bench.reporting.runset import load
     from bench.reporting.tables import write
 
-    paths = write(*_runs_and_out(profile, runs, out, "tables"), profile, latex=latex)
+    runs_root, out_dir = _runs_and_out(profile, runs, out, "tables")
+    paths = write(load(runs_root), out_dir, profile, latex=latex)
     print("wrote " + ", ".join(str(p) for p in paths))
 
 
@@ -493,13 +606,17 @@ def methods() -> None:
 def main(argv: list[str] | None = None) -> None:
     try:
         tyro.extras.subcommand_cli_from_dict(
-            {"datagen": datagen, "train": train, "reproduce": reproduce, "figures": figures, "regress": regress,
+            {"datagen": datagen, "train": train, "reproduce": reproduce, "report": report, "figures": figures,
+             "regress": regress,
              "curves": curves, "tables": tables, "study": study, "tasks": tasks, "methods": methods},
             args=argv,
             description="trqam-bench: TRQAM, QAM and baselines on OGBench.",
         )
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as exc:  # a read-only or full file system: one line, nothing lost (atomic writes)
+        print(f"error: {file_system_problem(exc)}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume from the last checkpoint", file=sys.stderr)

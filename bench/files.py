@@ -29,17 +29,24 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+_VERIFIED: dict[str, str] = {}  # cached_sha256 within this process: key -> sha256
+
+
 def cached_sha256(path: Path, cache: Path) -> str:
-    """``sha256_file(path)``, remembered in ``cache/`` under the file's absolute path, size and
-    modification time, so that a 100-shard dataset is hashed once, not at every run."""
+    """``sha256_file(path)``, remembered in ``cache/`` (and in this process) under the file's
+    absolute path, size and modification time, so that a 100-shard dataset is hashed once, not at
+    every run. A write that changes a file changes its modification time, so it is hashed again."""
     stat = path.stat()
     key = hashlib.sha256(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
+    if key in _VERIFIED:  # once per process: a sweep plans thousands of runs on a few files
+        return _VERIFIED[key]
     entry = cache / f"{key}.json"
     try:
-        return json.loads(entry.read_text())["sha256"]
+        _VERIFIED[key] = json.loads(entry.read_text())["sha256"]
+        return _VERIFIED[key]
     except (OSError, ValueError, KeyError):
         pass
-    digest = sha256_file(path)
+    digest = _VERIFIED[key] = sha256_file(path)
     cache.mkdir(parents=True, exist_ok=True)
     fd, tmp = temp_beside(entry)
     with os.fdopen(fd, "w") as handle:
@@ -127,3 +134,17 @@ def node_local(path: Path, mounts: str | None = None) -> bool:
     kind = filesystem_type(path, mounts)
     return kind is not None and kind not in SHARED_FILESYSTEMS and kind in (
         "ext2", "ext3", "ext4", "xfs", "btrfs", "zfs", "tmpfs", "overlay", "f2fs", "apfs", "devtmpfs")
+
+
+def check_writable(directory: Path, what: str) -> None:
+    """One line before any work when ``directory`` (created if absent) cannot be written: a
+    read-only file system, no permission, a full disk."""
+    from bench.errors import BenchError, file_system_problem
+
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, probe = temp_beside(directory / ".write-probe")
+        os.close(fd)
+        probe.unlink()
+    except OSError as exc:
+        raise BenchError(f"{what} {directory} is not writable: {file_system_problem(exc)}") from None

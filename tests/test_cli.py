@@ -76,9 +76,13 @@ def test_paper_profile_refuses_the_standard_set_in_place_of_the_10m_shards(tmp_p
 
 
 def test_qam_paper_dry_run_lists_the_qam_papers_matrix(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "bench", "reproduce", "--profile", "qam-paper", "--dry-run"],
-                            capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "TRQAM_BENCH_RESULTS": str(tmp_path)})
+    env = {**os.environ, "TRQAM_BENCH_RESULTS": str(tmp_path)}
+    command = [sys.executable, "-m", "bench", "reproduce", "--profile", "qam-paper", "--dry-run"]
+    short = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert short.returncode == 0, short.stderr
+    groups = [line for line in short.stdout.splitlines() if " runs (over " in line]
+    assert len(groups) == 17 * 10 and all("60 runs (over 5 tasks, 12 seeds): 60 train" in g for g in groups)
+    result = subprocess.run([*command, "--verbose"], capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr
     runs = [line.split() for line in result.stdout.splitlines() if "-> " in line]
     assert len(runs) == 17 * 50 * 12
@@ -130,6 +134,11 @@ def test_from_scratch_actor_fast_is_its_own_network():
         (("lam_min=-0.1",), 0, "DualConfig.lam_min = -0.1 is not allowed"),
         (("chunk_len=3",), 0, "chunk_len is the task's action-chunk length"),
         (("discount=0.9",), 0, "discount is the profile's"),
+        (("kl_budget=inf",), 0, "kl_budget must be a finite number"),
+        (("kl_budget=1e400",), 0, "kl_budget must be a finite number"),
+        (("learning_rate=inf",), 0, "learning_rate must be a finite number"),
+        (("learning_rate=nan",), 0, "learning_rate must be a finite number"),
+        (("kl_budget=0.5", "kl_budget=1"), 0, "--set names kl_budget twice"),
         (("inv_temp=0.5", "kl_budget=0.005"), 0, None),  # fractional values where the table holds integers
     ],
 )
@@ -258,3 +267,39 @@ def test_the_nox_session_runs_the_locked_versions():
     lock = _lock(f"{sys.version_info[0]}.{sys.version_info[1]}")
     for name in ("jax", "jaxlib", "equinox", "optax", "numpy", "ogbench", "mujoco", "scipy", "matplotlib"):
         assert version(name) == lock[name], name
+
+
+# ---- issue 29: one line where one line is promised ----------------------------------------------
+def test_a_list_flag_with_no_value_is_refused():
+    for command in (["train", "--method", "bc", "--task", "c2-task1", "--seeds"],
+                    ["reproduce", "--profile", "smoke", "--seeds"]):
+        result = _bench(*command)
+        assert result.returncode == 2 and "--seeds was given no value" in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("errno_name", "advice"), [("EROFS", "read-only"), ("ENOSPC", "the disk is full")])
+def test_a_file_system_that_refuses_writes_is_one_line(bench_cache, tmp_path, monkeypatch, capsys, errno_name,
+                                                       advice):
+    """A read-only store or a full disk while a run writes its records: one line naming the file,
+    what happened and what to do (the probes of issue 29 mount a real read-only and a real full
+    file system; here the refusal comes from the write itself)."""
+    import errno
+
+    from bench import cli
+    from bench.training import runstore
+
+    code = getattr(errno, errno_name)
+
+    def refuse(fd):
+        raise OSError(code, os.strerror(code), str(tmp_path / "run" / "config.json"))
+
+    monkeypatch.setattr(runstore.os, "fsync", refuse)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--method", "bc", "--task", "cube-single-play-singletask-task1-v0", "--profile", "smoke",
+                  "--out", str(tmp_path / "run"), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and "Traceback" not in err, err
+    last = err.splitlines()[-1]  # after the data's progress lines: the one line that says what went wrong
+    assert last.startswith(f"error: cannot use {tmp_path / 'run' / 'config.json'}") and advice in last, err
+    assert err.count("error:") == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import urllib.error
 from pathlib import Path
@@ -59,12 +60,15 @@ def test_official_provenance_records_rows_shards_and_sha256(smoke_dataset_dir, b
     assert resolve_files(TASK, "official", smoke_dataset_dir, SMALL).provenance == record
 
 
-def test_auto_prefers_official_then_regenerates(smoke_dataset_dir, tmp_path, bench_cache):
+def test_auto_prefers_official_then_regenerates(smoke_dataset_dir, tmp_path, bench_cache, monkeypatch):
+    from bench.data import loading
+
     assert resolve_files(TASK, "auto", smoke_dataset_dir, SMALL).kind == "official"
-    files = resolve_files(TASK, "auto", tmp_path, SMALL)  # empty directory
+    monkeypatch.setattr(loading, "DEFAULT_OFFICIAL_DIR", tmp_path)  # no official files where they are looked for
+    files = resolve_files(TASK, "auto", None, SMALL)
     assert files.kind == "regenerated" and files.provenance["manifest"]["kind"] == "regenerated"
     # Second time: reused from the cache, same files.
-    assert resolve_files(TASK, "auto", tmp_path, SMALL).train == files.train
+    assert resolve_files(TASK, "auto", None, SMALL).train == files.train
 
 
 def test_the_manifest_decides_the_label_wherever_the_files_lie(regenerated_dataset_dir, bench_cache, capsys):
@@ -84,8 +88,13 @@ def test_regenerated_source_refuses_a_directory_of_official_files(smoke_dataset_
         resolve_files(TASK, "regenerated", smoke_dataset_dir, SMALL)
 
 
-def test_auto_says_when_it_falls_back_to_regenerated_data(tmp_path, bench_cache, capsys):
-    files = resolve_files(TASK, "auto", tmp_path, SMALL)
+def test_auto_says_when_it_falls_back_to_regenerated_data(tmp_path, bench_cache, capsys, monkeypatch):
+    """Without --dataset-dir: the default official directory holds nothing, so auto regenerates and
+    says so (a directory the user named is never swapped: see the issue-29 tests below)."""
+    from bench.data import loading
+
+    monkeypatch.setattr(loading, "DEFAULT_OFFICIAL_DIR", tmp_path)
+    files = resolve_files(TASK, "auto", None, SMALL)
     assert files.kind == "regenerated"
     assert f"data: no 'cube-single-play-v0' files in {tmp_path}; --source auto uses regenerated data" in (
         capsys.readouterr().err)
@@ -230,7 +239,8 @@ def test_a_cache_filled_under_other_versions_is_never_reused(bench_cache, monkey
     assert there.train[0].parent != here.train[0].parent
     assert there.provenance["manifest"]["versions"] == other
     manifest = datagen.manifest_path(there.train[0].parent, TASK.dataset)
-    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "versions": datagen.versions() | {"numpy": "9"}}))
+    record = {**json.loads(manifest.read_text()), "versions": datagen.versions() | {"numpy": "9"}}
+    manifest.write_text(json.dumps({**record, "binding": datagen.binding(record)}))  # a genuine one, other versions
     with pytest.raises(BenchError, match=r"regenerated under .*numpy.*delete .* and regenerate"):
         resolve_files(TASK, "regenerated", None, SMALL)
 
@@ -264,3 +274,49 @@ def test_a_runs_data_identity_is_checked_against_the_files_now(smoke_dataset_dir
     record["files"]["cube-single-play-v0.npz"]["sha256"] = "0" * 64
     stale = {**regenerated, "manifest": {**regenerated["manifest"], "files": record["files"]}}
     assert data_differences(stale) == [f"data: the regenerated files in {regenerated_dataset_dir} changed since the run"]
+
+
+# ---- issue 29: a dataset the user named is used or refused; provenance is checked ---------------
+def test_a_named_dataset_dir_missing_its_validation_file_is_refused(smoke_dataset_dir, tmp_path):
+    import shutil
+
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    shutil.copy(smoke_dataset_dir / f"{TASK.dataset}.npz", partial)  # its -val.npz left out
+    with pytest.raises(BenchError, match=rf"{TASK.dataset}-val.npz is missing"):
+        resolve_files(TASK, "auto", partial, SMALL)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(BenchError, match="holds no files of"):  # named, empty: refused, not regenerated
+        resolve_files(TASK, "auto", empty, SMALL)
+
+
+@pytest.mark.parametrize(("field", "value"), [("episodes", 400), ("seed", 7)])
+def test_an_edited_manifest_is_refused(regenerated_dataset_dir, tmp_path, field, value):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(regenerated_dataset_dir, copy)
+    path = copy / f"{TASK.dataset}.manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest[field] = value  # the file hashes untouched
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(BenchError, match="was changed after it was written"):
+        resolve_files(TASK, "auto", copy, SMALL)
+
+
+def test_a_manifest_whose_episodes_disagree_with_the_rows_is_refused(regenerated_dataset_dir, tmp_path):
+    """Rebound by hand (its binding recomputed), a manifest still cannot claim episodes the files do not hold."""
+    import shutil
+
+    from bench.data import datagen
+
+    copy = tmp_path / "copy"
+    shutil.copytree(regenerated_dataset_dir, copy)
+    path = copy / f"{TASK.dataset}.manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["episodes"] += 1
+    manifest["binding"] = datagen.binding(manifest)
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(BenchError, match="rows but its manifest reports"):
+        resolve_files(TASK, "auto", copy, SMALL)

@@ -241,6 +241,7 @@ def test_regression_gate_fails_when_a_band_is_above_the_measured_value(bench_cac
 def test_committed_bands_pin_a_matrix_that_can_fail():
     from bench.reporting.regress import BANDS, band_from, read_bands
 
+    assert BANDS == REPO / "results" / "regress" / "bands.csv"  # configuration: wherever the store lives
     bands = read_bands(BANDS)
     assert {b.method for b in bands} >= {"qam", "trqam"}  # the headline methods both gated
     for band in bands:
@@ -291,7 +292,7 @@ def test_a_fresh_clone_trains_its_matrix_beside_the_committed_runs(bench_cache, 
     before = dry_run()
     assert "train again (foreign)" in before and "in another result store" in before
     assert "1 runs: 1 to train, 0 kept; estimated" in before and "h of program time for 1 of them" in before
-    assert f"data {TASK}: regenerated data cached" in before
+    assert "data cube-single-play-v0: regenerated data cached" in before  # once per dataset (--verbose: per task)
     second = _reproduce([*args, "--reports", str(tmp_path / "reports")], env)
     output, _ = second.communicate(timeout=900)
     assert second.returncode == 0, output
@@ -431,3 +432,43 @@ def test_a_fine_tuning_program_starts_when_its_own_bc_checkpoint_exists_not_when
     assert events.index(("start", "fql:task1")) < events.index(("end", "bc:task2"))  # no wave barrier
     assert events.index(("end", "bc:task1")) < events.index(("start", "fql:task1"))  # but after its own BC
     assert events.index(("end", "bc:task2")) < events.index(("start", "fql:task2"))
+
+
+def test_configuration_is_read_from_the_repository_wherever_the_store_lives(tmp_path):
+    code = ("from bench.reporting.regress import BANDS; from bench.reporting.tables import REFERENCE_DIR; "
+            "print(BANDS); print(REFERENCE_DIR)")
+    found = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True,
+                           env={**os.environ, "TRQAM_BENCH_RESULTS": str(tmp_path / "empty-store"),
+                                "PYTHONPATH": str(REPO)})
+    bands, reference = (Path(line) for line in found.stdout.split())
+    assert bands == REPO / "results" / "regress" / "bands.csv" and bands.is_file()
+    assert reference == REPO / "results" / "reference" and reference.is_dir()
+
+
+@pytest.mark.slow
+def test_a_report_covers_exactly_its_matrix_and_two_reports_at_once_both_finish(bench_cache, tmp_path):
+    """A seed trained earlier by a single `train` is in the store, not in `reproduce --seeds 0`'s
+    tables; two invocations writing the same reports at once both finish (issue 29, items 1 and 5)."""
+    results, reports = tmp_path / "results", tmp_path / "reports"
+    env = _env(bench_cache, results)
+    earlier = subprocess.run([sys.executable, "-m", "bench", "train", "--method", "bc", "--task", TASK, "--profile",
+                              "smoke", "--seed", "2", "--no-progress"], cwd=REPO, env=env, capture_output=True,
+                             text=True, timeout=900)
+    assert earlier.returncode == 0, earlier.stderr
+    args = ["--methods", "bc", "--seeds", "0", "--reports", str(reports)]
+    first = _reproduce(args, env)
+    output, _ = first.communicate(timeout=900)
+    assert first.returncode == 0, output
+    both = [_reproduce(args, env) for _ in range(2)]  # nothing to train: both write the same reports at once
+    outputs = [p.communicate(timeout=900)[0] for p in both]
+    assert [p.returncode for p in both] == [0, 0], outputs
+    assert "Traceback" not in "".join(outputs)
+    assert len(list((results / "sweeps").glob("smoke-*.json"))) == 3  # every invocation keeps its sweep record
+    with open(reports / "tables" / "smoke" / "tasks.csv", newline="") as f:
+        (row,) = [r for r in csv.DictReader(f) if r["method"] == "bc"]
+    assert row["seeds"].split()[0] == "1"  # seed 2, trained by the earlier `train`, is not pooled
+    report = (reports / "REPORT.md").read_text()
+    assert "seeds 0;" in report and "this invocation's matrix, 1 runs" in report
+    assert str(results / "index.csv") in report  # the store it read, wherever it lives
+    assert "Nothing to compare" in report  # an empty store: says why there is no "new against committed"
+    assert not list(reports.rglob(".*.tmp"))  # no temporary file left behind

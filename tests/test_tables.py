@@ -9,17 +9,27 @@ import numpy as np
 import pytest
 
 from bench.errors import BenchError
-from bench.reporting.tables import REFERENCE_DIR, write
+from bench.reporting.runset import load
+from bench.reporting.tables import REFERENCE_DIR
+from bench.reporting.tables import write as write_tables
+from bench.tasks import resolve_task
+from bench.training.synthetic import synthetic_data, write_run
 
 C2 = "cube-double-play-singletask-task{}-v0"
 
 
-def _run(root, method, task, seed, success, phase="offline", kind="regenerated", suffix="", **extra):
-    run = root / method / task / f"seed{seed}{suffix}"
-    run.mkdir(parents=True)
-    (run / "summary.json").write_text(json.dumps({"method": method, "task": task, "seed": seed,
-                                                   "success_by_phase": {phase: success}, "data": {"kind": kind},
-                                                   **extra}))
+def _run(root, method, task, seed, success, phase=None, kind="regenerated", suffix="", diverged=None,
+         kl_budget=None, overrides=(), digest="0" * 64, episodes=100):
+    """A finished, sealed run as the pipeline writes one (`bench.training.synthetic`)."""
+    data = synthetic_data(resolve_task(task).dataset, digest, kind)
+    return write_run(root / method / task / f"seed{seed}{suffix}", method=method, task=task, seed=seed,
+                     success=success, phase=phase, data=data, diverged=diverged, overrides=overrides, episodes=episodes,
+                     agent_config=None if kl_budget is None else {"kl_budget": kl_budget})
+
+
+def write(runs, out, profile, **kwargs):
+    """The tables of every run under ``runs``, read through the one loader."""
+    return write_tables(load(runs), out, profile, **kwargs)
 
 
 def _rows(path):
@@ -73,19 +83,11 @@ def test_trqam_protocol_runs_are_compared_with_the_trqam_table_only(tmp_path):
     assert "Compared with the TRQAM paper" in (tmp_path / "out" / "tables.md").read_text()
 
 
-def _config(run_dir, method, task, kl_budget, overrides=()):
-    (run_dir / "config.json").write_text(json.dumps({
-        "run": {"method": method, "task": task, "overrides": list(overrides)},
-        "phases": [{"name": "pretrain", "agent_config": {"flow_steps": 10}},
-                   {"name": "offline", "agent_config": {"kl_budget": kl_budget}}]}))
-
-
 def test_trqam_rows_say_which_kl_budget_and_whether_it_is_the_unpublished_default(tmp_path):
     runs = tmp_path / "runs"
     c3 = "cube-triple-play-singletask-task1-v0"
     for task, budget, overrides in ((C2.format(1), 1.0, ()), (c3, 0.5, ()), (C2.format(2), 0.25, ("kl_budget=0.25",))):
-        _run(runs, "trqam", task, 0, 0.5)
-        _config(runs / "trqam" / task / "seed0", "trqam", task, budget, overrides)
+        _run(runs, "trqam", task, 0, 0.5, kl_budget=budget, overrides=overrides)
     write(runs, tmp_path / "out", "quick")
     tasks = {r["task"]: r["kl_budget"] for r in _rows(tmp_path / "out" / "tasks.csv")}
     assert tasks[C2.format(1)] == "1 (default: per-domain value unpublished)"
@@ -117,7 +119,7 @@ def test_no_runs_is_a_clear_error(tmp_path):
 def test_diverged_runs_count_as_zero_and_are_counted(tmp_path):
     runs = tmp_path / "runs"
     _run(runs, "qam", C2.format(1), 0, 0.5)
-    _run(runs, "qam", C2.format(1), 1, 0.0, status="diverged",
+    _run(runs, "qam", C2.format(1), 1, 0.0,
          diverged={"phase": "offline", "step": 15, "metrics": ["critic/loss"], "last_good_checkpoint": None})
     write(runs, tmp_path / "out", "quick")
     (task,) = _rows(tmp_path / "out" / "tasks.csv")
@@ -187,3 +189,103 @@ def test_latex_main_table_parses_with_the_best_value_per_domain_in_bold(tmp_path
     by_domain = {r[0]: r[1:] for r in rows[1:]}
     assert by_domain["c2"][1].startswith("50.0 (") and by_domain["c2"][0].startswith("\\textbf{70.0} (")
     assert by_domain["cube-single-play"] == ["--", "--", "\\textbf{10.0}"]  # no published value: none shown
+
+
+# ---- issue 29: a table shows exactly the runs it names, intact --------------------------------
+def test_runs_on_other_data_never_share_a_row_and_are_labelled_by_data(tmp_path):
+    runs = tmp_path / "runs"
+    for seed in range(2):
+        _run(runs, "bc", C2.format(1), seed, 0.0)
+    _run(runs, "bc", C2.format(1), 8, 0.9, digest="f" * 64)  # trained on other files of the same dataset
+    write(runs, tmp_path / "out", "quick")
+    rows = {r["data"]: r for r in _rows(tmp_path / "out" / "tasks.csv")}
+    assert len(rows) == 2, rows  # two rows, one per data identity
+    main, other = (rows[k] for k in sorted(rows, key=lambda k: rows[k]["seeds"], reverse=True))
+    assert (main["seeds"], main["mean"]) == ("2", "0.0") and (other["seeds"], other["mean"]) == ("1 of 2", "90.0")
+    assert all(r["data"].startswith("regenerated ") for r in rows.values())
+    assert "tabled separately" in (tmp_path / "out" / "tables.md").read_text()
+
+
+def test_a_scope_tables_exactly_the_runs_it_names(tmp_path):
+    from bench.reporting.runset import Scope
+
+    runs = tmp_path / "runs"
+    planned = [_run(runs, m, C2.format(1), s, 0.5) for m in ("bc", "fql") for s in (0, 1)]
+    _run(runs, "bc", C2.format(1), 2, 1.0)  # an earlier single `train`: in the store, not in the matrix
+    _run(runs, "qam", C2.format(1), 0, 1.0)  # a method nobody asked for
+    write_tables(load(runs, Scope.of(planned, "methods bc, fql; seeds 0, 1")), tmp_path / "out", "quick")
+    rows = {r["method"]: r for r in _rows(tmp_path / "out" / "tasks.csv")}
+    assert set(rows) == {"bc", "fql"} and rows["bc"]["seeds"] == "2" and rows["bc"]["mean"] == "50.0"
+    assert "methods bc, fql; seeds 0, 1" in (tmp_path / "out" / "tables.md").read_text()
+
+
+@pytest.mark.parametrize("damage", ["summary-success", "summary-out-of-domain", "evaluations", "truncated-summary",
+                                    "no-seal"])
+def test_an_edited_damaged_or_impossible_record_never_reaches_a_table(tmp_path, damage):
+    runs = tmp_path / "runs"
+    for seed in range(2):
+        _run(runs, "bc", C2.format(1), seed, 0.0)
+    victim = runs / "bc" / C2.format(1) / "seed1"
+    summary = json.loads((victim / "summary.json").read_text())
+    if damage == "summary-success":  # the evaluations still say 0
+        summary["success_by_phase"]["pretrain"] = summary["final_success"] = 0.9
+        (victim / "summary.json").write_text(json.dumps(summary))
+    elif damage == "summary-out-of-domain":
+        summary["success_by_phase"]["pretrain"] = summary["final_success"] = 1.7
+        (victim / "summary.json").write_text(json.dumps(summary))
+    elif damage == "evaluations":
+        (victim / "evaluations.csv").write_text("phase,step,num_episodes,success_rate\npretrain,1000,50,0.9\n")
+    elif damage == "truncated-summary":
+        (victim / "summary.json").write_text((victim / "summary.json").read_text()[:100])
+    else:
+        summary.pop("sha256")
+        (victim / "summary.json").write_text(json.dumps(summary))
+    run_set = load(runs)
+    assert [d.directory for d in run_set.damaged] == [victim]
+    write_tables(run_set, tmp_path / "out", "quick")
+    (row,) = _rows(tmp_path / "out" / "tasks.csv")
+    assert (row["mean"], row["seeds"]) == ("0.0", "1 of 2")  # the damaged run is in no mean
+    text = (tmp_path / "out" / "tables.md").read_text()
+    assert "Damaged runs" in text and "seed1" in text
+
+
+def test_a_success_that_is_no_count_of_episodes_is_impossible(tmp_path):
+    from bench.training.runstore import DamagedRecord, read_run
+
+    run = write_run(tmp_path / "run", method="qam", task=C2.format(1), seed=0, success=0.013, episodes=50)
+    with pytest.raises(DamagedRecord, match="not a count out of 50 episodes"):
+        read_run(run)
+
+
+def test_report_reads_each_run_once_for_tables_figures_and_report(tmp_path, monkeypatch):
+    """`python -m bench report`: one verified read per run feeds the tables, the figures and REPORT.md."""
+    import pathlib
+
+    from bench import cli
+    from bench.config.profiles import get_profile
+    from bench.training import pipeline
+    from bench.training.sweep import plan
+
+    results = tmp_path / "results"
+    monkeypatch.setattr(pipeline, "RESULTS_DIR", results)
+    planned = plan(get_profile("smoke"), seeds=[0, 1])
+    for run in planned:
+        _run(results / "runs" / "smoke", run.method, run.task, run.seed, 0.5 if run.method != "bc" else 0.0,
+             kl_budget=1.0 if run.method == "trqam" else None)
+    _run(results / "runs" / "smoke", "bc", planned[0].task, 5, 1.0)  # outside the matrix: never read
+    opened: list[str] = []
+    for name in ("read_text", "read_bytes"):
+        original = getattr(pathlib.Path, name)
+
+        def counting(self, *args, _original=original, **kwargs):
+            if self.name in ("summary.json", "evaluations.csv", "metrics.csv", "config.json", "data.json"):
+                opened.append(str(self))
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(pathlib.Path, name, counting)
+    cli.main(["report", "--profile", "smoke", "--seeds", "0", "1", "--reports", str(tmp_path / "reports")])
+    files_per_run = 5  # summary.json, then the four sealed records it names, each read once
+    assert len(opened) == files_per_run * len(planned), sorted(opened)
+    assert not [p for p in opened if "/seed5/" in p]
+    report = (tmp_path / "reports" / "REPORT.md").read_text()
+    assert f"{len(planned)} intact" in report and "seeds 0, 1" in report

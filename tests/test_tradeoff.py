@@ -4,18 +4,17 @@ findings drawn from real run directories."""
 from __future__ import annotations
 
 import csv
-import json
 import math
 
 import pytest
 
 from bench.reporting import figures, tradeoff
 from bench.reporting.curves import save_figure
+from bench.reporting.runset import load
 from bench.reporting.tables import write as write_tables
-from bench.training.runstore import csv_text
+from bench.training.synthetic import write_run
 
 TASK = "cube-single-play-singletask-task1-v0"
-METRIC_COLUMNS = ["phase", "step", "actor/path_kl", "critic/q_mean"]
 
 
 def test_wilson_interval_closed_form():
@@ -40,25 +39,16 @@ def test_realised_kl_is_the_mean_over_the_second_half_of_the_offline_phase():
 
 
 def _stored_run(root, method, seed, success, kl=None, overrides=(), agent_config=None, q=(-7.0, -26.0)):
-    """A run directory as `bench.training.pipeline` leaves one: config, summary, metrics over 1000 steps."""
+    """A run directory as `bench.training.pipeline` leaves one (`bench.training.synthetic`): config,
+    sealed summary, evaluations, metrics over 1000 steps."""
     suffix = "".join(f"-{o}" for o in overrides)
-    run = root / method / TASK / f"seed{seed}{suffix}"
-    run.mkdir(parents=True)
-    phase = "pretrain" if method == "bc" else "offline"
-    (run / "config.json").write_text(json.dumps({"run": {"method": method, "task": TASK, "overrides": list(overrides)},
-                                                 "phases": [{"agent_config": agent_config or {}}]}))
-    (run / "summary.json").write_text(json.dumps({
-        "method": method, "task": TASK, "seed": seed, "status": "finished", "final_success": success,
-        "success_by_phase": {phase: success}, "eval_episodes": 50, "data": {"kind": "regenerated"},
-        "steps": {phase: 1000}}))
     rows = []
     if method != "bc":
         for step in range(100, 1100, 100):
             q_mean = q[0] + (q[1] - q[0]) * (step - 100) / 900
             rows.append({"phase": "offline", "step": step, "actor/path_kl": kl, "critic/q_mean": q_mean})
-    (run / "metrics.csv").write_text(csv_text(rows, METRIC_COLUMNS))
-    (run / "evaluations.csv").write_text("phase,step,success_rate\n")
-    return run
+    return write_run(root / method / TASK / f"seed{seed}{suffix}", method=method, task=TASK, seed=seed,
+                     success=success, overrides=overrides, agent_config=agent_config, metrics=rows)
 
 
 @pytest.fixture
@@ -75,7 +65,7 @@ def stored_tradeoff(tmp_path):
 
 
 def test_settings_pool_seeds_and_place_bc_at_zero(stored_tradeoff):
-    runs = figures.load_runs(stored_tradeoff)
+    runs = load(stored_tradeoff).runs
     assert tradeoff.study_tasks(runs) == {TASK}
     rows = {(r.method, r.setting): r for r in tradeoff.settings(tradeoff.points(runs, {TASK}))}
     assert set(rows) == {("bc", "BC"), ("qam", "inv_temp=1"), ("qam", "inv_temp=15"), ("trqam", "kl_budget=1"),
@@ -89,7 +79,7 @@ def test_settings_pool_seeds_and_place_bc_at_zero(stored_tradeoff):
 
 
 def test_findings_state_the_measured_direction_and_the_critic(stored_tradeoff):
-    found = tradeoff.points(figures.load_runs(stored_tradeoff), {TASK})
+    found = tradeoff.points(load(stored_tradeoff).runs, {TASK})
     rho, p_value, n = tradeoff.rank_correlation(found)
     assert n == 8 and rho < -0.5 and p_value < 0.05
     text = "\n".join(tradeoff.findings(found, discount=0.995))
@@ -107,12 +97,12 @@ def test_findings_state_the_measured_direction_and_the_critic(stored_tradeoff):
 
 def test_no_relation_is_reported_as_none(stored_tradeoff):
     found = [tradeoff.Point(**{**p.__dict__, "success": 0.1}) if p.method != "bc" else p
-             for p in tradeoff.points(figures.load_runs(stored_tradeoff), {TASK})]
+             for p in tradeoff.points(load(stored_tradeoff).runs, {TASK})]
     assert tradeoff.rank_correlation(found) is None  # every fine-tuned run alike: no ranking to test
 
 
 def test_tables_and_figure_from_stored_runs(stored_tradeoff, tmp_path):
-    write_tables(stored_tradeoff, tmp_path / "tables", "quick")
+    write_tables(load(stored_tradeoff), tmp_path / "tables", "quick")
     with open(tmp_path / "tables" / "kl_success.csv", newline="") as f:
         rows = {(r["method"], r["setting"]): r for r in csv.DictReader(f)}
     assert rows[("qam", "inv_temp=15")]["realised_kl_mean"] == "0.9" and rows[("qam", "inv_temp=15")]["successes"] == "0"
@@ -121,7 +111,7 @@ def test_tables_and_figure_from_stored_runs(stored_tradeoff, tmp_path):
     import matplotlib
 
     matplotlib.use("Agg")
-    inputs = figures.Inputs(figures.load_runs(stored_tradeoff), stored_tradeoff, tmp_path, tmp_path)
+    inputs = figures.Inputs(load(stored_tradeoff).runs, stored_tradeoff, tmp_path, tmp_path)
     paths = save_figure(figures.kl_success(inputs), tmp_path / "figures" / "kl_success")
     assert all(p.stat().st_size > 10_000 for p in paths)
 
@@ -130,16 +120,71 @@ def test_without_a_study_there_is_no_tradeoff_table(tmp_path):
     root = tmp_path / "runs"
     _stored_run(root, "bc", 0, 0.1)
     _stored_run(root, "trqam", 0, 0.0, kl=0.9, agent_config={"kl_budget": 1.0})
-    write_tables(root, tmp_path / "tables", "quick")
+    write_tables(load(root), tmp_path / "tables", "quick")
     assert not (tmp_path / "tables" / "kl_success.csv").exists()
     assert "realised KL" not in (tmp_path / "tables" / "tables.md").read_text()
 
 
 def test_an_unreached_budget_is_explained_by_the_dual_step_bound(stored_tradeoff):
-    found = tradeoff.points(figures.load_runs(stored_tradeoff), {TASK})
+    found = tradeoff.points(load(stored_tradeoff).runs, {TASK})
     slow = [tradeoff.Point(**{**p.__dict__, "kl": 0.0015, "lambda_last": 0.97, "lambda_first": 1.0, "dual_lr": 0.01,
                               "steps": 1000}) if p.setting == "kl_budget=0.005" else p for p in found]
     text = "\n".join(tradeoff.findings(slow, 0.995))
     assert "TRQAM at budget 0.005: realised KL 0.0015 (0.30 x the budget); lambda ended at 0.97 (from 1)" in text
     assert "at most 0.01 x budget per update, 0.05 over these 1,000 steps" in text
     assert "TRQAM at budget 1: realised KL 0.95 (0.95 x the budget)." in text  # reached: no explanation
+
+
+# ---- issue 29 item 10: a figure tells 0 from missing, and names every line -------------------------
+def _markers_at(ax, value: float, axis: str = "y") -> bool:
+    """Whether ``ax`` draws a visible marker at ``value`` (inside its limits)."""
+    low, high = ax.get_ylim() if axis == "y" else ax.get_xlim()
+    for line in ax.lines:
+        if line.get_marker() in (None, "None", "", " "):
+            continue
+        data = line.get_ydata() if axis == "y" else line.get_xdata()
+        if any(abs(float(v) - value) < 1e-9 for v in data) and low < value < high:
+            return True
+    return False
+
+
+def test_every_plotted_result_is_visible_at_zero_and_every_line_named(stored_tradeoff, tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    for seed in range(2):  # a method that failed every episode, and its lambda traces
+        _stored_run(stored_tradeoff, "fql", seed, 0.0)
+    from bench.reporting.tables import REFERENCE_DIR
+
+    runs = load(stored_tradeoff).runs
+    inputs = figures.Inputs(runs, stored_tradeoff, REFERENCE_DIR, tmp_path)
+    main = figures.main_table(inputs).axes[0]
+    assert _markers_at(main, 0.0), "fql's 0 draws nothing in the main table"
+    aggregate_axes = figures.aggregate_metrics(inputs).axes
+    assert all(_markers_at(ax, 0.0, "x") for ax in aggregate_axes[:3]), "fql's IQM/mean/median of 0 are hidden"
+    profile = figures.performance_profile(inputs).axes[0]
+    fql = next(line for line in profile.lines if line.get_label() == "fql")
+    assert fql.get_marker() not in (None, "None", "") and profile.get_ylim()[0] < 0.0
+    assert figures.learning_curves(inputs).axes[0].get_ylim()[0] < 0.0
+    labels = {t.get_text(): t for t in figures.kl_success(inputs).axes[0].texts}
+    beta, budget = labels["beta 15"], labels["budget 1"]  # both near KL 0.9, success 0
+    assert beta.xyann[1] * budget.xyann[1] < 0, "beta 15 and budget 1 are written over each other"
+
+
+def test_the_lambda_panel_names_each_budget(tmp_path):
+    import matplotlib
+
+    from bench.reporting.tables import REFERENCE_DIR
+
+    matplotlib.use("Agg")
+    root = tmp_path / "runs"
+    for budget, overrides in ((1.0, ()), (0.25, ("kl_budget=0.25",))):
+        for seed in range(2):
+            rows = [{"phase": "offline", "step": s, "trqam/lambda": 1.0 + s / 1000, "trqam/kl_ema": budget}
+                    for s in (100, 200)]
+            write_run(root / "trqam" / TASK / "-".join([f"seed{seed}", *overrides]), method="trqam", task=TASK,
+                      seed=seed, success=0.0, overrides=overrides, agent_config={"kl_budget": budget}, metrics=rows)
+    inputs = figures.Inputs(load(root).runs, root, REFERENCE_DIR, tmp_path)
+    legend = figures.kl_tracking(inputs).axes[1].get_legend()
+    assert legend is not None and sorted(t.get_text() for t in legend.get_texts()) == [
+        "budget 0.25 (2 runs)", "budget 1 (2 runs)"]

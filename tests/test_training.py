@@ -46,6 +46,15 @@ def test_smoke_run_records_everything(bench_cache, tmp_path):
     evals = _rows(run / "evaluations.csv")
     assert [int(r["step"]) for r in evals] == [15, 30] and all(r["num_episodes"] == "2" for r in evals)
     assert all(math.isfinite(float(r["actor/flow_loss"])) for r in _rows(run / "metrics.csv"))
+    for record in run.glob("*.json"):  # strict JSON: a reader that rejects NaN and Infinity reads them all
+        json.loads(record.read_text(), parse_constant=_not_strict)
+    from bench.training.runstore import read_run
+
+    assert read_run(run)["success_by_phase"] == summary["success_by_phase"]  # sealed, and the seal holds
+
+
+def _not_strict(name):
+    raise AssertionError(f"{name} in a JSON record")
 
 
 @pytest.mark.slow
@@ -62,6 +71,8 @@ def test_killed_run_resumes_to_the_same_result(bench_cache, tmp_path):
     assert not (resumed / "summary.json").exists()
     assert json.loads((resumed / "checkpoint" / "state.json").read_text())["step"] == 20
     assert [int(r["step"]) for r in _rows(resumed / "metrics.csv")][-1] == 25  # dropped again on resume
+    with open(resumed / "metrics.csv", "a") as f:  # a row torn by a kill or a full disk: no newline
+        f.write("pretrain,26,0.2")
 
     train(RunConfig("bc", SMOKE_TASK, profile="smoke", out=resumed), progress=False)
     assert _agent_bytes(resumed) == _agent_bytes(straight)
@@ -120,6 +131,7 @@ def test_a_diverged_seed_is_a_result_and_the_others_go_on(bench_cache, tmp_path,
             assert summary["diverged"]["phase"] == "pretrain" and summary["diverged"]["step"] == 5
             assert summary["diverged"]["metrics"] == ["actor/flow_loss"]
             assert evaluations == [] and not (run / "checkpoint" / "state.json").exists()
+            assert summary["steps_reached"] == {"pretrain": 5}  # the step it reached, not the planned 30
         else:  # trained to the end beside the diverged seeds
             assert evaluations == [15, 30] and summary["steps"] == {"pretrain": 30}
     before = {s: (tmp_path / f"seed{s}" / "summary.json").read_bytes() for s in range(4)}
@@ -245,3 +257,72 @@ def test_a_sweep_waits_for_a_bc_producer_only_while_pretraining_is_still_to_do(b
     resumed = program_plan(runs, 1, pretrains)  # QAM pretrains first, FQL waits for nothing
     assert [job[0].method for job in resumed.programs] == ["qam", "fql"] and resumed.needs == {1: set()}
     assert program_plan(runs, 1).needs == {1: {0}}  # printed commands: every fine-tuning run may pretrain
+
+
+@pytest.mark.slow
+def test_a_truncated_state_json_falls_back_to_the_newest_intact_agent_file(bench_cache, tmp_path, capsys):
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    train(RunConfig("bc", SMOKE_TASK, profile="smoke", out=straight), progress=False)
+
+    def kill_at_25(phase, step):
+        if step == 25:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(RunConfig("bc", SMOKE_TASK, profile="smoke", out=resumed), progress=False, on_step=kill_at_25)
+    state = resumed / "checkpoint" / "state.json"
+    state.write_text(state.read_text()[:20])  # truncated (a full disk)
+    train(RunConfig("bc", SMOKE_TASK, profile="smoke", out=resumed), progress=False)
+    assert "resuming from its newest intact agent file agent-pretrain-000000020.eqx" in capsys.readouterr().err
+    assert _agent_bytes(resumed) == _agent_bytes(straight)
+    assert _rows(resumed / "evaluations.csv") == _rows(straight / "evaluations.csv")
+
+
+@pytest.mark.slow
+def test_a_truncated_summary_is_a_damaged_run_never_returned(bench_cache, tmp_path):
+    from bench.training.pipeline import RERUN_STALE
+
+    config = RunConfig("bc", SMOKE_TASK, profile="smoke", out=tmp_path / "run")
+    train(config, progress=False)
+    summary = tmp_path / "run" / "summary.json"
+    summary.write_text(summary.read_text()[:50])
+    with pytest.raises(BenchError, match=r"holds a damaged run \(summary.json not valid JSON"):
+        train(config, progress=False)
+    assert train(config, progress=False, rerun=RERUN_STALE)["status"] == "finished"  # moved aside, trained again
+    assert any(p.name.startswith("run.replaced-") for p in tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_a_resumed_run_keeps_its_pretrain_source(bench_cache, tmp_path, monkeypatch):
+    monkeypatch.setenv("TRQAM_BENCH_BC_CACHE", str(tmp_path / "bc-cache"))
+
+    def kill_in_fine_tuning(phase, step):
+        if phase == "offline" and step == 20:
+            raise KeyboardInterrupt
+
+    config = RunConfig("fql", SMOKE_TASK, profile="smoke", out=tmp_path / "run")
+    with pytest.raises(KeyboardInterrupt):
+        train(config, progress=False, on_step=kill_in_fine_tuning)
+    assert train(config, progress=False)["pretrain_source"] == "trained in this run"
+    other = train(RunConfig("qam", SMOKE_TASK, profile="smoke", out=tmp_path / "qam"), progress=False)
+    assert other["pretrain_source"].startswith("cache: ")
+
+
+@pytest.mark.slow
+def test_two_processes_sharing_a_bc_checkpoint_pretrain_it_once(bench_cache, tmp_path):
+    """The second waits on the cache entry's lock, then reuses what the first pretrained."""
+    import os
+    import subprocess
+    import sys
+
+    from bench.files import REPO
+
+    env = {**os.environ, "TRQAM_BENCH_BC_CACHE": str(tmp_path / "bc-cache"), "PYTHONPATH": str(REPO)}
+    processes = [subprocess.Popen([sys.executable, "-m", "bench", "train", "--method", method, "--task", SMOKE_TASK,
+                                   "--profile", "smoke", "--out", str(tmp_path / method), "--no-progress"],
+                                  cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                 for method in ("fql", "qam")]
+    outputs = [p.communicate(timeout=900)[0] for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], outputs
+    sources = sorted(json.loads((tmp_path / m / "summary.json").read_text())["pretrain_source"] for m in ("fql", "qam"))
+    assert sources[0].startswith("cache: ") and sources[1] == "trained in this run", sources

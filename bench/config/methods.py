@@ -8,6 +8,7 @@ overrides any field of a method's config (recorded in the run's config.json).
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Callable
@@ -183,8 +184,12 @@ def apply_overrides(config: Any, overrides: tuple[str, ...]) -> Any:
     """``key=value`` strings applied to a config dataclass, each value parsed by its field's
     declared type (so a float field takes 0.5 even where a per-domain table holds 3)."""
     targets = _override_targets(config)
+    seen: dict[str, str] = {}
     for item in overrides:
         key, sep, text = item.partition("=")
+        if key in seen:
+            raise BenchError(f"--set names {key} twice ('{seen[key]}' and '{item}'); give each key once")
+        seen[key] = item
         if not sep or key not in targets:
             raise BenchError(f"--set '{item}' does not name a field of {type(config).__name__}; "
                              f"fields: {', '.join(targets)}")
@@ -198,6 +203,9 @@ def apply_overrides(config: Any, overrides: tuple[str, ...]) -> Any:
         except ValueError:
             raise BenchError(f"--set '{item}': cannot read '{text}' as {getattr(hint, '__name__', hint)}, the "
                              f"declared type of {key}") from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise BenchError(f"--set '{item}': {key} must be a finite number (strict JSON records have no "
+                             "NaN or Infinity)")
         if len(path) == 1:
             config = dataclasses.replace(config, **{key: value})
         else:
@@ -245,6 +253,8 @@ def check_config(config: Any) -> None:
         if dataclasses.is_dataclass(value):
             check_config(value)
             continue
+        if isinstance(value, float) and not math.isfinite(value):
+            raise BenchError(f"{type(config).__name__}.{f.name} = {value!r} is not allowed: it must be a finite number")
         rule = FIELD_RULES.get(f.name)
         if rule is not None and not rule[0](value):
             raise BenchError(f"{type(config).__name__}.{f.name} = {value!r} is not allowed: it must be {rule[1]}")

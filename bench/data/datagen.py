@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import datetime as dt
+import hashlib
 import json
 import multiprocessing
 import os
@@ -515,15 +516,29 @@ def manifest_path(out_dir: str | Path, dataset: str) -> Path:
     return Path(out_dir) / f"{resolve_dataset(dataset)}.manifest.json"
 
 
+def binding(manifest: dict) -> str:
+    """The sha256 of ``manifest`` (canonical JSON, without this field): it binds every field the
+    provenance reports (episodes, seed, recipe, versions...) to the files' sha256 listed in it."""
+    body = {k: v for k, v in manifest.items() if k != "binding"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
 def read_manifest(out_dir: str | Path, dataset: str) -> dict | None:
-    """The manifest of a regenerated `dataset` in `out_dir`, or None if there is none."""
+    """The manifest of a regenerated `dataset` in `out_dir`, or None if there is none; one line
+    when it cannot be read or was changed after it was written (its `binding` differs)."""
     path = manifest_path(out_dir, dataset)
     try:
-        return json.loads(path.read_text())
+        manifest = json.loads(path.read_text())
     except FileNotFoundError:
         return None
     except (OSError, json.JSONDecodeError) as e:
         raise BenchError(f"cannot read manifest '{path}': {e}; delete it and regenerate") from e
+    if not isinstance(manifest, dict) or manifest.get("binding") != binding(manifest):
+        what = "has no binding digest (written by an older version)" if isinstance(manifest, dict) and \
+            "binding" not in manifest else "was changed after it was written (its binding digest differs)"
+        raise BenchError(f"manifest '{path}' {what}: its provenance cannot be trusted; delete {Path(out_dir)} "
+                         "and regenerate")
+    return manifest
 
 
 def _publish(
@@ -544,6 +559,7 @@ def _publish(
             names[split]: {"sha256": sha256_file(path), "size": path.stat().st_size}
             for split, path in staged.items()
         }
+        manifest["binding"] = binding(manifest)
         manifest_tmp = _write_json(out_dir, manifest_final.name, manifest, temps)
         manifest_final.unlink(missing_ok=True)
         for split, path in staged.items():

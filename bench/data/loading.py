@@ -27,7 +27,7 @@ from typing import Literal
 import numpy as np
 
 from bench.errors import BenchError
-from bench.files import cached_sha256, file_lock, npz_rows, sha256_file
+from bench.files import cached_sha256, file_lock, npz_rows
 from bench.tasks import Task
 
 Source = Literal["official", "regenerated", "auto"]
@@ -131,6 +131,9 @@ def large_dataset_files(task: Task, spec: LargeDataset, dataset_dir: Path | None
 def _official_files(task: Task, directory: Path) -> DataFiles | None:
     single = directory / f"{task.dataset}.npz"
     val = directory / f"{task.dataset}-val.npz"
+    if single.exists() and not val.exists():  # half a dataset is refused, never completed from elsewhere
+        raise BenchError(f"{val} is missing (its pair {single.name} is in {directory}); put it there, or pass "
+                         "another --dataset-dir; nothing was trained")
     if single.exists() and val.exists():
         train: tuple[Path, ...] = (single,)
     else:
@@ -164,13 +167,21 @@ def _official_files(task: Task, directory: Path) -> DataFiles | None:
 
 
 def _verify_manifest(manifest: dict, paths: tuple[Path, ...], directory: Path) -> None:
+    """Each file's sha256 against the manifest (which `datagen.read_manifest` has checked against
+    its own binding), and the episodes it reports against the rows stored: one line otherwise."""
+    rows_per_episode = manifest.get("recipe", {}).get("rows_per_episode")
     for path in paths:
         expected = manifest.get("files", {}).get(path.name, {}).get("sha256")
-        if expected is None or not path.exists() or sha256_file(path) != expected:
+        if expected is None or not path.exists() or cached_sha256(path, cache_dir() / "checksums") != expected:
             raise BenchError(
                 f"regenerated file {path} is missing, not listed in its manifest or corrupt (sha256 differs from "
                 f"the manifest); delete {directory} and regenerate it"
             )
+        episodes = manifest.get("val_episodes" if path.name.endswith("-val.npz") else "episodes")
+        rows = npz_rows(path)
+        if rows_per_episode and episodes is not None and rows != episodes * rows_per_episode:
+            raise BenchError(f"{path} holds {rows} rows but its manifest reports {episodes} episodes of "
+                             f"{rows_per_episode} rows; delete {directory} and regenerate it")
 
 
 def official_file_records(train: tuple[Path, ...], val: Path) -> dict:
@@ -286,6 +297,10 @@ def resolve_files(
                          "official files elsewhere")
     if found is not None:
         return found
+    if dataset_dir is not None and source == "auto":  # the directory the user named: used or refused, never swapped
+        raise BenchError(f"--dataset-dir {directory} holds no files of '{task.dataset}' ({task.dataset}.npz and "
+                         f"{task.dataset}-val.npz, or its shards); put them there, or drop --dataset-dir to use "
+                         "the profile's data; nothing was trained")
     if not fetch:
         return _regenerated_files(task, regen, fetch) if source == "auto" else None
     if source == "auto":

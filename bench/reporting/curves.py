@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
 from bench.errors import BenchError
+from bench.files import temp_beside
 from bench.training.runstore import write_atomic
 
 # One colour per method in every figure of the suite.
@@ -43,14 +45,19 @@ def load_curve(run: Path) -> dict:
         raise BenchError(f"{run} is not a finished run (no summary.json or evaluations.csv); finish it with "
                          "`python -m bench train` first")
     summary = json.loads(summary_path.read_text())
+    with open(evals_path, newline="") as f:
+        return curve(summary, list(csv.DictReader(f)))
+
+
+def curve(summary: dict, evaluations: list[dict]) -> dict:
+    """`load_curve` of records already read (a run of `bench.reporting.runset`)."""
     offline = summary["steps"].get("offline", 0)
     points = []
-    with open(evals_path, newline="") as f:
-        for row in csv.DictReader(f):
-            if row["phase"] == "pretrain":
-                continue
-            step = int(row["step"]) + (offline if row["phase"] == "online" else 0)
-            points.append((step, row["phase"], float(row["success_rate"])))
+    for row in evaluations:
+        if row["phase"] == "pretrain":
+            continue
+        step = int(row["step"]) + (offline if row["phase"] == "online" else 0)
+        points.append((step, row["phase"], float(row["success_rate"])))
     return {"method": summary["method"], "task": summary["task"], "seed": summary["seed"],
             "profile": summary["profile"], "data": summary["data"]["kind"], "offline_steps": offline,
             "online_steps": summary["steps"].get("online", 0), "points": points,
@@ -111,10 +118,15 @@ def save_figure(fig, out: Path) -> list[Path]:
     paths = []
     for suffix in ("png", "pdf"):
         path = out.with_name(f"{out.name}.{suffix}")
-        tmp = path.with_name(f".{path.name}.tmp.{suffix}")
+        fd, tmp = temp_beside(path)  # a name of its own: two reports drawing at once never share it
+        os.close(fd)
         metadata = {"CreationDate": None} if suffix == "pdf" else None
-        fig.savefig(tmp, dpi=150, bbox_inches="tight", metadata=metadata)
-        tmp.replace(path)
+        try:
+            fig.savefig(tmp, dpi=150, bbox_inches="tight", metadata=metadata, format=suffix)
+            tmp.replace(path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         paths.append(path)
     plt.close(fig)
     return paths

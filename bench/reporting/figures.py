@@ -31,8 +31,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import json
-import re
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,13 +40,13 @@ import numpy as np
 
 from bench.errors import BenchError
 from bench.reporting import aggregate, closed_form, tradeoff
-from bench.reporting.curves import COLOURS, colour, load_curve, save_figure
+from bench.reporting.curves import COLOURS, colour, curve, save_figure
+from bench.reporting.runset import RunSet
 from bench.reporting.tables import (
     REFERENCE_DIR,
     aggregate_rows,
     build,
     load_qam_reference,
-    load_summaries,
     load_trqam_reference,
     measured_successes,
     paper_name,
@@ -74,7 +72,7 @@ def _csv_rows(path: Path) -> list[dict]:
 class Inputs:
     """What every figure draws from: the stored runs, the published numbers, the closed-form studies."""
 
-    runs: list[dict]  # `load_runs`: each finished run's summary, config and logs
+    runs: list[dict]  # `bench.reporting.runset`: each verified run's summary, config and logs (one data group)
     runs_root: Path
     reference_dir: Path
     closed_dir: Path
@@ -83,7 +81,7 @@ class Inputs:
     @functools.cached_property
     def measured(self) -> dict:
         """``(method, task, phase) -> successes`` of the default runs, read once for every figure."""
-        return measured_successes(load_summaries(self.runs_root))
+        return measured_successes([r for r in self.runs if r["default"]])
 
     @functools.cached_property
     def aggregates(self) -> tuple[list[dict], list[dict]]:
@@ -92,29 +90,11 @@ class Inputs:
         return aggregate_rows(self.measured)
 
 
-def load_runs(runs_root: Path) -> list[dict]:
-    """Every finished run under ``runs_root`` (default and study runs) with its logs."""
-    runs = []
-    for summary_path in sorted(runs_root.glob("*/*/seed*/summary.json")):
-        directory = summary_path.parent
-        config_path = directory / "config.json"  # every run writes one; hand-made records may not
-        config = json.loads(config_path.read_text()) if config_path.exists() else {"run": {}, "agent_config": {}}
-        overrides = dict(o.split("=", 1) for o in config["run"].get("overrides", []))
-        runs.append({
-            "dir": directory, "summary": json.loads(summary_path.read_text()), "overrides": overrides,
-            "default": re.fullmatch(r"seed\d+", directory.name) is not None,
-            "agent_config": config["phases"][-1]["agent_config"] if "phases" in config else config["agent_config"],
-            "metrics": _csv_rows(directory / "metrics.csv"), "evaluations": _csv_rows(directory / "evaluations.csv"),
-        })
-    if not runs:
-        raise BenchError(f"no finished runs under {runs_root}; run `nox -s reproduce` first")
-    return runs
-
-
-def _label(runs: list[dict], profile: str) -> str:
-    kinds = sorted({r["summary"]["data"]["kind"] for r in runs})
+def _label(runs: list[dict], profile: str, other_groups: int = 0) -> str:
+    kinds = sorted({r["data_id"].split()[0] for r in runs})
     note = "" if kinds == ["official"] and profile == "paper" else " (not a reproduction of the papers' numbers)"
-    return f"profile {profile}, {'/'.join(kinds)} data{note}"
+    others = f"; runs on {other_groups} other set(s) of data: in the tables only" if other_groups else ""
+    return f"profile {profile}, {'/'.join(kinds)} data{note}{others}"
 
 
 def _plain_log_ticks(axis, values) -> None:
@@ -160,6 +140,8 @@ def main_table(inputs: Inputs):
                                                                                          float(row["max"]))
             ax.bar(x, mean, width, color=colour(method), label=method if j == 0 else None, edgecolor="black",
                    linewidth=0.4)
+            ax.plot(x, mean, marker="o", markersize=4, color=colour(method), markeredgecolor="black",
+                    markeredgewidth=0.5, linestyle="none")  # a marker on every bar: a 0 is drawn, not missing
             ax.errorbar(x, mean, yerr=[[max(0.0, mean - low)], [max(0.0, high - mean)]], color="black",
                         capsize=2 if interval else 0, linewidth=1 if interval else 0.8,
                         linestyle="none")
@@ -174,7 +156,8 @@ def main_table(inputs: Inputs):
     ax.set_xticklabels([f"{d}\n({next(r['tasks_measured'] for r in rows if r['domain'] == d)} tasks)"
                         for d in domains])
     ax.set_ylabel("success rate (%)")
-    ax.set_ylim(0, 100)
+    ax.set_ylim(-3, 100)  # room below 0, so a marker at 0 is not hidden by the axis
+    ax.axhline(0, color="0.6", linewidth=0.6)
     if not any(published_drawn.values()):
         ax.text(0.5, 0.97, "no published numbers for these domains", transform=ax.transAxes, ha="center",
                 va="top", fontsize=8, color="0.3")
@@ -208,10 +191,10 @@ def aggregate_metrics(inputs: Inputs):
             low, high = (float(row["ci_low"]), float(row["ci_high"])) if interval else (value, value)
             ax.plot([low, high], [y, y], color=colour(method), linewidth=6 if interval else 0, alpha=0.5,
                     solid_capstyle="butt")
-            ax.plot(value, y, "|", color="black", markersize=12)
+            ax.plot(value, y, "o", color=colour(method), markeredgecolor="black", markersize=6)
         ax.set_title(name + (" (lower is better)" if name == "optimality gap" else ""), fontsize=9)
         ax.set_xlabel("success rate (%)")
-        ax.set_xlim(left=0)
+        ax.set_xlim(-3, max(10.0, ax.get_xlim()[1]))  # a point at 0 stays inside the axes
     axes[0].set_yticks(range(len(methods)))
     axes[0].set_yticklabels(methods)
     seeds = min((r["seeds_per_task"] for r in rows), default=0)
@@ -231,13 +214,13 @@ def performance_profile(inputs: Inputs):
     fig, ax = plt.subplots(figsize=(6.5, 4.0))
     for method in _sorted_methods(scores):
         profile = aggregate.performance_profile(scores[method], taus)
-        ax.plot(100 * taus, profile, color=colour(method), label=method)
+        ax.plot(100 * taus, profile, color=colour(method), label=method, marker="o", markersize=3, markevery=10)
         if aggregate.has_interval(scores[method]):
             low, high = aggregate.stratified_interval(lambda s: aggregate.performance_profile(s, taus), scores[method])
             ax.fill_between(100 * taus, low, high, color=colour(method), alpha=0.2, linewidth=0)
     ax.set_xlabel("success rate threshold tau (%)")
     ax.set_ylabel("fraction of runs with success > tau")
-    ax.set_ylim(0, 1.02)
+    ax.set_ylim(-0.03, 1.03)  # a method whose every run is 0 is a line of markers at 0, not nothing
     ax.set_title("Performance profile (offline, all tasks and seeds; bands: 95% stratified bootstrap\n"
                  f"where every task has {aggregate.MIN_RUNS_FOR_INTERVAL}+ seeds)", fontsize=9)
     ax.legend(fontsize=7)
@@ -274,7 +257,7 @@ def probability_of_improvement(inputs: Inputs):
 # ---- learning curves ---------------------------------------------------------------------
 def _curve_points(run: dict) -> list[tuple[int, float]]:
     """(fine-tuning step, success): offline steps, then online steps counted on from there."""
-    return [(step, success) for step, _, success in load_curve(run["dir"])["points"]]
+    return [(step, success) for step, _, success in curve(run["summary"], run["evaluations"])["points"]]
 
 
 def _draw_curves(ax, grouped: dict[str, dict[int, list[float]]], bc_level: dict[str, list[float]]):
@@ -312,7 +295,7 @@ def learning_curves(inputs: Inputs):
     axes[0].set_title("Measured: success over fine-tuning\n(mean over tasks and seeds; band: 95% CI, or the range below 3 runs)", fontsize=9)
     axes[0].set_xlabel("fine-tuning step (offline gradient steps, then online environment steps)")
     axes[0].set_ylabel("success rate (%)")
-    axes[0].set_ylim(0, 100)
+    axes[0].set_ylim(-3, 100)  # a curve at 0 stays visible
     axes[0].legend(fontsize=7)
     tasks, curves = published
     for method, by_step in curves.items():
@@ -373,13 +356,17 @@ def kl_tracking(inputs: Inputs):
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     budgets = sorted({float(r["agent_config"]["kl_budget"]) for r in trqam})
     cmap = plt.get_cmap("Reds")
+    named: set[float] = set()
     for run in trqam:
         budget = float(run["agent_config"]["kl_budget"])
         shade = cmap(0.4 + 0.6 * (budgets.index(budget) / max(1, len(budgets) - 1)))
         steps, kl = _trace(run, "trqam/kl_ema")
         axes[0].plot(steps, kl, color=shade, linewidth=0.8)
         steps, lam = _trace(run, "trqam/lambda")
-        axes[1].plot(steps, lam, color=shade, linewidth=0.8)
+        runs_here = sum(float(r["agent_config"]["kl_budget"]) == budget for r in trqam)
+        axes[1].plot(steps, lam, color=shade, linewidth=0.8,
+                     label=None if budget in named else f"budget {budget:g} ({runs_here} run{'s' * (runs_here > 1)})")
+        named.add(budget)
     for budget in budgets:
         shade = cmap(0.4 + 0.6 * (budgets.index(budget) / max(1, len(budgets) - 1)))
         axes[0].axhline(budget, color=shade, linestyle="--", linewidth=1, label=f"budget {budget:g}")
@@ -392,6 +379,8 @@ def kl_tracking(inputs: Inputs):
     axes[1].set_xlabel("offline fine-tuning step")
     axes[1].set_ylabel("lambda")
     axes[1].set_yscale("log")
+    if named:
+        axes[1].legend(fontsize=7)
     rows = closed_form.read(inputs.closed_dir, "kl_tracking")
     if not rows:
         _not_computed(axes[2])
@@ -453,13 +442,15 @@ def kl_success(inputs: Inputs):
                         linestyle="none", label=None if method in labelled else
                         f"{method.upper()} across {knob} (mean over seeds; small: each seed)")
             labelled.add(method)
+            # QAM's labels above its points, TRQAM's below: settings at the same place never overprint
             ax.annotate(f"{knob} {r.value:g}", (r.kl_mean, 100 * r.success_mean), textcoords="offset points",
-                        xytext=(4, 5), fontsize=7, color=colour(method))
+                        xytext=(4, 5) if method == "qam" else (4, -11), fontsize=7, color=colour(method))
     ax.set_xscale("log")
     ax.set_xlabel("realised path KL per action step (mean over the second half of fine-tuning; bars: seed range)")
     ax.set_ylabel("final success rate (%)")
     top = max([100 * r.ci_high for r in rows] + [10.0])
-    ax.set_ylim(0, min(100.0, 1.15 * top))
+    ax.set_ylim(-5, min(100.0, 1.15 * top))  # room below 0 for TRQAM's labels and markers at 0
+    ax.axhline(0, color="0.6", linewidth=0.6)
     ax.set_title(f"Success against how far fine-tuning moved the policy from BC\n"
                  f"({', '.join(sorted(tasks)) or 'all tasks'}; intervals: Wilson 95% over pooled episodes)",
                  fontsize=9)
@@ -585,16 +576,20 @@ FIGURES: dict[str, Callable[[Inputs], object]] = {
 }
 
 
-def write(runs_root: Path, out_dir: Path, profile: str, closed_dir: Path = closed_form.CLOSED_FORM_DIR,
+def write(run_set: RunSet, out_dir: Path, profile: str, closed_dir: Path = closed_form.CLOSED_FORM_DIR,
           reference_dir: Path = REFERENCE_DIR) -> list[Path]:
-    """Every figure as PNG and PDF under ``out_dir``; returns their paths."""
+    """Every figure as PNG and PDF under ``out_dir`` from ``run_set`` (`bench.reporting.runset`; its
+    first data group: runs on other data are in the tables, labelled); returns their paths."""
     import matplotlib
 
     matplotlib.use("Agg")
     from bench.config.profiles import get_profile
 
-    inputs = Inputs(load_runs(runs_root), runs_root, reference_dir, closed_dir, get_profile(profile).protocol)
-    label = _label(inputs.runs, profile)
+    groups = run_set.data_groups()
+    if not groups[0].runs:
+        raise BenchError(f"no intact finished runs under {run_set.root} to draw ({len(run_set.damaged)} damaged)")
+    inputs = Inputs(groups[0].runs, run_set.root, reference_dir, closed_dir, get_profile(profile).protocol)
+    label = _label(inputs.runs, profile, len(groups) - 1)
     paths = []
     for name, draw in FIGURES.items():
         fig = draw(inputs)

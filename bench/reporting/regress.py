@@ -25,11 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.errors import BenchError
-from bench.training.pipeline import RESULTS_DIR, RunConfig
+from bench.files import REPO
+from bench.training.pipeline import RunConfig
 from bench.training.runstore import read_json, write_atomic
 from bench.training.sweep import SweepSettings, sweep
 
-BANDS = RESULTS_DIR / "regress" / "bands.csv"
+BANDS = REPO / "results" / "regress" / "bands.csv"  # configuration: read from the repository wherever the store lives
 WORK_DIR = Path(".regress")
 COLUMNS = ("method", "task", "profile", "seed", "overrides", "min_success", "measured", "source")
 

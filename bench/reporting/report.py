@@ -18,7 +18,8 @@ from bench import provenance
 from bench.config.profiles import Profile
 from bench.files import relative_path
 from bench.reporting import closed_form
-from bench.training.runstore import write_atomic
+from bench.reporting.runset import RunSet
+from bench.training.runstore import DamagedRecord, read_run, write_atomic
 from bench.training.sweep import Outcome, failures_table
 
 CAN_AND_CANNOT = {
@@ -67,32 +68,34 @@ def _sweep_history(sweeps_dir: Path, profile: str) -> list[str]:
     return ["- Sweeps stored for this profile (`results/sweeps/`):", *lines] if lines else []
 
 
-def _data_section(summaries: list[dict], run_dirs: list[Path]) -> list[str]:
+def _data_section(runs: list[dict]) -> list[str]:
+    """One line per data identity the runs trained on (`bench.reporting.runset.data_identity`)."""
     lines = []
+    counts = Counter(r["data_id"] for r in runs)
     seen = set()
-    for directory in run_dirs:
-        data = json.loads((directory / "data.json").read_text()) if (directory / "data.json").exists() else {}
-        manifest = data.get("manifest") or {}
-        key = (data.get("kind"), manifest.get("dataset") or data.get("dataset"))
-        if key in seen or not data:
+    for run in runs:
+        data = run["data"] or {}
+        if run["data_id"] in seen or not data:
             continue
-        seen.add(key)
+        seen.add(run["data_id"])
+        manifest = data.get("manifest") or {}
+        n = counts[run["data_id"]]
         if data.get("kind") == "regenerated":
-            lines.append(f"  - `{manifest.get('dataset')}`: **regenerated** with ogbench {manifest.get('versions', {}).get('ogbench')} "
-                         f"oracles, {manifest.get('episodes')} episodes x {manifest.get('recipe', {}).get('episode_length')} "
-                         f"steps, seed {manifest.get('seed')} (not the official files)")
+            lines.append(f"  - `{manifest.get('dataset')}` (`{run['data_id']}`, {n} runs): **regenerated** with ogbench "
+                         f"{manifest.get('versions', {}).get('ogbench')} oracles, {manifest.get('episodes')} episodes x "
+                         f"{manifest.get('recipe', {}).get('episode_length')} steps, seed {manifest.get('seed')} "
+                         f"(not the official files)")
         else:
-            lines.append(f"  - `{key[1]}`: {data.get('kind')} files")
+            lines.append(f"  - `{data.get('dataset')}` (`{run['data_id']}`, {n} runs): {data.get('kind')} files")
     return lines or ["  - (no data records)"]
 
 
-def _run_environments(run_dirs: list[Path]) -> dict[str, Counter]:
+def _run_environments(runs: list[dict]) -> dict[str, Counter]:
     """What the runs' own ``environment.json`` say: hardware, versions and code revisions, each
     with how many runs it describes."""
     found: dict[str, Counter] = {"hardware": Counter(), "versions": Counter(), "revision": Counter()}
-    for directory in run_dirs:
-        path = directory / "environment.json"
-        env = json.loads(path.read_text()) if path.exists() else {}
+    for run in runs:
+        env = run["environment"] or {}
         hw = env.get("hardware", {})
         found["hardware"][f"{hw.get('cpu', '?')} x{hw.get('cpu_cores', '?')} cores, {hw.get('memory_gib', '?')} GiB, "
                           f"JAX `{hw.get('jax_backend', '?')}` ({', '.join(hw.get('jax_devices', []))}), "
@@ -106,27 +109,39 @@ def _counted(counter: Counter, total: int) -> str:
     return "; ".join(f"{value} ({n} of {total} runs)" for value, n in counter.most_common())
 
 
-def _new_against_committed(prepared, runs_root: Path, tables_dir: Path) -> list[str]:
+def _new_against_committed(prepared, run_set: RunSet, tables_dir: Path) -> list[str]:
     """Per method: the runs trained again in this invocation against the runs they replaced
     (a fresh clone's committed runs, or runs of another configuration), and the published
-    value the tables show."""
+    value the tables show; a line saying why when there is nothing to compare."""
     import csv
 
+    current_runs = {r["dir"].resolve(): r for r in run_set.runs}
     new: dict[str, list[float]] = {}
     old: dict[str, list[float]] = {}
     revisions: dict[str, set[str]] = {}
+    unreadable = []
     for item in prepared or ():
         if item.replaced is None or not (item.replaced / "summary.json").exists():
             continue
-        current = item.run.run_dir() / "summary.json"
-        if not current.exists():
+        current = current_runs.get(item.run.run_dir().resolve())
+        if current is None:
+            continue
+        try:
+            replaced = read_run(item.replaced)
+        except DamagedRecord as exc:
+            unreadable.append(f"`{item.replaced}` ({exc.path.name} {exc.reason})")
             continue
         label = item.run.method + ("" if not item.run.overrides else " " + " ".join(item.run.overrides))
-        new.setdefault(label, []).append(float(json.loads(current.read_text())["final_success"]))
-        old.setdefault(label, []).append(float(json.loads((item.replaced / "summary.json").read_text())["final_success"]))
+        phase = list(current["success_by_phase"])[-1]
+        new.setdefault(label, []).append(current["success_by_phase"][phase])
+        old.setdefault(label, []).append(list(replaced["success_by_phase"].values())[-1])
         revisions.setdefault(label, set()).add(str(item.revision or "unrecorded")[:12])
     if not new:
-        return []
+        why = ("no run of this invocation replaced a stored run of another result store or configuration (on an "
+               "empty store, or a store that trained every run itself, there is nothing committed to compare with)")
+        if unreadable:
+            why += f"; the replaced runs could not be read: {'; '.join(unreadable)}"
+        return ["## New against committed", "", f"Nothing to compare: {why}.", ""]
     published: dict[str, str] = {}
     domains = tables_dir / "domains.csv"
     if domains.exists():
@@ -148,13 +163,17 @@ def _new_against_committed(prepared, runs_root: Path, tables_dir: Path) -> list[
 
 
 def write(path: Path, *, profile: Profile, command: str, selection: dict, outcomes: list[Outcome],
-          runs_root: Path, tables_dir: Path, figures: list[Path], closed_dir: Path, wall_s: dict[str, float],
+          run_set: RunSet, tables_dir: Path, figures: list[Path], closed_dir: Path, wall_s: dict[str, float],
           prepared=None) -> Path:
+    """REPORT.md for the runs of ``run_set`` (`bench.reporting.runset`: this invocation's matrix,
+    verified), read once for the tables, the figures and this report."""
     base = path.parent
-    run_dirs = sorted(p.parent for p in runs_root.glob("*/*/seed*/summary.json"))
-    summaries = [json.loads((d / "summary.json").read_text()) for d in run_dirs]
+    runs_root = run_set.root
+    results_dir = runs_root.parent.parent
+    summaries = [r["summary"] for r in run_set.runs]
+    run_dirs = [r["dir"] for r in run_set.runs]
     counts = Counter(o.status for o in outcomes)
-    environments = _run_environments(run_dirs)
+    environments = _run_environments(run_set.runs)
     current_revision = provenance.code_revision()
     hidden = "x".join(str(h) for h in profile.hidden_sizes)
     statement = CAN_AND_CANNOT.get(profile.name, "").format(
@@ -172,7 +191,7 @@ def write(path: Path, *, profile: Profile, command: str, selection: dict, outcom
         "",
         statement,
         "",
-        *_tradeoff_section(runs_root, profile, figures, base),
+        *_tradeoff_section(run_set, profile, figures, base),
         "## Provenance",
         "",
         "Every provenance line below comes from the stored runs' own records (`environment.json`, "
@@ -186,7 +205,10 @@ def write(path: Path, *, profile: Profile, command: str, selection: dict, outcom
            "tables' `revision` column, and `reproduce --rerun-stale` trains them again") + ".",
         f"- Matrix: methods {', '.join(selection['methods'])}; tasks {', '.join(selection['tasks'])}; "
         f"seeds {', '.join(map(str, selection['seeds']))}; plus the profile's studies "
-        f"({', '.join(f'{s.method} {s.key} in {list(s.values)}' for s in profile.studies) or 'none'}).",
+        f"({', '.join(f'{s.method} {s.key} in {list(s.values)}' for s in selection.get('studies', profile.studies)) or 'none'}).",
+        f"- Runs in this report: {run_set.scope.description}; {len(run_set.runs)} intact, {len(run_set.damaged)} "
+        f"damaged (left out of every number), {len(run_set.missing)} planned but not finished. Other runs of the "
+        f"store (`{relative_path(runs_root, base.parent)}`) are not in this report.",
         f"- Runs in this invocation: {counts.get('finished', 0)} trained, {counts.get('diverged', 0)} diverged "
         f"(results: success 0), {counts.get('skipped', 0)} already finished before it (kept, not redone), "
         f"{counts.get('failed', 0)} failed.",
@@ -194,13 +216,18 @@ def write(path: Path, *, profile: Profile, command: str, selection: dict, outcom
         f"closed-form studies {wall_s['closed_form'] / 60:.1f} min, tables, figures and report "
         f"{wall_s['outputs'] / 60:.1f} min). Sum of the stored programs' own wall times: {run_seconds / 60:.1f} min "
         "(seeds trained by one program counted once; programs overlap when several workers run side by side).",
-        *_sweep_history(runs_root.parent.parent / "sweeps", profile.name),
-        "- Data:",
-        *_data_section(summaries, run_dirs),
+        *_sweep_history(results_dir / "sweeps", profile.name),
+        "- Data (runs on different files of one dataset are tabled apart, by their data identity):",
+        *_data_section(run_set.runs),
         f"- Every run's directory (config, versions, hardware, data provenance, metrics, evaluations, log) is "
-        f"under `{relative_path(runs_root, base.parent)}`; the index of all stored runs is `results/index.csv`.",
+        f"under `{runs_root}`; the index of all stored runs is `{results_dir / 'index.csv'}`.",
         "",
     ]
+    if run_set.damaged:
+        lines += ["## Damaged runs", "", "These runs failed their check when read (a record edited after it was "
+                  "written, truncated, or impossible); they are in no table, figure or mean. Move them aside and "
+                  "train them again with `reproduce --rerun-stale`.", "",
+                  *[f"- {line}" for line in run_set.damaged_lines(base.parent)], ""]
     diverged = [(d, s) for d, s in zip(run_dirs, summaries, strict=True) if s.get("status") == "diverged"]
     if diverged:
         lines += ["## Diverged runs", "", "Each is a result: counted in the tables with success 0 from the phase it "
@@ -212,7 +239,7 @@ def write(path: Path, *, profile: Profile, command: str, selection: dict, outcom
             lines.append(f"| `{relative_path(directory, runs_root)}` | {info['phase']} step {info['step']} | "
                          f"{', '.join(info['metrics'])} | {last_text} |")
         lines.append("")
-    lines += _new_against_committed(prepared, runs_root, tables_dir)
+    lines += _new_against_committed(prepared, run_set, tables_dir)
     failed = failures_table(outcomes)
     if failed:
         lines += ["## Failed runs", "", "These runs did not finish; their logs say why. Rerun the same command to "
@@ -229,13 +256,12 @@ def write(path: Path, *, profile: Profile, command: str, selection: dict, outcom
     return path
 
 
-def _tradeoff_section(runs_root: Path, profile: Profile, figures: list[Path], base: Path) -> list[str]:
+def _tradeoff_section(run_set: RunSet, profile: Profile, figures: list[Path], base: Path) -> list[str]:
     """The KL-success trade-off in words and numbers (`bench.reporting.tradeoff`), where the profile's
-    studies put QAM or TRQAM runs along it."""
-    from bench.reporting import figures as figure_module
+    studies put QAM or TRQAM runs along it (the runs of the first data group)."""
     from bench.reporting import tradeoff
 
-    runs = figure_module.load_runs(runs_root)
+    runs = run_set.data_groups()[0].runs
     tasks = tradeoff.study_tasks(runs)
     if not tasks:
         return []

@@ -28,17 +28,15 @@ the gap is within ``max(5 pp, 2 x the published std over seeds)``.
 from __future__ import annotations
 
 import csv
-import json
-import re
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from bench.errors import BenchError
 from bench.files import REPO, relative_path
 from bench.reporting import aggregate
+from bench.reporting.runset import RunSet
 from bench.tasks import DOMAINS_BY_NAME, resolve_task
 from bench.training.runstore import csv_text, write_atomic
 
@@ -93,41 +91,29 @@ def group_interval(per_task: list[np.ndarray]) -> Interval:
                     min(len(v) for v in per_task), float(np.min(runs)), float(np.max(runs)))
 
 
-# ---- inputs ------------------------------------------------------------------------------
-def _summaries(runs_root: Path) -> list[Path]:
-    """The profile's default runs, ``METHOD/TASK/seedN``: a run with a non-default online
-    phase (``seedN-onlineM``) is another experiment and is left out."""
-    return sorted(p for p in runs_root.glob("*/*/seed*/summary.json") if re.fullmatch(r"seed\d+", p.parent.name))
-
-
-def load_summaries(runs_root: Path) -> list[dict]:
-    """The summary of every finished default run under ``runs_root``."""
-    summaries = [json.loads(p.read_text()) for p in _summaries(runs_root)]
-    if not summaries:
-        raise BenchError(f"no finished runs under {runs_root}; run `python -m bench reproduce` (or train) first")
-    return summaries
-
-
-def diverged_runs(summaries: list[dict]) -> dict[tuple[str, str, str], int]:
+# ---- inputs: the verified, scoped runs of `bench.reporting.runset` -------------------------
+def diverged_runs(runs: list[dict]) -> dict[tuple[str, str, str], int]:
     """``(method, task, phase) -> runs that diverged in or before that phase`` (their success
     there is 0: `bench.training.pipeline`)."""
     counts: dict[tuple[str, str, str], int] = defaultdict(int)
-    for summary in summaries:
+    for run in runs:
+        summary = run["summary"]
         if summary.get("status") != "diverged":
             continue
-        phases = list(summary["success_by_phase"])
+        phases = list(run["success_by_phase"])
         for phase in phases[phases.index(summary["diverged"]["phase"]):]:
             counts[(summary["method"], summary["task"], "offline" if phase == "pretrain" else phase)] += 1
     return counts
 
 
-def measured_successes(summaries: list[dict]) -> dict[tuple[str, str, str], list[float]]:
-    """``(method, task, phase) -> successes over seeds``."""
+def measured_successes(runs: list[dict]) -> dict[tuple[str, str, str], list[float]]:
+    """``(method, task, phase) -> successes over seeds``, each from the run's own evaluation
+    records (`bench.training.runstore.read_run`)."""
     measured: dict[tuple[str, str, str], list[float]] = defaultdict(list)
-    for summary in summaries:
-        for phase, success in summary["success_by_phase"].items():
+    for run in runs:
+        for phase, success in run["success_by_phase"].items():
             phase = "offline" if phase == "pretrain" else phase  # `bc`: its pretraining is its offline policy
-            measured[(summary["method"], summary["task"], phase)].append(float(success))
+            measured[(run["summary"]["method"], run["summary"]["task"], phase)].append(float(success))
     return measured
 
 
@@ -318,31 +304,26 @@ def _aggregates_markdown(rows: list[dict], improvement: list[dict]) -> list[str]
     return text
 
 
-def run_revisions(summary_paths: list[Path], current: str | None) -> dict[tuple[str, str], set[str]]:
+def run_revisions(runs: list[dict], current: str | None) -> dict[tuple[str, str], set[str]]:
     """``(method, task) -> revisions`` the runs were trained at (from each run's
     ``environment.json``), 12 characters each, ``(other)`` after one that is not ``current``."""
     found: dict[tuple[str, str], set[str]] = defaultdict(set)
-    for path in summary_paths:
-        env_path = path.parent / "environment.json"
-        revision = json.loads(env_path.read_text()).get("code_revision") if env_path.exists() else None
-        summary = json.loads(path.read_text())
+    for run in runs:
+        revision = (run["environment"] or {}).get("code_revision")
         label = (revision or "unrecorded")[:12] + ("" if revision == current else " (other)")
-        found[(summary["method"], summary["task"])].add(label)
+        found[(run["summary"]["method"], run["summary"]["task"])].add(label)
     return found
 
 
-def run_kl_budgets(summary_paths: list[Path]) -> dict[tuple[str, str], set[str]]:
+def run_kl_budgets(runs: list[dict]) -> dict[tuple[str, str], set[str]]:
     """``(method, task) -> labels`` of the KL budget each TRQAM run trained with, read from its
     ``config.json``: the value and where it came from (a ``--set`` override, the authors'
     published example, or the paper's default because the per-domain table is unpublished)."""
     from bench.config.hyperparams import kl_budget_source
 
     budgets: dict[tuple[str, str], set[str]] = defaultdict(set)
-    for path in summary_paths:
-        config_path = path.parent / "config.json"
-        if not config_path.exists():
-            continue
-        config = json.loads(config_path.read_text())
+    for entry in runs:
+        config = entry["config"] or {}
         values = {phase["agent_config"]["kl_budget"] for phase in config.get("phases", [])
                   if "kl_budget" in phase.get("agent_config", {})}
         if not values:
@@ -364,23 +345,63 @@ def _markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(runs_root: Path, out_dir: Path, profile: str, reference_dir: Path = REFERENCE_DIR,
+def _with_data(row: dict, data: str) -> dict:
+    """``row`` with a ``data`` column after ``method``."""
+    out = {}
+    for key, value in row.items():
+        out[key] = value
+        if key == "method":
+            out["data"] = data
+    return out
+
+
+def build_grouped(run_set: RunSet, profile: str, reference_dir: Path = REFERENCE_DIR) -> dict[str, list[dict]]:
+    """`build` for each data group of ``run_set``'s default runs (`RunSet.data_groups`), every row
+    labelled with the data identity of its runs (per task and domain; per group for the rest)."""
+    from bench import provenance
+    from bench.config.profiles import get_profile
+
+    chosen = get_profile(profile)
+    qam_ref, trqam_ref = load_qam_reference(reference_dir), load_trqam_reference(reference_dir)
+    revision = provenance.code_revision()
+    tables: dict[str, list[dict]] = defaultdict(list)
+    for group in run_set.data_groups():
+        runs = [r for r in group.runs if r["default"]]
+        if not runs:
+            continue
+        by_task = {r["summary"]["task"]: r["data_id"] for r in runs}
+        by_domain = {resolve_task(t).domain: d for t, d in by_task.items()}
+        ids = sorted(set(by_task.values()))
+        everything = ids[0] if len(ids) == 1 else f"{len(ids)} identities: {', '.join(ids)}"
+        kinds = {r["data_id"].split()[0] for r in runs}
+        built = build(measured_successes(runs), qam_ref, trqam_ref, profile=profile, official=kinds == {"official"},
+                      protocol=chosen.protocol, kl_budgets=run_kl_budgets(runs), diverged=diverged_runs(runs),
+                      planned_seeds=len(chosen.seeds), revisions=run_revisions(runs, revision))
+        for name, rows in built.items():
+            for row in rows:
+                if name == "tasks":
+                    data = by_task[row["task"]]
+                elif name == "domains":
+                    data = next(d for dom, d in by_domain.items()
+                                if (DOMAINS_BY_NAME[dom].abbr if dom in DOMAINS_BY_NAME else dom) == row["domain"])
+                else:
+                    data = everything
+                tables[name].append(_with_data(row, data))
+    return {name: tables.get(name, []) for name in ("tasks", "domains", "overall", "aggregates", "improvement")}
+
+
+def write(run_set: RunSet, out_dir: Path, profile: str, reference_dir: Path = REFERENCE_DIR,
           latex: bool = False) -> list[Path]:
-    """``tables.md`` and one CSV per table under ``out_dir`` for the runs under ``runs_root``;
-    with ``latex``, the main table as ``main_table.tex`` (`bench.reporting.latex`) too."""
+    """``tables.md`` and one CSV per table under ``out_dir`` for the runs of ``run_set``
+    (`bench.reporting.runset`); with ``latex``, the main table as ``main_table.tex``
+    (`bench.reporting.latex`) too."""
     from bench import provenance
     from bench.config.profiles import get_profile
 
     protocol = get_profile(profile).protocol
-    summary_paths = _summaries(runs_root)
-    summaries = load_summaries(runs_root)
-    measured = measured_successes(summaries)
-    kinds = {s["data"]["kind"] for s in summaries}
-    tables = build(measured, load_qam_reference(reference_dir), load_trqam_reference(reference_dir),
-                   profile=profile, official=kinds == {"official"}, protocol=protocol,
-                   kl_budgets=run_kl_budgets(summary_paths), diverged=diverged_runs(summaries),
-                   planned_seeds=len(get_profile(profile).seeds),
-                   revisions=run_revisions(summary_paths, provenance.code_revision()))
+    tables = build_grouped(run_set, profile, reference_dir)
+    kinds = {r["data_id"].split()[0] for r in run_set.runs}
+    groups = run_set.data_groups()
     paths = []
     for name, rows in tables.items():
         path = out_dir / f"{name}.csv"
@@ -392,15 +413,22 @@ def write(runs_root: Path, out_dir: Path, profile: str, reference_dir: Path = RE
     text = [
         f"# Success rates: profile `{profile}` against the published numbers",
         "",
-        f"Generated by `python -m bench tables --profile {profile}` from the runs under `{relative_path(runs_root)}`. "
-        "Values in %;",
+        f"Generated from the runs under `{relative_path(run_set.root)}`: {run_set.scope.description}. "
+        f"{len(run_set.runs)} intact run(s) read, {len(run_set.damaged)} damaged (left out, listed below)"
+        + (f", {len(run_set.missing)} planned but not finished" if run_set.missing else "") + ". Values in %;",
         "`ci_low`, `ci_high`: a stratified bootstrap 95% interval of the mean (seeds resampled within each task), "
         f"only where every task has {aggregate.MIN_RUNS_FOR_INTERVAL} or more seeds (with fewer, a bootstrap returns "
         "little more than the extremes); `min`, `max`: the lowest and highest single run, always. Differences are "
-        "measured minus published.",
-        f"Data: {', '.join(sorted(kinds))}." + (
+        "measured minus published. Every success is the run's own last evaluation (`evaluations.csv`), read through "
+        "its seal (`bench.reporting.runset`).",
+        f"Data: {', '.join(sorted(kinds)) or 'none'}." + (
             " Runs on regenerated data or a CPU-sized profile are not a reproduction of the papers' numbers."
             if kinds != {"official"} or profile not in ("paper", "qam-paper") else ""),
+        "",
+        "`data`: the data identity of the runs in the row (kind and a digest of the files' sha256, "
+        "`bench.reporting.runset.data_identity`). Runs on different files of one dataset never share a row"
+        + (f"; these runs trained on {len(groups)} sets of data, tabled separately: " if len(groups) > 1 else
+           ". Data identities: ") + "; ".join(run_set.data_summary()) + ".",
         "",
         f"Compared with {PROTOCOL_PAPERS[protocol]} only: profile `{profile}` follows that paper's protocol"
         f"{'' if profile in ('paper', 'qam-paper') else ' (scaled down)'}. The "
@@ -413,6 +441,11 @@ def write(runs_root: Path, out_dir: Path, profile: str, reference_dir: Path = RE
         "`kl_budget` (TRQAM): the budget each run trained with and its source; \"default\" marks the paper's "
         "default 1.0 used where its per-domain value is unpublished.",
         "",
+    ]
+    if run_set.damaged:
+        text += ["## Damaged runs (left out of every number below)", "",
+                 *[f"- {line}" for line in run_set.damaged_lines()], ""]
+    text += [
         "## Per task", "", _markdown(tables["tasks"]),
         "## Per domain", "",
         f"`tasks_measured` below 5/5: the measured mean covers fewer tasks than the published one. {match}",
@@ -420,16 +453,17 @@ def write(runs_root: Path, out_dir: Path, profile: str, reference_dir: Path = RE
         "## Overall (mean over the measured domains)", "", _markdown(tables["overall"]),
         *_aggregates_markdown(tables["aggregates"], tables["improvement"]),
     ]
-    text += _tradeoff_section(runs_root, out_dir, paths)
+    text += _tradeoff_section(run_set, out_dir, paths)
     if latex:
         from bench.reporting import latex as latex_table
         from bench.reporting.curves import COLOURS
 
         tex = out_dir / "main_table.tex"
-        methods = sorted({r["method"] for r in tables["domains"]},
+        primary = [r for r in tables["domains"] if r["data"] in {d["data_id"] for d in groups[0].runs}]
+        methods = sorted({r["method"] for r in primary},
                          key=lambda m: list(COLOURS).index(m) if m in COLOURS else len(COLOURS))
         write_atomic(tex, latex_table.main_table(
-            tables["domains"], methods, caption=f"Offline success (%) per domain, profile {profile}, "
+            primary, methods, caption=f"Offline success (%) per domain, profile {profile}, "
             f"{'/'.join(sorted(kinds))} data; measured (published: {PROTOCOL_PAPERS[protocol].split(' (')[0]})"))
         paths.append(tex)
     md = out_dir / "tables.md"
@@ -437,12 +471,12 @@ def write(runs_root: Path, out_dir: Path, profile: str, reference_dir: Path = RE
     return [md, *paths]
 
 
-def _tradeoff_section(runs_root: Path, out_dir: Path, paths: list[Path]) -> list[str]:
+def _tradeoff_section(run_set: RunSet, out_dir: Path, paths: list[Path]) -> list[str]:
     """``kl_success.csv`` and its Markdown, where the profile's studies put QAM or TRQAM runs
-    along the KL-success trade-off (`bench.reporting.tradeoff`); nothing otherwise."""
-    from bench.reporting import figures, tradeoff
+    along the KL-success trade-off (`bench.reporting.tradeoff`; the first data group); nothing otherwise."""
+    from bench.reporting import tradeoff
 
-    runs = figures.load_runs(runs_root)
+    runs = run_set.data_groups()[0].runs
     tasks = tradeoff.study_tasks(runs)
     if not tasks:
         return []

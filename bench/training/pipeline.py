@@ -42,7 +42,16 @@ from bench.errors import BenchError
 from bench.files import REPO, derived_seed, file_lock
 from bench.tasks import Task, resolve_task
 from bench.training import compiled
-from bench.training.runstore import CsvLog, exclusive, read_json, write_atomic, write_json
+from bench.training.runstore import (
+    PHASE_ORDER,
+    CsvLog,
+    DamagedRecord,
+    exclusive,
+    read_json,
+    write_atomic,
+    write_json,
+    write_summary,
+)
 from bench.training.trackers import Trackers
 from bench.training.trackers import check_available as check_trackers
 from trqam.agent import agent_file_problem, checksum_path, load_agent, save_agent
@@ -191,7 +200,8 @@ SHARED = ("method", "task", "profile", "source", "dataset_dir", "init", "overrid
 NOT_IDENTITY = {("profile", "methods"), ("profile", "tasks"), ("profile", "seeds"), ("profile", "studies"),
                 ("profile", "machine"), ("profile", "updates_per_call"), ("profile", "protocol"),
                 ("method", "paper")}
-RunState = Literal["missing", "unfinished", "current", "other-revision", "stale", "foreign", "finished-without-config"]
+RunState = Literal["missing", "unfinished", "current", "other-revision", "stale", "foreign", "finished-without-config",
+                   "damaged"]
 
 
 @dataclass(frozen=True)
@@ -207,6 +217,8 @@ class StoredRun:
     * ``foreign``: finished with this configuration in another result store (a committed run
       on a fresh clone, or one copied from another machine): a result to compare with, not
       this checkout's answer; `reproduce` trains it again.
+    * ``damaged``: a record of it cannot be read (a truncated or edited JSON file): never
+      returned; moved aside and trained again with ``--rerun-stale``.
     """
 
     directory: Path
@@ -310,6 +322,25 @@ class _Seed:
     # on with the other seeds.
     diverged: dict[str, Any] | None = None
     trackers: Trackers | None = None  # --wandb / --tensorboard: copies of its log rows
+    # Held from the look into the BC cache until this seed's BC checkpoint is in it: a second
+    # process that needs the same checkpoint waits, then reuses it instead of pretraining it again.
+    bc_lock: contextlib.ExitStack | None = None
+
+    def hold_bc_lock(self, cached: Path) -> None:
+        lock = cached.parent / f".{cached.name}.lock"
+        stack = contextlib.ExitStack()
+        try:
+            stack.enter_context(file_lock(lock, wait=False))
+        except BlockingIOError:
+            print(f"seed {self.config.seed}: another process is pretraining the BC checkpoint {cached.name}; "
+                  "waiting to reuse it", file=sys.stderr, flush=True)
+            stack.enter_context(file_lock(lock))
+        self.bc_lock = stack
+
+    def release_bc_lock(self) -> None:
+        if self.bc_lock is not None:
+            self.bc_lock.close()
+            self.bc_lock = None
 
     def record(self, log: str, row: dict[str, Any]) -> None:
         """Append ``row`` to the seed's ``log`` (metrics or evaluations) and its trackers."""
@@ -387,10 +418,15 @@ class Run:
         summary, recorded, environment = (seed.dir / n for n in ("summary.json", "config.json", "environment.json"))
         if not recorded.exists():
             return StoredRun(seed.dir, "finished-without-config" if summary.exists() else "missing")
-        differences = config_differences(_jsonable(read_json(recorded)), _jsonable(self.config_record(seed.config)))
-        if (seed.dir / "data.json").exists():
-            differences += data_differences(read_json(seed.dir / "data.json"))
-        env = read_json(environment) if environment.exists() else {}
+        try:
+            differences = config_differences(_jsonable(read_json(recorded)), _jsonable(self.config_record(seed.config)))
+            if (seed.dir / "data.json").exists():
+                differences += data_differences(read_json(seed.dir / "data.json"))
+            env = read_json(environment) if environment.exists() else {}
+            if summary.exists():
+                read_json(summary)
+        except DamagedRecord as exc:
+            return StoredRun(seed.dir, "damaged", (f"{exc.path.name} {exc.reason}",))
         revision = env.get("code_revision")
         if differences:
             return StoredRun(seed.dir, "stale", tuple(differences), revision)
@@ -420,7 +456,8 @@ class Run:
             print(f"{seed.dir}: {stored.describe()}; moved to {aside} and trained again", file=sys.stderr, flush=True)
             return None
         what = {"stale": "a run of another configuration", "foreign": "a run of another result store",
-                "finished-without-config": "a finished run without its config.json"}[stored.state]
+                "finished-without-config": "a finished run without its config.json",
+                "damaged": "a damaged run"}[stored.state]
         raise BenchError(f"run directory {seed.dir} holds {what} ({'; '.join(stored.reasons[:3])}"
                          f"{'; ...' if len(stored.reasons) > 3 else ''}); it is never returned as this run: pass "
                          "--rerun-stale to move it aside and train, or --out DIR for a new run")
@@ -480,6 +517,8 @@ class Run:
             return summaries
         finally:
             evaluator.close()
+            for seed in seeds:
+                seed.release_bc_lock()
 
     def _files(self, fetch: bool = True) -> DataFiles | None:
         """This run's dataset files (`resolve_files`; with ``fetch`` false, None where they
@@ -491,13 +530,16 @@ class Run:
         """Where ``seed``'s run continues: its checkpoint, else a cached BC pretraining, else the start."""
         state = seed.checkpoint.resume_point()
         if state is not None:
+            seed.pretrain_source = (seed.checkpoint.state() or {}).get("pretrain_source") or seed.pretrain_source
             return _Start([p.name for p in self.phases].index(state["phase"]), state["step"],
                           seed.checkpoint.dir / state["agent_file"], state["elapsed_s"])
         first = self.phases[0]
         if first.name == "pretrain" and not first.evaluate:  # `bc` runs evaluate: never skipped
             cached = self._bc_cache_path(first, files, seed.config)
+            seed.hold_bc_lock(cached)
             problem = agent_file_problem(cached) if cached.exists() else "absent"
             if problem is None:
+                seed.release_bc_lock()
                 seed.pretrain_source = f"cache: {cached}"
                 return _Start(0, first.steps, cached)
             if checksum_path(cached).exists():  # a checksum that does not match: refuse, lose nothing
@@ -561,7 +603,8 @@ class Run:
                     cached = self._bc_cache_path(phase, files, seed.config)
                     if seed.diverged is None and agent_file_problem(cached) is not None:  # absent, or pre-checksum
                         save_agent(cached, compiled.unstack(stacked, i))  # reused by other methods' pretraining
-                        seed.pretrain_source = seed.pretrain_source or "trained in this run"
+                    seed.pretrain_source = seed.pretrain_source or "trained in this run"
+                    seed.release_bc_lock()
             previous = stacked
             if all(seed.diverged is not None for seed in seeds):
                 break
@@ -599,7 +642,8 @@ class Run:
             "diverged": seed.diverged,
             "final_success": seed.last_success[phases[-1].name],
             "success_by_phase": seed.last_success,
-            "steps": {p.name: p.steps for p in phases},
+            "steps": {p.name: p.steps for p in phases},  # planned
+            "steps_reached": _steps_reached(phases, seed.diverged),
             "init": {"bc": None, "scratch": "scratch", "online": "scratch", "fine-tune": cfg.init}[self.method.pipeline],
             "pretrain_source": seed.pretrain_source,
             "eval_episodes": self.profile.eval_episodes,
@@ -617,8 +661,7 @@ class Run:
             "hardware": provenance.hardware(),
             "finished_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         }
-        write_json(seed.dir / "summary.json", summary)
-        return summary
+        return write_summary(seed.dir, summary)
 
     def _make_env(self):
         import ogbench
@@ -784,7 +827,8 @@ class _Loop:
         if done % profile.checkpoint_every == 0 or done == phase.steps:
             began = time.perf_counter()
             for i, seed in live:
-                seed.checkpoint.save(agent_of(i), phase.name, done, time.perf_counter() - seed.began)
+                seed.checkpoint.save(agent_of(i), phase.name, done, time.perf_counter() - seed.began,
+                                     seed.pretrain_source)
             self.seconds["checkpoints"] += time.perf_counter() - began
         if self.owner.on_step is not None:
             self.owner.on_step(phase.name, done)
@@ -802,9 +846,30 @@ class Checkpoint:
         self.state_path = directory / "state.json"
 
     def state(self) -> dict | None:
-        return read_json(self.state_path) if self.state_path.exists() else None
+        """The loop position; when ``state.json`` is damaged (truncated by a full disk, say), the
+        newest agent files that pass their checksums stand in for it (phase and step are in their
+        names; the wall time before is then unknown and counted as 0)."""
+        if not self.state_path.exists():
+            return None
+        try:
+            return read_json(self.state_path)
+        except DamagedRecord as exc:
+            order = {name: i for i, name in enumerate(PHASE_ORDER)}
+            found = []
+            for path in self.dir.glob("agent-*-*.eqx"):
+                phase, _, step = path.stem.removeprefix("agent-").rpartition("-")
+                if phase in order and step.isdigit() and agent_file_problem(path) is None:
+                    found.append((order[phase], int(step), phase, path.name))
+            found.sort(reverse=True)
+            if not found:
+                return None
+            print(f"checkpoint {exc}; resuming from its newest intact agent file {found[0][3]}", file=sys.stderr,
+                  flush=True)
+            entries = [{"phase": phase, "step": step, "elapsed_s": 0.0, "agent_file": name}
+                       for _, step, phase, name in found[:2]]
+            return {**entries[0], "previous": entries[1] if len(entries) > 1 else None}
 
-    def save(self, agent, phase: str, step: int, elapsed_s: float) -> None:
+    def save(self, agent, phase: str, step: int, elapsed_s: float, pretrain_source: str | None = None) -> None:
         name = f"agent-{phase}-{step:09d}.eqx"
         save_agent(self.dir / name, agent)
         problem = agent_file_problem(self.dir / name)
@@ -815,7 +880,7 @@ class Checkpoint:
         if current is not None and current["agent_file"] != name:
             previous = {k: current[k] for k in ("phase", "step", "elapsed_s", "agent_file")}
         write_json(self.state_path, {"phase": phase, "step": step, "elapsed_s": round(elapsed_s, 3),
-                                     "agent_file": name, "previous": previous})
+                                     "agent_file": name, "previous": previous, "pretrain_source": pretrain_source})
         keep = {name, previous["agent_file"] if previous else name}
         for old in self.dir.glob("agent-*.eqx"):
             if old.name not in keep:
@@ -846,6 +911,15 @@ class Checkpoint:
 TRACED = ("trqam/lambda", "actor/path_kl", "trqam/kl_ema", "actor/adjoint_loss", "critic/q_mean")
 
 
+def _steps_reached(phases: Sequence[Phase], diverged: dict | None) -> dict[str, int]:
+    """The steps each phase ran: all of them, or up to the step where the run diverged (0 after it)."""
+    if diverged is None:
+        return {p.name: p.steps for p in phases}
+    names = [p.name for p in phases]
+    at = names.index(diverged["phase"])
+    return {p.name: p.steps if i < at else (int(diverged["step"]) if i == at else 0) for i, p in enumerate(phases)}
+
+
 def _traces(rows: list[dict[str, Any]]) -> dict[str, list[float]]:
     """The final phase's lambda, realised KL and friends over training, for the summary."""
     present = [k for k in TRACED if rows and rows[0].get(k) not in (None, "")]
@@ -867,7 +941,7 @@ def train(config: RunConfig, *, progress: bool = True, on_step: Callable[[str, i
     return Run(config, progress=progress, on_step=on_step, rerun=rerun, trackers=trackers).execute()[0]
 
 
-RERUN_STALE = ("stale", "foreign", "other-revision", "finished-without-config")  # train --rerun-stale
+RERUN_STALE = ("stale", "foreign", "other-revision", "finished-without-config", "damaged")  # train --rerun-stale
 
 
 def train_seeds(configs: Sequence[RunConfig], *, progress: bool = True,

@@ -46,7 +46,14 @@ from bench.errors import BenchError, suggest
 from bench.files import REPO
 from bench.tasks import DOMAINS_BY_ABBR, DOMAINS_BY_NAME, resolve_task
 from bench.training.pipeline import SCHEDULE_FLAGS, RunConfig
-from bench.training.runstore import csv_text, write_atomic, write_json
+from bench.training.runstore import (
+    DamagedRecord,
+    csv_text,
+    data_identity,
+    read_run,
+    write_atomic,
+    write_json,
+)
 
 Backend = Literal["local", "ray"]
 LOG_NAME = "train.log"
@@ -179,7 +186,7 @@ def _bc_key(run: RunConfig) -> tuple:
 # aside): another configuration, or a run of another result store (a fresh clone's committed
 # runs are what its new numbers are set beside, not its answer). ``--rerun-stale`` adds the
 # runs of this store finished at another code revision.
-REDO = ("stale", "foreign", "finished-without-config")
+REDO = ("stale", "foreign", "finished-without-config", "damaged")
 
 
 @dataclass(frozen=True)
@@ -610,26 +617,35 @@ def failures_table(outcomes: Iterable[Outcome]) -> str:
 
 
 # ---- the result store's index --------------------------------------------------------------
-INDEX_COLUMNS = ("profile", "method", "task", "seed", "variant", "final_success", "data", "host", "hardware",
-                 "wall_time_s", "finished_utc", "path")
+INDEX_COLUMNS = ("profile", "method", "task", "seed", "variant", "status", "final_success", "data", "data_id", "host",
+                 "hardware", "wall_time_s", "finished_utc", "path")
 
 
 def write_index(results_dir: Path) -> Path:
-    """``results/index.csv``: one row per finished run under ``results_dir/runs`` (rebuilt from
-    the summaries each time, so it never disagrees with them)."""
+    """``results/index.csv``: one row per finished run under ``results_dir/runs``, rebuilt from
+    the runs' verified records each time (`bench.training.runstore.read_run`): a damaged run is
+    listed with its status and no success."""
     rows = []
     for path in sorted((results_dir / "runs").glob("*/*/*/seed*/summary.json")):
-        summary = json.loads(path.read_text())
+        directory = path.parent
+        profile, method, task = directory.relative_to(results_dir / "runs").parts[:3]
+        row = {"profile": profile, "method": method, "task": task, "variant": directory.name.partition("-")[2],
+               "seed": directory.name.partition("-")[0].removeprefix("seed"),
+               "path": str(directory.relative_to(results_dir))}
+        try:
+            record = read_run(directory)
+        except DamagedRecord as exc:
+            rows.append(row | {"status": f"damaged: {exc.path.name} {exc.reason}"})
+            continue
+        summary = record["summary"]
         hardware = summary.get("hardware", {})
         devices = ",".join(sorted(set(hardware.get("jax_devices", []))))
-        rows.append({
-            "profile": summary["profile"], "method": summary["method"], "task": summary["task"],
-            "seed": summary["seed"], "variant": path.parent.name.partition("-")[2],
-            "final_success": summary["final_success"], "data": summary["data"]["kind"],
-            "host": hardware.get("host", ""),
+        success = record["success_by_phase"]
+        rows.append(row | {
+            "status": summary.get("status", ""), "final_success": list(success.values())[-1] if success else "",
+            "data": summary["data"]["kind"], "data_id": data_identity(record["data"]), "host": hardware.get("host", ""),
             "hardware": f"{hardware.get('cpu', '')} x{hardware.get('cpu_cores', '')}; {devices}",
             "wall_time_s": summary.get("wall_time_s", ""), "finished_utc": summary.get("finished_utc", ""),
-            "path": str(path.parent.relative_to(results_dir)),
         })
     index = results_dir / "index.csv"
     write_atomic(index, csv_text(rows, list(INDEX_COLUMNS)))
@@ -641,8 +657,8 @@ def write_record(results_dir: Path, profile: str, selection: dict, settings: Swe
     """``results/sweeps/PROFILE-UTCSTAMP.json``: what one sweep ran, where and how it ended."""
     from bench import provenance
 
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    path = results_dir / "sweeps" / f"{profile}-{stamp}.json"
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")  # to the microsecond, and the process:
+    path = results_dir / "sweeps" / f"{profile}-{stamp}-{os.getpid()}.json"  # two sweeps at once never share it
     write_json(path, {
         "profile": profile, "selection": selection, "settings": asdict(settings), "wall_time_s": round(wall_s, 1),
         "driver": {"host": platform.node(), "hardware": provenance.hardware(), "versions": provenance.versions(),
