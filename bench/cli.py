@@ -426,12 +426,16 @@ def _dry_run(profile, prepared, source, dataset_dir, data_problems: dict[str, st
 def _data_status(profile, task_name: str, source, dataset_dir) -> str:
     """Whether ``task_name``'s data is here, without downloading or regenerating anything."""
     from bench.data import datagen
-    from bench.data.loading import DEFAULT_OFFICIAL_DIR, regenerated_dir
+    from bench.data.loading import DEFAULT_OFFICIAL_DIR, large_dataset, regenerated_dir
     from bench.tasks import resolve_task
 
     task = resolve_task(task_name)
     source = source or profile.source
     directory = Path(dataset_dir).expanduser() if dataset_dir else DEFAULT_OFFICIAL_DIR
+    spec = large_dataset(task, profile.large_datasets)
+    if spec is not None and source != "regenerated":  # missing shards are reported by _large_data_problems
+        return (f"{spec.shards} shards and a validation file present in {directory / spec.folder} (sha256 of each "
+                "recorded, once per file)")
     official = (directory / f"{task.dataset}.npz").is_file() and (directory / f"{task.dataset}-val.npz").is_file()
     if source != "regenerated" and official:
         return f"files present in {directory}"

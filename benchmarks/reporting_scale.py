@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -68,6 +67,7 @@ def write_datasets(root: Path, profile_name: str = "paper") -> dict[str, dict]:
         else:
             train, val, dataset = [root / f"{task.dataset}.npz"], root / f"{task.dataset}-val.npz", task.dataset
         if dataset in records:
+            records[task.name] = records[dataset]
             continue
         for path in (*train, val):
             if not path.exists():
@@ -120,7 +120,7 @@ def measure(command: list[str], env: dict[str, str]) -> tuple[float, float, str]
               "p = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
               "w = time.perf_counter() - t; "
               "print(w, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, p.returncode); "
-              "sys.stderr.write(p.stdout[-2000:] + p.stderr[-2000:])")
+              "sys.stderr.write(p.stdout[-2000:])")
     done = subprocess.run([sys.executable, "-c", script, *command], capture_output=True, text=True, env=env, cwd=REPO)
     wall, peak_kib, code = done.stdout.split()
     if code != "0":
