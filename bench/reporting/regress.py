@@ -27,7 +27,7 @@ from pathlib import Path
 from bench.errors import BenchError
 from bench.files import REPO
 from bench.training.pipeline import RunConfig
-from bench.training.runstore import read_json, write_atomic
+from bench.training.runstore import DamagedRecord, read_run, write_atomic
 from bench.training.sweep import SweepSettings, sweep
 
 BANDS = REPO / "results" / "regress" / "bands.csv"  # configuration: read from the repository wherever the store lives
@@ -95,9 +95,13 @@ def check(bands_path: Path = BANDS, work_dir: Path = WORK_DIR, workers: int | No
     for band, run in zip(bands, runs, strict=True):
         summary_path = run.run_dir() / "summary.json"
         if summary_path.exists():
-            success = float(read_json(summary_path)["final_success"])
-            ok = success >= band.min_success
-            now, verdict = f"{success:.2f}", "ok" if ok else "REGRESSED"
+            try:  # the run's own evaluation records, through its seal
+                success = list(read_run(run.run_dir())["success_by_phase"].values())[-1]
+            except DamagedRecord as exc:
+                ok, now, verdict = False, "-", f"DAMAGED ({exc.path.name} {exc.reason})"
+            else:
+                ok = success >= band.min_success
+                now, verdict = f"{success:.2f}", "ok" if ok else "REGRESSED"
         else:
             ok, now = False, "-"
             verdict = f"FAILED (log: {outcomes[str(run.run_dir())].log})"
