@@ -607,8 +607,22 @@ def methods() -> None:
         print(f"{name:8s} {'-':10s} not yet: {why}")
 
 
+LIST_FLAGS = ("--set", "--seeds", "--methods", "--tasks", "--domains")
+
+
+def _repeated_list_flag(args: list[str]) -> None:
+    """One line for a list flag given twice (``--set a=1 --set b=2``): the parser would keep only
+    the last, silently dropping the first values."""
+    for flag in LIST_FLAGS:
+        given = [a for a in args if a == flag or a.startswith(flag + "=")]
+        if len(given) > 1:
+            raise BenchError(f"{flag} was given {len(given)} times; only the last would count: give every value "
+                             f"after one {flag} (e.g. {flag} A B)")
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
+        _repeated_list_flag(sys.argv[1:] if argv is None else list(argv))
         tyro.extras.subcommand_cli_from_dict(
             {"datagen": datagen, "train": train, "reproduce": reproduce, "report": report, "figures": figures,
              "regress": regress,

@@ -270,6 +270,11 @@ def test_the_nox_session_runs_the_locked_versions():
 
 
 # ---- issue 29: one line where one line is promised ----------------------------------------------
+def test_a_list_flag_given_twice_is_refused():
+    result = _bench("train", "--method", "trqam", "--task", "c2-task1", "--set", "kl_budget=0.5", "--set", "kl_budget=1")
+    assert result.returncode == 2 and "--set was given 2 times" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_a_list_flag_with_no_value_is_refused():
     for command in (["train", "--method", "bc", "--task", "c2-task1", "--seeds"],
                     ["reproduce", "--profile", "smoke", "--seeds"]):

@@ -285,6 +285,11 @@ def test_a_named_dataset_dir_missing_its_validation_file_is_refused(smoke_datase
     shutil.copy(smoke_dataset_dir / f"{TASK.dataset}.npz", partial)  # its -val.npz left out
     with pytest.raises(BenchError, match=rf"{TASK.dataset}-val.npz is missing"):
         resolve_files(TASK, "auto", partial, SMALL)
+    from bench.training.pipeline import RunConfig, train
+
+    with pytest.raises(BenchError, match="-val.npz is missing"):  # through `train`: nothing trained, nothing written
+        train(RunConfig("bc", TASK.name, profile="smoke", dataset_dir=partial, out=tmp_path / "run"), progress=False)
+    assert not (tmp_path / "run").exists()
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(BenchError, match="holds no files of"):  # named, empty: refused, not regenerated

@@ -468,16 +468,16 @@ class Run:
         summaries = {i: self._check_directory(seed) for i, seed in enumerate(self.seeds)}
         pending = [i for i, s in summaries.items() if s is None]
         if pending:
+            files = self._files()  # a missing or refused dataset: one line before any run directory exists
             with contextlib.ExitStack() as locks:
                 for i in pending:
                     locks.enter_context(exclusive(self.seeds[i].dir))
-                summaries |= self._execute([self.seeds[i] for i in pending], pending)
+                summaries |= self._execute([self.seeds[i] for i in pending], pending, files)
         return [summaries[i] for i in range(len(self.seeds))]
 
-    def _execute(self, seeds: list[_Seed], indices: list[int]) -> dict[int, dict]:
+    def _execute(self, seeds: list[_Seed], indices: list[int], files: DataFiles) -> dict[int, dict]:
         import ogbench
 
-        files = self._files()
         env = ogbench.make_env_and_datasets(self.task.name, env_only=True)
         train_data = ShardedData(files, self.task, env, self.profile.shard_interval)
         train_data.at_step(0)  # a damaged file stops the run here, before any record is written
@@ -834,6 +834,9 @@ class _Loop:
             self.owner.on_step(phase.name, done)
 
 
+_SAID_DAMAGED: set[Path] = set()  # damaged state.json files already reported by this process
+
+
 class Checkpoint:
     """The agent and the loop position. Each save writes a new agent file and its sha256,
     checks it, then writes state.json pointing at it (with the previous checkpoint as a
@@ -863,8 +866,10 @@ class Checkpoint:
             found.sort(reverse=True)
             if not found:
                 return None
-            print(f"checkpoint {exc}; resuming from its newest intact agent file {found[0][3]}", file=sys.stderr,
-                  flush=True)
+            if self.state_path not in _SAID_DAMAGED:  # once per process: read again until a save replaces it
+                print(f"checkpoint {exc}; resuming from its newest intact agent file {found[0][3]}", file=sys.stderr,
+                      flush=True)
+                _SAID_DAMAGED.add(self.state_path)
             entries = [{"phase": phase, "step": step, "elapsed_s": 0.0, "agent_file": name}
                        for _, step, phase, name in found[:2]]
             return {**entries[0], "previous": entries[1] if len(entries) > 1 else None}
