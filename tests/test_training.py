@@ -102,6 +102,21 @@ def test_other_config_in_the_same_directory_is_refused(bench_cache, tmp_path):
         train(RunConfig("bc", SMOKE_TASK, profile="smoke", seed=1, out=tmp_path / "run"), progress=False)
 
 
+def _straight_and_killed_at_25(tmp_path):
+    """A smoke BC run trained straight through, and the same run killed at step 25 (its last
+    checkpoint at step 20, the one before at 10)."""
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    train(RunConfig("bc", SMOKE_TASK, profile="smoke", out=straight), progress=False)
+
+    def kill_at_25(phase, step):
+        if step == 25:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(RunConfig("bc", SMOKE_TASK, profile="smoke", out=resumed), progress=False, on_step=kill_at_25)
+    return straight, resumed
+
+
 class _DivergingBC(FlowBC):
     """BC whose logged loss is NaN for the seeds whose first layer starts with a positive mean
     weight (a fixed property of each seed's initialisation; the learning rate is set tiny so
@@ -174,15 +189,7 @@ def test_a_corrupt_checkpoint_falls_back_to_the_previous_one(bench_cache, tmp_pa
     """Killed after its checkpoints at steps 10 and 20, the run's newest agent file is cut
     short: the resume refuses it (sha256), resumes from step 10 and ends exactly where an
     uninterrupted run ends."""
-    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    train(RunConfig("bc", SMOKE_TASK, profile="smoke", out=straight), progress=False)
-
-    def kill_at_25(phase, step):
-        if step == 25:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        train(RunConfig("bc", SMOKE_TASK, profile="smoke", out=resumed), progress=False, on_step=kill_at_25)
+    straight, resumed = _straight_and_killed_at_25(tmp_path)
     state = json.loads((resumed / "checkpoint" / "state.json").read_text())
     assert state["step"] == 20 and state["previous"]["step"] == 10
     assert (resumed / "checkpoint" / state["previous"]["agent_file"]).exists()  # kept until the next is verified
@@ -261,15 +268,7 @@ def test_a_sweep_waits_for_a_bc_producer_only_while_pretraining_is_still_to_do(b
 
 @pytest.mark.slow
 def test_a_truncated_state_json_falls_back_to_the_newest_intact_agent_file(bench_cache, tmp_path, capsys):
-    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    train(RunConfig("bc", SMOKE_TASK, profile="smoke", out=straight), progress=False)
-
-    def kill_at_25(phase, step):
-        if step == 25:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        train(RunConfig("bc", SMOKE_TASK, profile="smoke", out=resumed), progress=False, on_step=kill_at_25)
+    straight, resumed = _straight_and_killed_at_25(tmp_path)
     state = resumed / "checkpoint" / "state.json"
     state.write_text(state.read_text()[:20])  # truncated (a full disk)
     train(RunConfig("bc", SMOKE_TASK, profile="smoke", out=resumed), progress=False)
