@@ -51,7 +51,7 @@ def train(
     source: Literal["official", "regenerated", "auto"] | None = None,
     dataset_dir: Path | None = None,
     out: Path | None = None,
-    init: Literal["bc", "scratch"] = "bc",
+    init: Literal["bc", "scratch"] | None = None,
     bc_seed: int | None = None,
     online_steps: int | None = None,
     offline_steps: int | None = None,
@@ -77,7 +77,7 @@ def train(
         source: Data source: official OGBench files, regenerated with ogbench's oracles, or auto (official if present, else regenerated). Default: the profile's (auto for smoke/quick, official for paper).
         dataset_dir: Directory of the official files (default ~/.ogbench/data): DATASET.npz + DATASET-val.npz, or shards DOMAIN-...-NNN.npz.
         out: Run directory (default results/runs/PROFILE/METHOD/TASK/seedSEED).
-        init: Fine-tuning methods: start from the BC checkpoint (TRQAM paper; BC pretraining is cached and reused across methods) or from scratch (QAM paper).
+        init: Fine-tuning methods: start from the BC checkpoint (TRQAM paper; BC pretraining is cached and reused across methods) or from scratch (QAM paper). Default: the profile's protocol (scratch for qam-paper, bc otherwise).
         bc_seed: Seed of BC pretraining (default: --seed). Fine-tuning runs with the same --bc-seed share one BC checkpoint.
         online_steps: Online fine-tuning steps after the offline phase (0 = offline only; default: the profile's, 500000 for paper, 0 otherwise). A non-default value gets its own run directory (seedSEED-onlineN). RLPD is online-only and needs N > 0.
         offline_steps: Offline fine-tuning steps (default: the profile's). Like every schedule flag below, a non-default value is recorded in config.json and gets its own run directory (seedSEED-offline_steps=N).

@@ -19,11 +19,12 @@ C2 = "cube-double-play-singletask-task{}-v0"
 
 
 def _run(root, method, task, seed, success, phase=None, kind="regenerated", suffix="", diverged=None,
-         kl_budget=None, overrides=(), digest="0" * 64, episodes=100):
+         kl_budget=None, overrides=(), digest="0" * 64, episodes=100, init=None):
     """A finished, sealed run as the pipeline writes one (`bench.training.synthetic`)."""
     data = synthetic_data(resolve_task(task).dataset, digest, kind)
     return write_run(root / method / task / f"seed{seed}{suffix}", method=method, task=task, seed=seed,
                      success=success, phase=phase, data=data, diverged=diverged, overrides=overrides, episodes=episodes,
+                     init=init,
                      agent_config=None if kl_budget is None else {"kl_budget": kl_budget})
 
 
@@ -289,3 +290,21 @@ def test_report_reads_each_run_once_for_tables_figures_and_report(tmp_path, monk
     assert not [p for p in opened if "/seed5/" in p]
     report = (tmp_path / "reports" / "REPORT.md").read_text()
     assert f"{len(planned)} intact" in report and "seeds 0, 1" in report
+
+
+def test_a_run_initialised_off_its_protocol_is_never_set_beside_the_papers_numbers(tmp_path):
+    """Issue 30, item 2: the QAM paper trains from scratch; a BC-initialised run of its profile is
+    tabled apart, without the published column."""
+    from bench.training.pipeline import RunConfig
+
+    assert RunConfig("qam", C2.format(1), profile="qam-paper").init == "scratch"  # the profile's, by default
+    assert RunConfig("qam", C2.format(1), profile="paper").init == "bc"
+    runs = tmp_path / "runs"
+    _run(runs, "qam", C2.format(1), 0, 0.4, init="scratch")
+    _run(runs, "qam", C2.format(1), 1, 0.9, init="bc")
+    write(runs, tmp_path / "out", "qam-paper")
+    rows = {r["data"]: r for r in _rows(tmp_path / "out" / "tasks.csv")}
+    (protocol,) = [r for d, r in rows.items() if "init" not in d]
+    (other,) = [r for d, r in rows.items() if "init bc, not the QAM protocol's scratch" in d]
+    assert protocol["mean"] == "40.0" and protocol["qam_paper"] != ""
+    assert other["mean"] == "90.0" and other["qam_paper"] == "" and other["diff_qam"] == ""

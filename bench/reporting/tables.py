@@ -355,38 +355,57 @@ def _with_data(row: dict, data: str) -> dict:
     return out
 
 
+def off_protocol(run: dict, init: str) -> str | None:
+    """The initialisation of a fine-tuning run that is not its profile's protocol's (``init``),
+    e.g. a `train --init bc` run of the QAM paper's from-scratch protocol; None otherwise."""
+    from bench.config.methods import METHODS
+
+    method = METHODS.get(run["summary"]["method"])
+    used = run["summary"].get("init")
+    return used if method is not None and method.pipeline == "fine-tune" and used not in (None, init) else None
+
+
 def build_grouped(run_set: RunSet, profile: str, reference_dir: Path = REFERENCE_DIR) -> dict[str, list[dict]]:
     """`build` for each data group of ``run_set``'s default runs (`RunSet.data_groups`), every row
-    labelled with the data identity of its runs (per task and domain; per group for the rest)."""
+    labelled with the data identity of its runs (per task and domain; per group for the rest).
+    Fine-tuning runs initialised otherwise than the profile's protocol are tabled apart, their
+    `data` label saying so, and never beside the published numbers."""
     from bench import provenance
     from bench.config.profiles import get_profile
 
     chosen = get_profile(profile)
-    qam_ref, trqam_ref = load_qam_reference(reference_dir), load_trqam_reference(reference_dir)
+    references = load_qam_reference(reference_dir), load_trqam_reference(reference_dir)
     revision = provenance.code_revision()
     tables: dict[str, list[dict]] = defaultdict(list)
     for group in run_set.data_groups():
-        runs = [r for r in group.runs if r["default"]]
-        if not runs:
-            continue
-        by_task = {r["summary"]["task"]: r["data_id"] for r in runs}
-        by_domain = {resolve_task(t).domain: d for t, d in by_task.items()}
-        ids = sorted(set(by_task.values()))
-        everything = ids[0] if len(ids) == 1 else f"{len(ids)} identities: {', '.join(ids)}"
-        kinds = {r["data_id"].split()[0] for r in runs}
-        built = build(measured_successes(runs), qam_ref, trqam_ref, profile=profile, official=kinds == {"official"},
-                      protocol=chosen.protocol, kl_budgets=run_kl_budgets(runs), diverged=diverged_runs(runs),
-                      planned_seeds=len(chosen.seeds), revisions=run_revisions(runs, revision))
-        for name, rows in built.items():
-            for row in rows:
-                if name == "tasks":
-                    data = by_task[row["task"]]
-                elif name == "domains":
-                    data = next(d for dom, d in by_domain.items()
-                                if (DOMAINS_BY_NAME[dom].abbr if dom in DOMAINS_BY_NAME else dom) == row["domain"])
-                else:
-                    data = everything
-                tables[name].append(_with_data(row, data))
+        default = [r for r in group.runs if r["default"]]
+        parts = [([r for r in default if not off_protocol(r, chosen.init)], references, "")]
+        for init in sorted({off_protocol(r, chosen.init) for r in default} - {None}):
+            parts.append(([r for r in default if off_protocol(r, chosen.init) == init], ({}, {}),
+                          f"; init {init}, not the {chosen.protocol.upper()} protocol's {chosen.init}: no published "
+                          "numbers"))
+        for runs, (qam_ref, trqam_ref), note in parts:
+            if not runs:
+                continue
+            by_task = {r["summary"]["task"]: r["data_id"] + note for r in runs}
+            by_domain = {resolve_task(t).domain: d for t, d in by_task.items()}
+            ids = sorted(set(by_task.values()))
+            everything = ids[0] if len(ids) == 1 else f"{len(ids)} identities: {', '.join(ids)}"
+            kinds = {r["data_id"].split()[0] for r in runs}
+            built = build(measured_successes(runs), qam_ref, trqam_ref, profile=profile,
+                          official=kinds == {"official"}, protocol=chosen.protocol, kl_budgets=run_kl_budgets(runs),
+                          diverged=diverged_runs(runs), planned_seeds=len(chosen.seeds),
+                          revisions=run_revisions(runs, revision))
+            for name, rows in built.items():
+                for row in rows:
+                    if name == "tasks":
+                        data = by_task[row["task"]]
+                    elif name == "domains":
+                        data = next(d for dom, d in by_domain.items()
+                                    if (DOMAINS_BY_NAME[dom].abbr if dom in DOMAINS_BY_NAME else dom) == row["domain"])
+                    else:
+                        data = everything
+                    tables[name].append(_with_data(row, data))
     return {name: tables.get(name, []) for name in ("tasks", "domains", "overall", "aggregates", "improvement")}
 
 

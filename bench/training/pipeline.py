@@ -78,7 +78,9 @@ class RunConfig:
     source: Source | None = None  # None: the profile's default
     dataset_dir: Path | None = None
     out: Path | None = None  # None: results/runs/<profile>/<method>/<task>/seed<seed>
-    init: Literal["bc", "scratch"] = "bc"  # fine-tuning methods: from the BC checkpoint, or from scratch
+    # Fine-tuning methods: from the BC checkpoint, or from scratch; None: the profile's protocol
+    # (bc for the TRQAM paper's profiles, scratch for qam-paper), resolved when the config is made.
+    init: Literal["bc", "scratch"] | None = None
     overrides: tuple[str, ...] = ()  # "key=value" changes to the method's config
     bc_seed: int | None = None  # seed of BC pretraining (default: seed); one BC checkpoint can serve many seeds
     online_steps: int | None = None  # length of the online phase; None: the profile's (0 = offline only)
@@ -88,6 +90,10 @@ class RunConfig:
     eval_episodes: int | None = None
     log_every: int | None = None
     batch_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.init is None:
+            object.__setattr__(self, "init", get_profile(self.profile).init)
 
     def schedule_changes(self) -> dict[str, int]:
         """The profile fields this run sets (`SCHEDULE_FIELDS`), in their order."""

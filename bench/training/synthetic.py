@@ -37,7 +37,7 @@ def write_run(directory: Path, *, method: str, task: str, seed: int, success: fl
               phase: str | None = None, evaluations: Sequence[tuple[str, int, float]] | None = None,
               episodes: int = 50, overrides: Sequence[str] = (), agent_config: dict | None = None,
               data: dict | None = None, metrics: Sequence[dict[str, Any]] = (), diverged: dict | None = None,
-              revision: str = "synthetic") -> Path:
+              revision: str = "synthetic", init: str | None = None) -> Path:
     """A finished, sealed run in ``directory``. ``evaluations`` (phase, step, success) default to one
     evaluation of ``phase`` (``pretrain`` for bc, else ``offline``) at its last step with ``success``."""
     directory = Path(directory)
@@ -68,7 +68,7 @@ def write_run(directory: Path, *, method: str, task: str, seed: int, success: fl
             last[p] = 0.0
     write_summary(directory, {
         "method": method, "task": task, "seed": seed, "profile": profile, "synthetic": True,
-        "status": "diverged" if diverged else "finished", "diverged": diverged,
+        "status": "diverged" if diverged else "finished", "diverged": diverged, "init": init,
         "final_success": last[phases[-1]], "success_by_phase": last,
         "steps": {p: PHASE_STEPS[p] for p in phases}, "eval_episodes": episodes,
         "data": {"kind": (data or {}).get("kind", "regenerated"), "dataset": dataset},
