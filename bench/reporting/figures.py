@@ -46,6 +46,7 @@ from bench.reporting.tables import (
     REFERENCE_DIR,
     aggregate_rows,
     build,
+    load_qam_domain_reference,
     load_qam_reference,
     load_trqam_reference,
     measured_successes,
@@ -121,7 +122,8 @@ def main_table(inputs: Inputs):
     measured = inputs.measured
     reference_dir = inputs.reference_dir
     rows = [r for r in build(measured, load_qam_reference(reference_dir), load_trqam_reference(reference_dir),
-                             profile="", official=False, protocol=inputs.protocol)["domains"]
+                             profile="", official=False, protocol=inputs.protocol,
+                             qam_domain_ref=load_qam_domain_reference(reference_dir))["domains"]
             if r["phase"] == "offline"]
     domains = list(dict.fromkeys(r["domain"] for r in rows))
     methods = _sorted_methods(r["method"] for r in rows)

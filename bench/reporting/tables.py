@@ -15,7 +15,8 @@ protocol (a profile's ``protocol``: ``paper``, ``quick``, ``smoke`` follow the T
 paper's; ``qam-paper`` the QAM paper's):
 
 * QAM paper, per task and per seed: the offline score at 1M steps and the online score
-  at 1.5M; shown per task and, as mean over the domain's five tasks, per domain.
+  at 1.5M; shown per task and, per domain, from the authors' own domain series (its mean over
+  the five tasks, and its spread over seeds as the authors grouped their runs).
 * TRQAM paper, per domain: the offline table (mean and std over 8 seeds, in %).
 
 Differences are measured minus published, in percentage points. A domain row also says
@@ -42,6 +43,7 @@ from bench.training.runstore import csv_text, write_atomic
 
 REFERENCE_DIR = REPO / "results" / "reference"
 QAM_CURVES = "qam_2601.14234_curves.csv"
+QAM_DOMAIN_CURVES = "qam_2601.14234_domain_curves.csv"  # the authors' own per-domain seed series
 TRQAM_TABLE = "trqam_2605.27079_offline_table.csv"
 REPORTED_STEP = {"offline": 1_000_000, "online": 1_500_000}  # QAM curves: the reported evaluations
 TOLERANCE_PP = 5.0
@@ -128,6 +130,19 @@ def load_qam_reference(reference_dir: Path = REFERENCE_DIR) -> dict[tuple[str, s
     return table
 
 
+def load_qam_domain_reference(reference_dir: Path = REFERENCE_DIR) -> dict[tuple[str, str, str], np.ndarray]:
+    """``(PAPER_METHOD, domain, phase) -> per-seed domain mean`` at the reported steps, as the QAM
+    authors grouped their runs into seeds (`tools/extract_qam_domain_series.py`): the spread over
+    these seeds is the published one, which pairing seed i of every task would not give."""
+    table = {}
+    with open(reference_dir / QAM_DOMAIN_CURVES, newline="") as f:
+        for row in csv.DictReader(f):
+            if int(row["step"]) == REPORTED_STEP[row["phase"]]:
+                n = int(row["n_seeds"])
+                table[(row["method"], row["domain"], row["phase"])] = np.array([float(row[f"seed{i}"]) for i in range(n)])
+    return table
+
+
 def load_trqam_reference(reference_dir: Path = REFERENCE_DIR) -> dict[tuple[str, str], tuple[float, float | None]]:
     """``(PAPER_METHOD, domain name or 'all') -> (mean %, std %)`` of the offline table."""
     table = {}
@@ -158,7 +173,8 @@ def build(measured, qam_ref, trqam_ref, *, profile: str, official: bool, protoco
           kl_budgets: dict[tuple[str, str], set[str]] | None = None,
           diverged: dict[tuple[str, str, str], int] | None = None,
           planned_seeds: int | None = None,
-          revisions: dict[tuple[str, str], set[str]] | None = None) -> dict[str, list[dict]]:
+          revisions: dict[tuple[str, str], set[str]] | None = None,
+          qam_domain_ref: dict[tuple[str, str, str], np.ndarray] | None = None) -> dict[str, list[dict]]:
     """Rows of the per-task, per-domain and overall tables (values in %). Each run is compared
     with the paper whose protocol it followed (``protocol``) and no other: the TRQAM paper
     publishes per-domain offline means, the QAM paper per-task, per-seed curves.
@@ -168,6 +184,7 @@ def build(measured, qam_ref, trqam_ref, *, profile: str, official: bool, protoco
     if protocol not in PROTOCOL_PAPERS:
         raise ValueError(f"unknown protocol {protocol!r}; one of {sorted(PROTOCOL_PAPERS)}")
     kl_budgets, diverged, revisions = kl_budgets or {}, diverged or {}, revisions or {}
+    qam_domain_ref = load_qam_domain_reference() if qam_domain_ref is None else qam_domain_ref
 
     def seeds(n: int) -> str:
         return f"{n} of {planned_seeds}" if planned_seeds and n < planned_seeds else str(n)
@@ -206,9 +223,9 @@ def build(measured, qam_ref, trqam_ref, *, profile: str, official: bool, protoco
                "mean": _pct(interval.mean), **_spread(interval)}
         published: tuple[float, float | None] | None = None  # (mean %, std % over seeds)
         if with_qam:
-            qam_tasks = [qam_ref.get((paper_name(method), f"{domain}-singletask-task{k}-v0", phase)) for k in range(1, 6)]
-            if all(v is not None for v in qam_tasks) and len({len(v) for v in qam_tasks}) == 1:
-                per_seed = 100 * np.mean(np.stack(qam_tasks), axis=0)  # the domain mean of each published seed
+            series = qam_domain_ref.get((paper_name(method), domain, phase))
+            if series is not None:  # the domain mean of each published seed, grouped as the authors grouped them
+                per_seed = 100 * series
                 published = (float(np.mean(per_seed)), float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else None)
             row |= {"qam_paper": "" if published is None else f"{published[0]:.1f}",
                     "diff_qam": "" if published is None else f"{100 * interval.mean - published[0]:+.1f}"}
@@ -375,16 +392,17 @@ def build_grouped(run_set: RunSet, profile: str, reference_dir: Path = REFERENCE
 
     chosen = get_profile(profile)
     references = load_qam_reference(reference_dir), load_trqam_reference(reference_dir)
+    domain_reference = load_qam_domain_reference(reference_dir)
     revision = provenance.code_revision()
     tables: dict[str, list[dict]] = defaultdict(list)
     for group in run_set.data_groups():
         default = [r for r in group.runs if r["default"]]
-        parts = [([r for r in default if not off_protocol(r, chosen.init)], references, "")]
+        parts = [([r for r in default if not off_protocol(r, chosen.init)], (*references, domain_reference), "")]
         for init in sorted({off_protocol(r, chosen.init) for r in default} - {None}):
-            parts.append(([r for r in default if off_protocol(r, chosen.init) == init], ({}, {}),
+            parts.append(([r for r in default if off_protocol(r, chosen.init) == init], ({}, {}, {}),
                           f"; init {init}, not the {chosen.protocol.upper()} protocol's {chosen.init}: no published "
                           "numbers"))
-        for runs, (qam_ref, trqam_ref), note in parts:
+        for runs, (qam_ref, trqam_ref, qam_domain_ref), note in parts:
             if not runs:
                 continue
             by_task = {r["summary"]["task"]: r["data_id"] + note for r in runs}
@@ -395,7 +413,7 @@ def build_grouped(run_set: RunSet, profile: str, reference_dir: Path = REFERENCE
             built = build(measured_successes(runs), qam_ref, trqam_ref, profile=profile,
                           official=kinds == {"official"}, protocol=chosen.protocol, kl_budgets=run_kl_budgets(runs),
                           diverged=diverged_runs(runs), planned_seeds=len(chosen.seeds),
-                          revisions=run_revisions(runs, revision))
+                          revisions=run_revisions(runs, revision), qam_domain_ref=qam_domain_ref)
             for name, rows in built.items():
                 for row in rows:
                     if name == "tasks":
