@@ -14,6 +14,7 @@ from bench.errors import BenchError
 from bench.files import REPO
 from bench.reporting.study import QAM_CURVES, load, readme_line, write
 from bench.reporting.tradeoff import wilson
+from bench.training.runstore import write_summary
 
 TASK = "puzzle-3x3-play-singletask-task1-v0"
 DOMAIN = "puzzle-3x3-play"
@@ -38,8 +39,9 @@ def _run(root, method, seed, successes, *, finished=True, phase="offline", steps
         writer.writerow(["phase", "step", "success_rate", "num_episodes"])
         for k, s in enumerate(successes, start=1):
             writer.writerow([phase, k * every, s / 50, 50])
-    if finished:
-        (run / "summary.json").write_text(json.dumps({"status": "finished"}))
+    if finished:  # sealed as the pipeline seals a finished run (`bench.training.runstore.write_summary`)
+        last = successes[-1] / 50 if successes else 0.0
+        write_summary(run, {"status": "finished", "success_by_phase": {phase: last}, "final_success": last})
 
 
 def _published(method, step):
@@ -213,3 +215,17 @@ def test_a_readme_without_its_study_line_is_refused_before_anything_is_written(t
     write(root, tmp_path / "out", TASK, DOMAIN, readme=readme)
     assert readme.read_text().startswith("# a README\n**Where it stands** (`reports/cpu-study/STUDY.md`): QAM has "
                                          "finished 50K fine-tuning steps; at 50K, QAM 10% (5/50 episodes")
+
+
+def test_a_damaged_finished_run_is_left_out_and_named(tmp_path):
+    root = tmp_path / "runs"
+    _run(root, "bc", 0, [1, 2, 2, 3], phase="pretrain", steps=100_000, every=25_000)
+    _run(root, "qam", 0, [1, 1, 2, 2, 3])
+    _run(root, "qam", 1, [1, 1, 2, 2, 3])
+    evaluations = root / "qam" / TASK / "seed1" / "evaluations.csv"
+    evaluations.write_text(evaluations.read_text().replace(",0.06,", ",0.96,"))  # edited after it was sealed
+    damaged: list[str] = []
+    assert [r.seed for r in load(root, TASK, damaged=damaged)["qam"]] == [0]
+    assert len(damaged) == 1 and "seed1" in damaged[0] and "evaluations.csv" in damaged[0]
+    write(root, tmp_path / "out", TASK, "puzzle-3x3-play")
+    assert "## Damaged runs" in (tmp_path / "out" / "STUDY.md").read_text()

@@ -36,7 +36,7 @@ from bench.errors import BenchError
 from bench.files import REPO, relative_path
 from bench.reporting.curves import colour, save_figure
 from bench.reporting.tradeoff import q_trace, realised_kl, wilson
-from bench.training.runstore import csv_text, write_atomic
+from bench.training.runstore import DamagedRecord, csv_text, read_run, write_atomic
 
 REFERENCE = REPO / "results" / "reference"
 QAM_CURVES = REFERENCE / "qam_2601.14234_curves.csv"
@@ -77,9 +77,12 @@ class SeedRun:
         return official[0].get("sha256", "?")[:12] if official else "?"
 
 
-def load(runs_root: Path, task: str, archived: bool = False) -> dict[str, list[SeedRun]]:
+def load(runs_root: Path, task: str, archived: bool = False,
+         damaged: list[str] | None = None) -> dict[str, list[SeedRun]]:
     """Every seed run of ``task`` under ``runs_root`` (METHOD/TASK/seedN), by method. An unfinished
-    run is "in progress", or "stopped" when ``archived`` (runs set aside under results/archive/)."""
+    run is "in progress", or "stopped" when ``archived`` (runs set aside under results/archive/).
+    A finished run is read through its seal (`bench.training.runstore.read_run`); one that fails
+    is left out and named in ``damaged``."""
     found: dict[str, list[SeedRun]] = {}
     for run_dir in sorted(runs_root.glob(f"*/{task}/seed*")):
         config_path = run_dir / "config.json"
@@ -91,7 +94,12 @@ def load(runs_root: Path, task: str, archived: bool = False) -> dict[str, list[S
         summary_path = run_dir / "summary.json"
         status = "stopped" if archived else "in progress"
         if summary_path.exists():
-            status = json.loads(summary_path.read_text()).get("status", "finished")
+            try:
+                status = read_run(run_dir)["summary"].get("status", "finished")
+            except DamagedRecord as exc:
+                if damaged is not None:
+                    damaged.append(f"`{relative_path(run_dir, REPO)}`: {exc.path.name} {exc.reason}")
+                continue
         evaluations = []
         if (run_dir / "evaluations.csv").exists():
             with open(run_dir / "evaluations.csv", newline="") as f:
@@ -661,7 +669,8 @@ def write(runs_root: Path, out_dir: Path, task: str, domain: str, planned: tuple
     ``archived``: the runs are an archive's (results/archive/): unfinished ones are stopped, not training."""
     if readme is not None:
         _stands_at(readme)  # a README without its study line: say so before writing anything
-    found = load(runs_root, task, archived)
+    damaged: list[str] = []
+    found = load(runs_root, task, archived, damaged)
     if not found:
         raise BenchError(f"no run of {task} under {runs_root}; start the study with "
                          "`python -m bench reproduce --profile cpu-study`")
@@ -747,6 +756,8 @@ def write(runs_root: Path, out_dir: Path, task: str, domain: str, planned: tuple
         "",
         *([f"Not started yet: {', '.join(missing)} (they start when a worker is free; rerun "
            "`python -m bench reproduce --profile cpu-study` to continue the study).", ""] if missing else []),
+        *(["## Damaged runs (left out of everything above)", "", *[f"- {line}" for line in damaged], ""]
+          if damaged else []),
     ]
     write_atomic(out_dir / "STUDY.md", "\n".join(text))
     if readme is not None:
