@@ -5,7 +5,9 @@ SAC with a 10-critic ensemble, trained online only, from scratch: a tanh-Gaussia
 over the whole action chunk, the chunked pessimistic TD target of the shared agent (the
 target's actions are the current actor's samples, with no entropy bonus in the target),
 an actor loss ``E[alpha log pi - (mean_k Q_k - rho std_k Q_k)]`` and a temperature tuned
-towards ``-0.5 * dim``. What makes it RLPD is in the online phase (`bench.training.online`):
+towards ``-0.5 * dim``, plus the QAM paper's behaviour-cloning term ``bc_alpha * -log pi(a|s)``
+on the dataset's chunk (clipped to +-(1 - 1e-5), weighted by the chunk's last ``valid`` flag;
+per domain, `bench.config.hyperparams.RLPD_BC_ALPHA`). What makes it RLPD is in the online phase (`bench.training.online`):
 half of each batch from the offline data and half from the online transitions, and
 uniformly random actions for the first 5,000 steps (`bench.config.methods` declares both).
 
@@ -31,6 +33,7 @@ from trqam.sac import LogTemperature, sac_actor_loss, temperature_loss
 @dataclass(frozen=True)
 class RLPDConfig(FlowQConfig):
     target_entropy_scale: float = -0.5  # target entropy = scale * chunk action dim
+    bc_alpha: float = 0.0  # weight of -log pi(dataset chunk | s) in the actor loss (the QAM paper's RLPD)
     grad_clip: float | None = None  # plain Adam, as the reference
 
 
@@ -52,5 +55,9 @@ class RLPD(FlowQAgent):
         q = pessimistic(batch_q(jax.lax.stop_gradient(nets["critic"]), batch.observations, actions), self.config.rho)
         actor = sac_actor_loss(log_probs, q, nets["log_alpha"])
         alpha = temperature_loss(log_probs, nets["log_alpha"], self.config.target_entropy_scale * actions.shape[-1])
-        return actor + alpha, {"actor/sac_loss": actor, "actor/alpha": jnp.exp(nets["log_alpha"].value),
-                               "actor/entropy": -log_probs.mean(), "actor/q": q.mean()}
+        # The QAM paper's BC term: the dataset chunk's log-likelihood, weighted by its last step's validity.
+        data_actions = jnp.clip(batch.actions, -1 + 1e-5, 1 - 1e-5)
+        log_likelihood = jax.vmap(nets["actor"].log_prob)(batch.observations, data_actions)
+        bc = -(log_likelihood * batch.valid[:, -1]).mean() * self.config.bc_alpha
+        return actor + alpha + bc, {"actor/sac_loss": actor, "actor/alpha": jnp.exp(nets["log_alpha"].value),
+                                    "actor/entropy": -log_probs.mean(), "actor/q": q.mean(), "actor/bc_loss": bc}

@@ -399,10 +399,9 @@ def _rebrac(ref: dict):  # plain Adam
                                 last_layer_scale=ref["actor_fc_scale"])
 
 
-def _rlpd(ref: dict):  # plain Adam; our RLPD has no BC term (the reference's bc_alpha = 0)
-    if ref["bc_alpha"] != 0:
-        raise ValueError("our RLPD has no BC term; the reference ran bc_alpha != 0")
-    return RLPD, RLPDConfig(**_common(ref, False), target_entropy_scale=-ref["target_entropy_multiplier"])
+def _rlpd(ref: dict):  # plain Adam
+    return RLPD, RLPDConfig(**_common(ref, False), target_entropy_scale=-ref["target_entropy_multiplier"],
+                            bc_alpha=ref["bc_alpha"])
 
 
 def _ddpm(ref: dict):  # QSM and DAC: one agent in the reference (DCGQLAgent), clipped Adam
@@ -494,7 +493,10 @@ OURS: dict[str, OurSide] = {
     "rlpd": OurSide(_rlpd, {**CRITIC, "actor": TanhGaussianPart(lambda a: a.nets["actor"]),
                             "alpha": ScalarPart(lambda a: a.nets["log_alpha"])}, None,
                     {**CRITIC_METRICS, "actor/actor_loss": "actor/sac_loss", "actor/entropy": "actor/entropy",
-                     "actor/alpha": "actor/alpha", "actor/q": "actor/q"}),
+                     "actor/alpha": "actor/alpha", "actor/q": "actor/q", "actor/bc_loss": "actor/bc_loss"}),
+}
+OURS["rlpd-bc"] = OURS["rlpd"]  # the same agent at a non-zero bc_alpha (the reference's config says which)
+OURS |= {
     "ifql": OurSide(_ifql, {**CRITIC, "actor_flow": BC_FLOW, "value": MLPPart(lambda a: a.nets["value"], "value_net")},
                     "actor_flow", {**CRITIC_METRICS, "actor/actor_loss": "actor/flow_loss",
                                    "value/value_loss": "value/loss", "value/v_mean": "value/mean",

@@ -119,6 +119,9 @@ METHODS = {
     # RLPD: SAC from scratch; the TD target samples the online actor.
     "rlpd": Spec("agents.rlpd", "RLPDAgent", {}, lambda s: ["critic/next_noise", "actor/noise"], field_module=None,
                  captures=(), event_first=("critic/next_noise", "actor/noise"), repo="qam"),
+    # RLPD with the QAM paper's BC term at scene's weight (experiments/reproduce_rlpd.py: bc_alpha 0.3).
+    "rlpd-bc": Spec("agents.rlpd", "RLPDAgent", {"bc_alpha": 0.3}, lambda s: ["critic/next_noise", "actor/noise"],
+                    field_module=None, captures=(), event_first=("critic/next_noise", "actor/noise"), repo="qam"),
     # ReBRAC: main.py calls update(batch, full_update=(i % actor_freq == 0)) for i = 1, 2, ...
     "rebrac": Spec("agents.rebrac", "ReBRACAgent", {"alpha_actor": 0.1, "actor_noise": 0.2},
                    lambda s: ["critic/next_noise"], field_module=None, captures=(), repo="qam",

@@ -326,3 +326,38 @@ def test_rlpd_trains_where_the_critics_agree_exactly():
     assert all(np.isfinite(float(v)) for v in metrics.values()), metrics
     after = np.asarray(agent.act(agent.nets, jnp.zeros((4096, 1)), jax.random.key(1)))
     np.testing.assert_allclose(after.mean(axis=0), np.asarray(gaussian_problem.C), atol=0.08)
+
+
+def test_tanh_gaussian_log_prob_inverts_its_sampler():
+    """Closed form: the log-probability of a sample, computed back from the action alone
+    (atanh, the Gaussian density, the tanh Jacobian), is the one the sampler returned."""
+    from trqam.nn import TanhGaussian
+
+    head = TanhGaussian(4, 3, (16, 16), key=jax.random.key(0))
+    x = jax.random.normal(jax.random.key(1), (8, 4))
+    actions, log_probs = head.sample_batch(x, jax.random.key(2))
+    np.testing.assert_allclose(jax.vmap(head.log_prob)(x, actions), log_probs, rtol=1e-4, atol=1e-4)
+
+
+def test_rlpd_bc_term_is_the_qam_papers_per_domain_weight_and_pulls_towards_the_data():
+    """Issue 30 item 1: RLPD's bc_alpha per domain (the authors' reproduce_rlpd.py), and its BC term's
+    gradient raises the log-likelihood of the dataset chunk."""
+    from bench.config.methods import METHODS
+    from bench.config.profiles import get_profile
+    from bench.tasks import resolve_task
+
+    weights = {abbr: METHODS["rlpd"].make_config(get_profile("qam-paper").for_task(resolve_task(f"{abbr}-task1")),
+                                                 resolve_task(f"{abbr}-task1")).bc_alpha
+               for abbr in ("p33", "scene", "c2", "al", "hm", "c3", "c4", "p44", "ag", "hl")}
+    assert weights == {"p33": 0.01, "scene": 0.3, "c2": 0.1, "al": 0.0, "hm": 0.03, "c3": 0.0, "c4": 0.0,
+                       "p44": 0.0, "ag": 0.01, "hl": 0.0}
+    data = data_batch()  # dataset actions drawn from the base N(mu, S), away from the critic's optimum c
+    clipped = jnp.clip(data.actions, -1 + 1e-5, 1 - 1e-5)
+    likelihood = {}
+    for bc_alpha in (0.0, 1.0):
+        actor = TanhGaussian(1, 2, (64, 64), key=jax.random.key(0))
+        agent = make_agent(RLPD, RLPDConfig(chunk_len=1, rho=0.0, bc_alpha=bc_alpha), None,
+                           extra_nets={"actor": actor, "log_alpha": LogTemperature(jnp.log(0.05))})
+        agent, _ = fine_tune(agent, 300, net="actor", lr=3e-3, data=data)
+        likelihood[bc_alpha] = float(jax.vmap(agent.nets["actor"].log_prob)(data.observations, clipped).mean())
+    assert likelihood[1.0] > likelihood[0.0] + 0.5, likelihood

@@ -80,14 +80,28 @@ class TanhGaussian(eqx.Module):
         self.mean = _xavier_linear(hidden_sizes[-1], out_size, mean_key)
         self.log_std = _xavier_linear(hidden_sizes[-1], out_size, std_key)
 
-    def from_noise(self, x: Float[Array, " in_size"], noise: Float[Array, " out"]) -> tuple[Float[Array, " out"], Float[Array, ""]]:
-        """The sample for standard-normal ``noise`` and its log-probability."""
+    def _head(self, x: Float[Array, " in_size"]) -> tuple[Float[Array, " out"], Float[Array, " out"]]:
+        """The Gaussian's mean and clipped log-std before the tanh."""
         features = self.trunk.activation(self.trunk(x))
-        log_std = jnp.clip(self.log_std(features), self.log_std_min, self.log_std_max)
-        pre_tanh = self.mean(features) + jnp.exp(log_std) * noise
+        return self.mean(features), jnp.clip(self.log_std(features), self.log_std_min, self.log_std_max)
+
+    @staticmethod
+    def _log_prob(noise, log_std, pre_tanh) -> Float[Array, ""]:
         gaussian = -0.5 * jnp.sum(noise**2 + 2 * log_std + jnp.log(2 * jnp.pi))
         log_det = jnp.sum(2.0 * (jnp.log(2.0) - pre_tanh - jax.nn.softplus(-2.0 * pre_tanh)))
-        return jnp.tanh(pre_tanh), gaussian - log_det
+        return gaussian - log_det
+
+    def from_noise(self, x: Float[Array, " in_size"], noise: Float[Array, " out"]) -> tuple[Float[Array, " out"], Float[Array, ""]]:
+        """The sample for standard-normal ``noise`` and its log-probability."""
+        mean, log_std = self._head(x)
+        pre_tanh = mean + jnp.exp(log_std) * noise
+        return jnp.tanh(pre_tanh), self._log_prob(noise, log_std, pre_tanh)
+
+    def log_prob(self, x: Float[Array, " in_size"], action: Float[Array, " out"]) -> Float[Array, ""]:
+        """The log-probability of ``action`` in (-1, 1)^out (the inverse of `from_noise`)."""
+        mean, log_std = self._head(x)
+        pre_tanh = jnp.arctanh(action)
+        return self._log_prob((pre_tanh - mean) / jnp.exp(log_std), log_std, pre_tanh)
 
     def __call__(self, x: Float[Array, " in_size"], key: PRNGKeyArray) -> tuple[Float[Array, " out"], Float[Array, ""]]:
         """A sample in (-1, 1)^out and its log-probability."""

@@ -80,3 +80,8 @@ def kl_budget_source(abbr: str | None) -> str:
 def domain_key(abbr: str | None) -> str:
     """The table key for a task's domain: its abbreviation, or the fallback domain."""
     return abbr if abbr in QAM_BETA else FALLBACK_DOMAIN
+
+# RLPD: the weight of its behaviour-cloning term (github.com/ColinQiyangLi/qam,
+# experiments/reproduce_rlpd.py, per domain; 0 where the authors set 0).
+RLPD_BC_ALPHA = {"p33": 0.01, "scene": 0.3, "c2": 0.1, "al": 0.0, "hm": 0.03,
+                 "c3": 0.0, "c4": 0.0, "p44": 0.0, "ag": 0.01, "hl": 0.0}

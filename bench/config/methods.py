@@ -125,7 +125,7 @@ METHODS: dict[str, Method] = {
     "qsm": Method("qsm", QSM, _config(QSMConfig, inv_temp=_column(hp.QSM, 0), alpha=_column(hp.QSM, 1)),
                    "Q-score matching (Psenka et al.; arXiv 2312.11752)", pipeline="scratch"),
     "dac": Method("dac", DAC, _config(DACConfig, alpha=hp.DAC_ALPHA), "diffusion actor-critic (Fang et al.; arXiv 2405.20555)", pipeline="scratch"),
-    "rlpd": Method("rlpd", RLPD, _config(RLPDConfig, clip=False),
+    "rlpd": Method("rlpd", RLPD, _config(RLPDConfig, clip=False, bc_alpha=hp.RLPD_BC_ALPHA),
                     "RLPD: SAC with prior data (Ball et al.; arXiv 2302.02948)", pipeline="online",
                     offline_fraction=0.5, random_warmup=True),
 }
@@ -237,6 +237,7 @@ FIELD_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "lam_scale": (lambda v: v > 0, "a number > 0"),
     "ema": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
     "sampler": (lambda v: v in ("posterior", "jump"), "posterior (DAC's) or jump (QSM's)"),
+    "bc_alpha": (lambda v: v >= 0, "a number >= 0"),
 }
 # Fields whose value the batch sampler takes from elsewhere: an override would make the agent
 # disagree with its batches.
