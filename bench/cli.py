@@ -60,6 +60,7 @@ def train(
     log_interval: int | None = None,
     batch_size: int | None = None,
     set: list[str] = [],  # noqa: A002, B006 (the option is --set; tyro reads the default)
+    assume: list[str] = [],  # noqa: B006
     seed_axis: Literal["auto", "vmap", "map"] = "auto",
     rerun_stale: bool = False,
     progress: bool = True,
@@ -86,6 +87,7 @@ def train(
         log_interval: Gradient steps between metric rows (default: the profile's).
         batch_size: Batch size of every phase, BC pretraining included (default: the profile's, 256).
         set: Overrides of the method's config, KEY=VALUE (e.g. kl_budget=0.5, external_kl=true, frozen_base=true, inv_temp=3).
+        assume: Choices the authors' code leaves open, NAME=VALUE (docs/PROTOCOL.md 'Assumptions'; e.g. sparse_reward=dense, trqam_kl_budget=0.5, bc_checkpoint=per-task). A non-default value is recorded in config.json and gets its own run directory (seedSEED-assume_NAME=VALUE).
         seed_axis: How one program trains several --seeds: vmap (every product batched over the seeds; for accelerators), map (one seed after another inside the program; faster on a CPU) or auto (map on a CPU, vmap otherwise). Results agree up to float rounding.
         rerun_stale: When the run directory holds a run of another configuration, of another result store (a committed run) or of another code revision, move it aside (under results/replaced/) and train; without it such a run is refused with one line (another revision's is kept and returned).
         progress: Show a progress bar.
@@ -99,7 +101,8 @@ def train(
     schedule = _schedule(offline_steps, eval_interval, eval_episodes, log_interval, batch_size)
     configs = [RunConfig(method=method, task=task, profile=profile, seed=s, source=source, dataset_dir=dataset_dir,
                          out=out / f"seed{s}" if out is not None and seeds else out, init=init,
-                         overrides=tuple(set), bc_seed=bc_seed, online_steps=online_steps, **schedule)
+                         overrides=tuple(set), bc_seed=bc_seed, online_steps=online_steps, assume=tuple(assume),
+                         **schedule)
                for s in chosen]
     summaries = train_seeds(configs, progress=progress, seed_axis=seed_axis, rerun=RERUN_STALE if rerun_stale else (),
                             trackers=_trackers(wandb, tensorboard))
@@ -146,6 +149,7 @@ def reproduce(
     eval_episodes: int | None = None,
     log_interval: int | None = None,
     batch_size: int | None = None,
+    assume: list[str] = [],  # noqa: B006
     studies: bool = True,
     closed_form: bool = True,
     backend: Literal["local", "ray"] = "local",
@@ -180,6 +184,7 @@ def reproduce(
         eval_episodes: Evaluation episodes (default: the profile's, 50).
         log_interval: Gradient steps between metric rows (default: the profile's).
         batch_size: Batch size of every phase, BC pretraining included (default: the profile's, 256).
+        assume: Choices the authors' code leaves open, NAME=VALUE (docs/PROTOCOL.md 'Assumptions'; e.g. sparse_reward=dense, trqam_kl_budget=0.5, bc_checkpoint=per-task). A non-default value is recorded in config.json and gets its own run directory (seedSEED-assume_NAME=VALUE).
         studies: Also run the profile's studies (the KL-budget sensitivity runs).
         closed_form: Compute the closed-form studies for the figures (stored under
             results/closed-form/; computed again only when trqam/ or the study code changed).
@@ -226,7 +231,7 @@ def reproduce(
     check_available(trackers)  # before any training
     runs = plan(chosen, methods=methods, domains=domains, tasks=tasks, seeds=seeds, source=source,
                 dataset_dir=dataset_dir, online_steps=online_steps, studies=studies,
-                schedule=_schedule(offline_steps, eval_interval, eval_episodes, log_interval, batch_size))
+                schedule=_schedule(offline_steps, eval_interval, eval_episodes, log_interval, batch_size), assume=assume)
     selection = _selection(runs)
     data_problems = _large_data_problems(chosen, runs, source, dataset_dir)
     if print_commands is not None:
@@ -323,6 +328,7 @@ def report(
     tasks: list[str] | None = None,
     seeds: list[int] | None = None,
     studies: bool = True,
+    assume: list[str] = [],  # noqa: B006
     reports: Path = Path("reports"),
 ) -> None:
     """Write the tables, figures and REPORT.md of the stored runs of a profile's matrix, training
@@ -335,6 +341,7 @@ def report(
         tasks: These tasks instead of the profile's.
         seeds: These seeds instead of the profile's.
         studies: Also the profile's study runs.
+        assume: The runs made under these assumptions, NAME=VALUE (as given to reproduce).
         reports: Where the tables, figures and REPORT.md go.
     """
     import time
@@ -345,7 +352,7 @@ def report(
     _given(methods=methods, domains=domains, tasks=tasks, seeds=seeds)
     began = time.perf_counter()
     chosen = get_profile(profile)
-    runs = plan(chosen, methods=methods, domains=domains, tasks=tasks, seeds=seeds, studies=studies)
+    runs = plan(chosen, methods=methods, domains=domains, tasks=tasks, seeds=seeds, studies=studies, assume=assume)
     path = _write_outputs(chosen, runs, _selection(runs), reports, [], None, {"sweep": 0.0, "closed_form": 0.0},
                           began, "report")
     print(f"wrote {reports / 'tables' / profile}/, {reports / 'figures' / profile}/, {path}")
@@ -607,7 +614,7 @@ def methods() -> None:
         print(f"{name:8s} {'-':10s} not yet: {why}")
 
 
-LIST_FLAGS = ("--set", "--seeds", "--methods", "--tasks", "--domains")
+LIST_FLAGS = ("--set", "--assume", "--seeds", "--methods", "--tasks", "--domains")
 
 
 def _repeated_list_flag(args: list[str]) -> None:

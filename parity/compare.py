@@ -597,6 +597,8 @@ def compare_flow_agent(fixture: Fixture, method: str) -> list[Row]:
     final parameters (the trajectory fixture)."""
     s, side = fixture.setting, OURS[method]
     cls, config = side.build(fixture.record["reference_config"])
+    if "profile" in fixture.record:  # a fixture at a profile's domain: replay through the config that profile runs
+        config = profile_config(fixture.record, config)
     agent = load_params(cls.create(fixture.batch(0), config, jax.random.key(0)), fixture, "params_before", side)
     key = jax.random.key(0)
     rows: list[Row] = []
@@ -663,6 +665,25 @@ def compare_flow_agent(fixture: Fixture, method: str) -> list[Row]:
         rows += [row(fixture.name, f"lambda after {n} updates", agent.dual.lam, fixture.arrays["state/lam"],
                      TRAJECTORY_TOLERANCE)]
     return rows
+
+
+# What a domain fixture's setting sizes (the small networks and schedule every fixture uses): taken from
+# the reference's config; every other field comes from our profile at the fixture's domain.
+SIZE_FIELDS = ("hidden_sizes", "actor_layer_norm", "num_critics", "learning_rate", "flow_steps")
+
+
+def profile_config(record: dict, from_reference):
+    """The agent config our ``record["profile"]`` trains with on the fixture's domain (its per-domain
+    tables, its default assumptions: `bench.training.pipeline.method_config`), at the fixture's sizes.
+    A per-domain value that differs from the authors' makes the replay fail."""
+    from bench.config.methods import get_method
+    from bench.tasks import resolve_task
+    from bench.training.pipeline import RunConfig, method_config
+
+    run = RunConfig(method=record["method"], task=f"{record['domain']}-task1", profile=record["profile"])
+    task = resolve_task(run.task)
+    ours = method_config(get_method(run.method), run.resolved_profile(task), task, run)
+    return dataclasses.replace(ours, **{f: getattr(from_reference, f) for f in SIZE_FIELDS})
 
 
 def compare_fixture(path: Path) -> list[Row]:

@@ -29,7 +29,8 @@ def render(fixtures: Path) -> tuple[str, bool]:
         f"References: {references}; fixtures written by "
         f"`nox -s parity` with {', '.join(f'{k} {v}' for k, v in provenance['versions'].items())}; compared here "
         f"with jax {jax.__version__} on {platform.machine()} ({jax.default_backend()}). Regenerate with "
-        "`nox -s parity -- --reference-dir DIR --qam-reference-dir DIR2` (checkouts of the references); "
+        "`nox -s parity -- --reference-dir DIR --qam-reference-dir DIR2` (checkouts of the references; add "
+        "`--domain-fixtures` for the fixtures named METHOD@DOMAIN-PROFILE); "
         "`nox -s tests` asserts every "
         "row below (tests/test_parity.py).",
         "",
@@ -56,7 +57,10 @@ def render(fixtures: Path) -> tuple[str, bool]:
             f"{'x'.join(map(str, s['hidden']))}, {s['num_critics']} critics, {s['flow_steps']} flow steps; "
             + (f"BC-initialised by {s['bc_updates']} reference BC updates" if record.get("bc_initialised", True)
                else "from the reference's own initialisation (the QAM paper trains from scratch)")
-            + f"; {s['updates']} update(s).",
+            + f"; {s['updates']} update(s)."
+            + (f" At the per-domain configuration of profile `{record['profile']}` on domain `{record['domain']}` "
+               f"(the reference's values from the {record['values_from']}; ours from our profile's tables, "
+               f"discount {s['discount']})." if "profile" in record else ""),
             "",
             "| quantity | ours | reference | rel | tolerance | verdict |",
             "|---|---:|---:|---:|---:|---|",

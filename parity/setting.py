@@ -59,7 +59,8 @@ def make_batches(setting: Setting) -> list[dict[str, np.ndarray]]:
     b, h, o, a = setting.batch_size, setting.chunk_len, setting.obs_dim, setting.action_dim
     batches = []
     for _ in range(setting.num_batches):
-        ends = np.where(rng.random(b) < 1 / 3, rng.integers(1, h, b), h)  # first invalid step
+        # first invalid step (a chunk of one action, as on the navigation domains, never has one)
+        ends = np.where(rng.random(b) < 1 / 3, rng.integers(1, h, b), h) if h > 1 else np.full(b, h)
         valid = (np.arange(h)[None, :] < ends[:, None]).astype(np.float32)
         step_rewards = rng.normal(size=(b, h)) * valid
         rewards = np.cumsum(step_rewards * setting.discount ** np.arange(h), axis=1)

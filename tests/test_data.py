@@ -154,7 +154,7 @@ def test_shards_rotate_every_interval(smoke_dataset_dir, tmp_path, env):
     files = resolve_files(TASK, "official", shard_dir, SMALL)
     assert [p.name for p in files.train] == ["cube-single-play-v0-000.npz", "cube-single-play-v0-001.npz"]
     assert files.provenance["shards"] == 2 and files.provenance["train_rows"] == 2 * 404
-    data = ShardedData(files, TASK, env, interval=1000)
+    data = ShardedData(files, TASK, env, interval=1000, sparse_reward=TASK.sparse_reward)
     assert [data.shard_index(s) for s in (0, 999, 1000, 1999, 2000)] == [0, 0, 1, 1, 0]
     first_obs = np.asarray(data.at_step(0).observations[0])
     np.testing.assert_allclose(np.asarray(data.at_step(1000).observations[0]), first_obs + 1.0)

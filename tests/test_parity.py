@@ -72,3 +72,37 @@ def test_qam_e_with_edit_scale_zero_is_plain_qam():
     from trqam.qam import QAME, QAMEConfig
 
     _plain_qam_pair(QAME, lambda **f: QAMEConfig(**f, edit_scale=0.0))
+
+
+# ---- the per-domain configurations the profiles run (issue 30, item 5) -------------------------
+def _domain_records() -> dict[str, dict]:
+    import json
+
+    fixtures = json.loads((FIXTURES / "provenance.json").read_text())["fixtures"]
+    return {name: r for name, r in fixtures.items() if "profile" in r}
+
+
+def test_every_method_has_a_fixture_at_a_domain_the_profiles_run():
+    """Each method is replayed at least once through the config a profile that runs it builds at
+    one of its domains, from the authors' per-domain values (not the method's default)."""
+    from bench.config.profiles import get_profile
+    from parity.generate import DOMAIN_FIXTURES
+
+    records = _domain_records()
+    assert {f"{f.name}.npz" for f in DOMAIN_FIXTURES} <= set(records), "run nox -s parity -- --domain-fixtures"
+    assert {r["method"] for r in records.values()} == REQUIRED
+    for name, record in records.items():
+        assert record["method"] in get_profile(record["profile"]).methods, name
+        assert (FIXTURES / name).is_file(), name
+
+
+def test_a_wrong_per_domain_value_fails_the_domain_fixture(monkeypatch):
+    from bench.config import hyperparams as hp
+
+    path = FIXTURES / "fql@al-paper.npz"
+    assert all(r.ok for r in compare_fixture(path))
+    monkeypatch.setitem(hp.FQL_ALPHA, "al", 30)  # the value of another domain (hm)
+    assert not all(r.ok for r in compare_fixture(path))
+    monkeypatch.undo()
+    monkeypatch.setitem(hp.RHO_OVERRIDES, "hm", 0.5)  # humanoidmaze's rho 0 forgotten
+    assert not all(r.ok for r in compare_fixture(FIXTURES / "ifql@hm-paper.npz"))

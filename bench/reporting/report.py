@@ -90,6 +90,25 @@ def _data_section(runs: list[dict]) -> list[str]:
     return lines or ["  - (no data records)"]
 
 
+def _assumptions_section(runs: list[dict], profile: Profile) -> list[str]:
+    """The choices the authors' code leaves open that these runs made (`bench.config.assumptions`),
+    from each run's config.json, each stated as assumed."""
+    from bench.config import assumptions
+
+    made = Counter()
+    for run in runs:
+        for name, value in assumptions.recorded(run["config"], profile).items():
+            made[(name, value)] += 1
+    if not made:
+        return ["- Assumptions: none open under this profile (its authors' code settles every setting)."]
+    lines = ["- Assumptions (**assumed, not published**: the authors' code does not settle them; docs/PROTOCOL.md "
+             "'Assumptions' gives the evidence, `--assume NAME=VALUE` changes them):"]
+    for (name, value), n in sorted(made.items()):
+        default = " (default)" if value == assumptions.ASSUMPTIONS[name].default else ""
+        lines.append(f"  - `{name}={value}`{default}: {n} of {len(runs)} runs")
+    return lines
+
+
 def _run_environments(runs: list[dict]) -> dict[str, Counter]:
     """What the runs' own ``environment.json`` say: hardware, versions and code revisions, each
     with how many runs it describes."""
@@ -217,6 +236,7 @@ def write(path: Path, *, profile: Profile, command: str, selection: dict, outcom
         f"{wall_s['outputs'] / 60:.1f} min). Sum of the stored programs' own wall times: {run_seconds / 60:.1f} min "
         "(seeds trained by one program counted once; programs overlap when several workers run side by side).",
         *_sweep_history(results_dir / "sweeps", profile.name),
+        *_assumptions_section(run_set.runs, profile),
         "- Data (runs on different files of one dataset are tabled apart, by their data identity):",
         *_data_section(run_set.runs),
         f"- Every run's directory (config, versions, hardware, data provenance, metrics, evaluations, log) is "

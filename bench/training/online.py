@@ -152,7 +152,7 @@ class OnlineLoop:
                         c.queue = list(np.clip(chunk, -1.0, 1.0))
                     action = c.queue.pop(0)
                     next_observation, reward, terminated, truncated, _ = c.env.step(action)
-                    if task.sparse_reward:
+                    if self.owner.sparse_reward:  # the run's (its --assume sparse_reward)
                         reward = float(sparse_rewards(reward))
                     row = c.journal.record(c.observation, action, reward, bool(terminated), bool(truncated),
                                            next_observation)

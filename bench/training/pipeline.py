@@ -34,6 +34,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from bench import provenance
+from bench.config import assumptions
 from bench.config.methods import Method, apply_overrides, check_config, get_method
 from bench.config.profiles import Profile, get_profile
 from bench.data.batches import TransitionData, sample_batch
@@ -90,10 +91,22 @@ class RunConfig:
     eval_episodes: int | None = None
     log_every: int | None = None
     batch_size: int | None = None
+    # Choices the authors' code leaves open (`bench.config.assumptions`), NAME=VALUE; only values other
+    # than the defaults are kept (sorted), so a run under every default is the profile's own.
+    assume: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        profile = get_profile(self.profile)
         if self.init is None:
-            object.__setattr__(self, "init", get_profile(self.profile).init)
+            object.__setattr__(self, "init", profile.init)
+        object.__setattr__(self, "assume", assumptions.parse(self.assume, profile))
+        shared = assumptions.shared_bc_seed(profile, self.assumptions())
+        if self.bc_seed is None and shared is not None and get_method(self.method).pipeline == "fine-tune":
+            object.__setattr__(self, "bc_seed", shared)  # bc_checkpoint=per-task: one BC checkpoint per task
+
+    def assumptions(self) -> dict[str, str]:
+        """Every assumption this run's profile leaves open, at this run's value (`bench.config.assumptions`)."""
+        return assumptions.resolve(get_profile(self.profile), self.assume)
 
     def schedule_changes(self) -> dict[str, int]:
         """The profile fields this run sets (`SCHEDULE_FIELDS`), in their order."""
@@ -120,6 +133,7 @@ class RunConfig:
         # So do config overrides (the KL-budget study: seed0-kl_budget=0.25) and schedule changes.
         suffix += "".join(f"-{o.replace('/', '_')}" for o in sorted(self.overrides))
         suffix += "".join(f"-{k}={v}" for k, v in self.schedule_changes().items())
+        suffix += "".join(f"-assume_{a}" for a in self.assume)  # a non-default assumption (never the default's cell)
         return RESULTS_DIR / "runs" / self.profile / self.method / task / f"seed{self.seed}{suffix}"
 
 
@@ -131,6 +145,14 @@ class Phase:
     config: Any  # the agent config of this phase
     evaluate: bool  # evaluate every eval_every steps and at the end
     eval_every: int = 0
+
+
+def method_config(method: Method, profile: Profile, task: Task, run: RunConfig) -> Any:
+    """The agent config a run of ``method`` trains with: the profile's per-domain values, then the
+    run's assumptions (`bench.config.assumptions`), then its ``--set`` (which always wins). The
+    parity fixtures at the profiles' domains replay through this same config (parity/compare.py)."""
+    config = assumptions.adjust_config(method.name, method.make_config(profile, task), task, run.assumptions())
+    return apply_overrides(config, run.overrides)
 
 
 def plan_phases(method: Method, profile: Profile, task: Task, run: RunConfig) -> list[Phase]:
@@ -153,7 +175,7 @@ def plan_phases(method: Method, profile: Profile, task: Task, run: RunConfig) ->
         check_config(bc_config)
         return [Phase("pretrain", profile.pretrain_steps, method, bc_config, True,
                       profile.pretrain_eval_every or profile.eval_every)]
-    config = apply_overrides(method.make_config(profile, task), run.overrides)
+    config = method_config(method, profile, task, run)
     check_config(config)
     online = Phase("online", online_steps, method, config.for_online(), True, profile.online_eval_every)
     if method.pipeline == "online":
@@ -170,8 +192,9 @@ def plan_phases(method: Method, profile: Profile, task: Task, run: RunConfig) ->
 class ShardedData:
     """The training data of a run; rotates through shards every `interval` steps."""
 
-    def __init__(self, files: DataFiles, task: Task, env, interval: int):
+    def __init__(self, files: DataFiles, task: Task, env, interval: int, sparse_reward: bool):
         self.files, self.task, self.env, self.interval = files, task, env, interval
+        self.sparse_reward = sparse_reward
         self._loaded: tuple[int, TransitionData] | None = None
 
     def shard_index(self, step: int) -> int:
@@ -181,7 +204,7 @@ class ShardedData:
         index = self.shard_index(step)
         if self._loaded is None or self._loaded[0] != index:
             raw = load_split(self.files.train[index], self.task, self.env)
-            self._loaded = (index, TransitionData.from_ogbench(raw, sparse_reward=self.task.sparse_reward))
+            self._loaded = (index, TransitionData.from_ogbench(raw, sparse_reward=self.sparse_reward))
         return self._loaded[1]
 
 
@@ -197,7 +220,7 @@ def _per_seed(metrics: dict[str, jax.Array], count: int) -> list[dict[str, float
 
 # What the seeds trained by one program must share (they differ in seed, bc_seed and out).
 SHARED = ("method", "task", "profile", "source", "dataset_dir", "init", "overrides", "online_steps",
-          *SCHEDULE_FIELDS)
+          *SCHEDULE_FIELDS, "assume")
 
 
 # Fields of a run's config.json that do not change what it trains: the profile's matrix
@@ -252,7 +275,7 @@ def config_differences(previous: Any, current: Any, path: tuple[str, ...] = ()) 
             name = old.get("name", i) if isinstance(old, dict) and old.get("name") == new.get("name") else i
             out += config_differences(old, new, (*path, f"{name}"))
         return out
-    if previous == "(absent)" and current is None:  # a field added since, at its "profile's value" default
+    if previous == "(absent)" and current in (None, []):  # a field added since, at its default (None, or empty)
         return []
     return [] if previous == current else [f"{'.'.join(path)}: {previous} -> {current}"]
 
@@ -399,6 +422,8 @@ class Run:
         self.progress = progress
         self.on_step = on_step  # called after every host call; tests use it to interrupt a run
         self.rerun = frozenset(rerun)  # states of `StoredRun` to move aside and train again
+        # The task's sparse rewards, unless the run assumes the dataset's (`--assume sparse_reward=dense`).
+        self.sparse_reward = assumptions.sparse_reward(self.task, self.config.assumptions())
 
     # ---- records -------------------------------------------------------------------
     def config_record(self, config: RunConfig | None = None) -> dict[str, Any]:
@@ -416,7 +441,8 @@ class Run:
                         "agent_config": {"class": type(p.config).__name__, **dataclasses.asdict(p.config)}}
                        for p in self.phases],
             "task": {"name": self.task.name, "env_id": self.task.env_id, "dataset": self.task.dataset,
-                     "chunk_len": self.task.chunk_len, "sparse_reward": self.task.sparse_reward},
+                     "chunk_len": self.task.chunk_len, "sparse_reward": self.sparse_reward},
+            "assumptions": config.assumptions(),  # what the authors' code leaves open (docs/PROTOCOL.md)
         }
 
     def stored(self, seed: _Seed) -> StoredRun:
@@ -425,7 +451,9 @@ class Run:
         if not recorded.exists():
             return StoredRun(seed.dir, "finished-without-config" if summary.exists() else "missing")
         try:
-            differences = config_differences(_jsonable(read_json(recorded)), _jsonable(self.config_record(seed.config)))
+            record = read_json(recorded)
+            record["assumptions"] = assumptions.recorded(record, get_profile(self.config.profile))
+            differences = config_differences(_jsonable(record), _jsonable(self.config_record(seed.config)))
             if (seed.dir / "data.json").exists():
                 differences += data_differences(read_json(seed.dir / "data.json"))
             env = read_json(environment) if environment.exists() else {}
@@ -485,10 +513,10 @@ class Run:
         import ogbench
 
         env = ogbench.make_env_and_datasets(self.task.name, env_only=True)
-        train_data = ShardedData(files, self.task, env, self.profile.shard_interval)
+        train_data = ShardedData(files, self.task, env, self.profile.shard_interval, self.sparse_reward)
         train_data.at_step(0)  # a damaged file stops the run here, before any record is written
         val_data = TransitionData.from_ogbench(
-            load_split(files.val, self.task, env), sparse_reward=self.task.sparse_reward
+            load_split(files.val, self.task, env), sparse_reward=self.sparse_reward
         )
         environment = {"versions": provenance.versions(), "hardware": provenance.hardware(),
                        "code_revision": provenance.code_revision(), "store_id": store_id()}

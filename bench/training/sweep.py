@@ -40,6 +40,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
+from bench.config import assumptions
 from bench.config.methods import METHODS, get_method
 from bench.config.profiles import Profile
 from bench.errors import BenchError, suggest
@@ -80,10 +81,12 @@ def resolve_domains(names: Sequence[str], available: Iterable[str]) -> set[str]:
 def plan(profile: Profile, *, methods: Sequence[str] | None = None, domains: Sequence[str] | None = None,
          tasks: Sequence[str] | None = None, seeds: Sequence[int] | None = None,
          source: str | None = None, dataset_dir: Path | None = None, online_steps: int | None = None,
-         studies: bool = True, schedule: dict[str, int | None] | None = None) -> list[RunConfig]:
+         studies: bool = True, schedule: dict[str, int | None] | None = None,
+         assume: Sequence[str] = ()) -> list[RunConfig]:
     """The runs of ``profile``'s matrix (methods x tasks x seeds, then its studies), narrowed:
     ``methods``, ``tasks`` and ``seeds`` replace the profile's lists; ``domains`` keeps the
-    tasks of those domains (from ``tasks`` if given, else the profile's)."""
+    tasks of those domains (from ``tasks`` if given, else the profile's). ``assume``: the
+    assumptions every run makes (`bench.config.assumptions`; also which tasks the KL study has)."""
     for name in methods or ():
         get_method(name)  # a clear error for an unknown name
     chosen_methods = tuple(methods) if methods else profile.methods
@@ -96,17 +99,21 @@ def plan(profile: Profile, *, methods: Sequence[str] | None = None, domains: Seq
                              "pass --tasks to choose tasks outside the profile")
     chosen_seeds = tuple(seeds) if seeds else profile.seeds
 
+    assume = assumptions.parse(assume, profile)
+    chosen = assumptions.resolve(profile, assume)
+
     def config(method, task, seed, overrides=()):
         return RunConfig(method=method, task=task, profile=profile.name, seed=seed, source=source,
                          dataset_dir=dataset_dir, online_steps=online_steps, overrides=tuple(overrides),
-                         init=profile.init, **(schedule or {}))
+                         init=profile.init, assume=assume, **(schedule or {}))
 
     runs = [config(m, t, s) for m in chosen_methods for t in chosen_tasks for s in chosen_seeds]
     if studies:
         for study in profile.studies:
             if study.method not in chosen_methods:
                 continue
-            study_tasks = [t for t in (resolve_task(x).name for x in study.tasks) if t in chosen_tasks]
+            study_tasks = [t for t in (resolve_task(x).name for x in assumptions.study_tasks(study, profile, chosen))
+                           if t in chosen_tasks]
             study_seeds = [s for s in study.seeds if s in chosen_seeds]
             runs += [config(study.method, t, s, o) for o in study.overrides() for t in study_tasks for s in study_seeds]
     return list(dict.fromkeys(runs))  # each run once (narrowing can list one twice), in order
@@ -279,6 +286,8 @@ def train_command(runs: Sequence[RunConfig], trackers: Sequence[str] = ()) -> li
         command += [f"--{SCHEDULE_FLAGS[name]}", str(value)]
     if run.overrides:
         command += ["--set", *run.overrides]
+    if run.assume:
+        command += ["--assume", *run.assume]
     return command + [f"--{name}" for name in trackers]
 
 
