@@ -117,3 +117,13 @@ def parity(session: nox.Session) -> None:
     if session.posargs:
         session.run("python", "-m", "parity.generate", *session.posargs)
     session.run("python", "-m", "parity.report")
+
+
+@nox.session(python=PYTHON)
+def paper_smoke(session: nox.Session) -> None:
+    """Both paper profiles trained end to end at their own sizes for a handful of updates, through the
+    sweep's code, on stand-in files in the official layouts; writes the cost table under
+    reports/benchmarks/ (benchmarks/paper_smoke.py). Arguments after `--` go to it."""
+    _check_python(session)
+    _install(session, "-e", ".")
+    session.run("python", "-m", "benchmarks.paper_smoke", *session.posargs)

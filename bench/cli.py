@@ -54,6 +54,7 @@ def train(
     init: Literal["bc", "scratch"] | None = None,
     bc_seed: int | None = None,
     online_steps: int | None = None,
+    pretrain_steps: int | None = None,
     offline_steps: int | None = None,
     eval_interval: int | None = None,
     eval_episodes: int | None = None,
@@ -81,6 +82,7 @@ def train(
         init: Fine-tuning methods: start from the BC checkpoint (TRQAM paper; BC pretraining is cached and reused across methods) or from scratch (QAM paper). Default: the profile's protocol (scratch for qam-paper, bc otherwise).
         bc_seed: Seed of BC pretraining (default: --seed). Fine-tuning runs with the same --bc-seed share one BC checkpoint.
         online_steps: Online fine-tuning steps after the offline phase (0 = offline only; default: the profile's, 500000 for paper, 0 otherwise). A non-default value gets its own run directory (seedSEED-onlineN). RLPD is online-only and needs N > 0.
+        pretrain_steps: BC pretraining steps (the `bc` method's whole run; default: the profile's, 300000 for paper). Recorded like every schedule flag below (seedSEED-pretrain_steps=N).
         offline_steps: Offline fine-tuning steps (default: the profile's). Like every schedule flag below, a non-default value is recorded in config.json and gets its own run directory (seedSEED-offline_steps=N).
         eval_interval: Gradient steps between evaluations (default: the profile's).
         eval_episodes: Evaluation episodes (default: the profile's, 50).
@@ -98,7 +100,7 @@ def train(
 
     _given(seeds=seeds)
     chosen = list(dict.fromkeys(seeds)) if seeds else [seed]
-    schedule = _schedule(offline_steps, eval_interval, eval_episodes, log_interval, batch_size)
+    schedule = _schedule(pretrain_steps, offline_steps, eval_interval, eval_episodes, log_interval, batch_size)
     configs = [RunConfig(method=method, task=task, profile=profile, seed=s, source=source, dataset_dir=dataset_dir,
                          out=out / f"seed{s}" if out is not None and seeds else out, init=init,
                          overrides=tuple(set), bc_seed=bc_seed, online_steps=online_steps, assume=tuple(assume),
@@ -129,9 +131,10 @@ def _trackers(wandb: bool, tensorboard: bool) -> tuple[str, ...]:
     return tuple(name for name, on in (("wandb", wandb), ("tensorboard", tensorboard)) if on)
 
 
-def _schedule(offline_steps, eval_interval, eval_episodes, log_interval, batch_size) -> dict[str, int | None]:
+def _schedule(pretrain_steps, offline_steps, eval_interval, eval_episodes, log_interval,
+              batch_size) -> dict[str, int | None]:
     """The schedule flags as `RunConfig` fields (None: the profile's value)."""
-    return {"offline_steps": offline_steps, "eval_every": eval_interval, "eval_episodes": eval_episodes,
+    return {"pretrain_steps": pretrain_steps, "offline_steps": offline_steps, "eval_every": eval_interval, "eval_episodes": eval_episodes,
             "log_every": log_interval, "batch_size": batch_size}
 
 
@@ -144,6 +147,7 @@ def reproduce(
     source: Literal["official", "regenerated", "auto"] | None = None,
     dataset_dir: Path | None = None,
     online_steps: int | None = None,
+    pretrain_steps: int | None = None,
     offline_steps: int | None = None,
     eval_interval: int | None = None,
     eval_episodes: int | None = None,
@@ -179,6 +183,7 @@ def reproduce(
         source: Data source (default: the profile's).
         dataset_dir: Directory of the official files.
         online_steps: Online fine-tuning steps after the offline phase (default: the profile's).
+        pretrain_steps: BC pretraining steps (the `bc` method's whole run; default: the profile's, 300000 for paper). Recorded like every schedule flag below (seedSEED-pretrain_steps=N).
         offline_steps: Offline fine-tuning steps (default: the profile's). Like every schedule flag below, a non-default value is recorded in config.json and gets its own run directory (seedSEED-offline_steps=N).
         eval_interval: Gradient steps between evaluations (default: the profile's).
         eval_episodes: Evaluation episodes (default: the profile's, 50).
@@ -231,7 +236,8 @@ def reproduce(
     check_available(trackers)  # before any training
     runs = plan(chosen, methods=methods, domains=domains, tasks=tasks, seeds=seeds, source=source,
                 dataset_dir=dataset_dir, online_steps=online_steps, studies=studies,
-                schedule=_schedule(offline_steps, eval_interval, eval_episodes, log_interval, batch_size), assume=assume)
+                schedule=_schedule(pretrain_steps, offline_steps, eval_interval, eval_episodes, log_interval, batch_size),
+                assume=assume)
     selection = _selection(runs)
     data_problems = _large_data_problems(chosen, runs, source, dataset_dir)
     if print_commands is not None:

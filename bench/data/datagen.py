@@ -544,32 +544,35 @@ def read_manifest(out_dir: str | Path, dataset: str) -> dict | None:
 def _publish(
     out_dir: Path, recipe: Recipe, splits: dict[str, dict[str, np.ndarray]], manifest: dict
 ) -> Path:
-    """Atomically write the npz files and then the manifest; return the train path.
+    """Atomically write the train and val files and then the manifest; return the train path."""
+    names = {"train": f"{recipe.dataset}.npz", "val": f"{recipe.dataset}-val.npz"}
+    publish(out_dir, recipe.dataset, {names[split]: splits[split] for split in names}, manifest)
+    return out_dir / names["train"]
+
+
+def publish(out_dir: Path, dataset: str, files: dict[str, dict[str, np.ndarray]], manifest: dict) -> None:
+    """Write ``files`` (name -> arrays) and then the manifest of ``dataset`` binding their sha256s.
 
     Every file is written to a synced temp file in `out_dir` and renamed into place; a
     stale manifest is removed before any data file is replaced. On any exception
     (KeyboardInterrupt included) the temp files are deleted.
     """
-    names = {"train": f"{recipe.dataset}.npz", "val": f"{recipe.dataset}-val.npz"}
-    manifest_final = manifest_path(out_dir, recipe.dataset)
+    manifest_final = manifest_path(out_dir, dataset)
     temps: list[Path] = []
     try:
-        staged = {split: _write_npz(out_dir, names[split], splits[split], temps) for split in names}
-        manifest["files"] = {
-            names[split]: {"sha256": sha256_file(path), "size": path.stat().st_size}
-            for split, path in staged.items()
-        }
+        staged = {name: _write_npz(out_dir, name, arrays, temps) for name, arrays in files.items()}
+        manifest["files"] = {name: {"sha256": sha256_file(path), "size": path.stat().st_size}
+                             for name, path in staged.items()}
         manifest["binding"] = binding(manifest)
         manifest_tmp = _write_json(out_dir, manifest_final.name, manifest, temps)
         manifest_final.unlink(missing_ok=True)
-        for split, path in staged.items():
-            os.replace(path, out_dir / names[split])
+        for name, path in staged.items():
+            os.replace(path, out_dir / name)
         os.replace(manifest_tmp, manifest_final)
         _fsync_dir(out_dir)
     finally:
         for path in temps:
             path.unlink(missing_ok=True)
-    return out_dir / names["train"]
 
 
 def _check_counts(

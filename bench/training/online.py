@@ -34,6 +34,7 @@ from __future__ import annotations
 import csv
 import functools
 import io
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -118,6 +119,7 @@ class OnlineLoop:
                 online_storage([c.journal.transitions(c.records) for c in collectors], phase.steps), first)
             obs_dim = journal.obs_dim
             self.loop.start_window()
+            first_update = True  # the first update of this invocation compiles (timed apart)
             for t in range(first + 1, phase.steps + 1):
                 rows, extra = [], []
                 # The others replay their journal; a diverged seed (its actions are NaN) steps nothing.
@@ -167,9 +169,12 @@ class OnlineLoop:
                 buffers = add_transitions(self._rotate(buffers, t), journal.as_transition(np.stack(rows)))
                 metrics = None
                 if t >= warmup:
-                    agents, metrics = compiled.online_update(
+                    began = time.perf_counter()
+                    agents, metrics = jax.block_until_ready(compiled.online_update(
                         agents, buffers, update_keys, jnp.asarray(t), profile.batch_size, task.chunk_len,
-                        profile.discount, method.offline_fraction, seed_axis)
+                        profile.discount, method.offline_fraction, seed_axis))
+                    self.loop.time_updates(phase.name, time.perf_counter() - began, 1, first_update)
+                    first_update = False
                 self.loop.after_step(phase, phase_index, t, functools.cache(lambda i, a=agents: compiled.unstack(a, i)),
                                      metrics, val_keys, extra)
                 if all(c.run.diverged is not None for c in collectors):

@@ -61,11 +61,11 @@ from trqam.agent import agent_file_problem, checksum_path, load_agent, save_agen
 RESULTS_DIR = Path(os.environ.get("TRQAM_BENCH_RESULTS", REPO / "results"))
 
 
-SCHEDULE_FLAGS = {"offline_steps": "offline-steps", "eval_every": "eval-interval", "eval_episodes": "eval-episodes",
+SCHEDULE_FLAGS = {"pretrain_steps": "pretrain-steps", "offline_steps": "offline-steps", "eval_every": "eval-interval", "eval_episodes": "eval-episodes",
                   "log_every": "log-interval", "batch_size": "batch-size"}
 # The schedule fields of a profile that `train` and `reproduce` set per run (their flags:
-# --offline-steps, --eval-interval, --eval-episodes, --log-interval, --batch-size).
-SCHEDULE_FIELDS = ("offline_steps", "eval_every", "eval_episodes", "log_every", "batch_size")
+# --pretrain-steps, --offline-steps, --eval-interval, --eval-episodes, --log-interval, --batch-size).
+SCHEDULE_FIELDS = ("pretrain_steps", "offline_steps", "eval_every", "eval_episodes", "log_every", "batch_size")
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,7 @@ class RunConfig:
     bc_seed: int | None = None  # seed of BC pretraining (default: seed); one BC checkpoint can serve many seeds
     online_steps: int | None = None  # length of the online phase; None: the profile's (0 = offline only)
     # The schedule, each None for the profile's value (`SCHEDULE_FIELDS`: the train/reproduce flags).
+    pretrain_steps: int | None = None
     offline_steps: int | None = None
     eval_every: int | None = None
     eval_episodes: int | None = None
@@ -195,7 +196,8 @@ class ShardedData:
     def __init__(self, files: DataFiles, task: Task, env, interval: int, sparse_reward: bool):
         self.files, self.task, self.env, self.interval = files, task, env, interval
         self.sparse_reward = sparse_reward
-        self._loaded: tuple[int, TransitionData] | None = None
+        self._loaded: tuple[int, TransitionData] | None = None  # one shard in memory at a time
+        self.loads, self.load_s = 0, 0.0  # shard loads so far (one per shard switch) and their seconds
 
     def shard_index(self, step: int) -> int:
         return (step // self.interval) % len(self.files.train)
@@ -203,8 +205,11 @@ class ShardedData:
     def at_step(self, step: int) -> TransitionData:
         index = self.shard_index(step)
         if self._loaded is None or self._loaded[0] != index:
+            began = time.perf_counter()
+            self._loaded = None  # the previous shard is released before the next is read
             raw = load_split(self.files.train[index], self.task, self.env)
             self._loaded = (index, TransitionData.from_ogbench(raw, sparse_reward=self.sparse_reward))
+            self.loads, self.load_s = self.loads + 1, self.load_s + time.perf_counter() - began
         return self._loaded[1]
 
 
@@ -643,7 +648,9 @@ class Run:
             if all(seed.diverged is not None for seed in seeds):
                 break
         bar.close()
-        summaries = [self._summarise(seed, [s.config.seed for s in seeds], files, loop.time_split()) for seed in seeds]
+        timed = loop.timed | {"data": {"shard_loads": train_data.loads, "load_s": train_data.load_s}}
+        summaries = [self._summarise(seed, [s.config.seed for s in seeds], files, loop.time_split(), timed)
+                     for seed in seeds]
         for seed, summary in zip(seeds, summaries, strict=True):
             if seed.trackers is not None:
                 seed.trackers.finish(summary)
@@ -661,7 +668,8 @@ class Run:
         group = f"{self.profile.name}/{self.config.method}/{self.task.name}"
         return Trackers(self.trackers, seed.dir, name=name, group=group, record=record, offsets=offsets)
 
-    def _summarise(self, seed: _Seed, together: list[int], files: DataFiles, split: dict[str, float]) -> dict:
+    def _summarise(self, seed: _Seed, together: list[int], files: DataFiles, split: dict[str, float],
+                   timed: dict[str, dict[str, float]]) -> dict:
         cfg, phases = seed.config, self.phases
         last_metrics = [r for r in seed.logs["metrics"].rows if r["phase"] == phases[-1].name]
         if seed.diverged is not None:  # success 0 from the diverging phase on
@@ -691,6 +699,8 @@ class Run:
             # This invocation of the program (after a resume: since the resume). The online
             # phase's updates and environment steps are in the total only.
             "time_split_s": split,
+            "timed": {phase: {k: round(v, 4) for k, v in t.items()} for phase, t in timed.items()},
+            "peak_rss_mib": round(peak_rss_mib(), 1),  # of the program (every seed it trained), this invocation
             "data": {"kind": files.kind, "dataset": files.dataset},
             "hardware": provenance.hardware(),
             "finished_utc": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -767,6 +777,14 @@ class Run:
                   file=sys.stderr, flush=True)
 
 
+def peak_rss_mib() -> float:
+    """The largest resident set this process has had (MiB; Linux reports KiB, macOS bytes)."""
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1024 / (1024 if sys.platform == "darwin" else 1)
+
+
 class _Loop:
     """The step loop of an offline phase, and what every host call of any phase ends with:
     log, validate, evaluate, checkpoint (`after_step`), for every seed of the group."""
@@ -780,7 +798,18 @@ class _Loop:
         # validation, checkpoints; `time_split` adds the total.
         self.seconds = {"setup": 0.0, "first_call": 0.0, "updates": 0.0, "evaluation": 0.0, "logging": 0.0,
                         "checkpoints": 0.0}  # setup: creating or loading the agents of each phase
+        # Per phase: the first host call (compilation with its updates) apart from the others, and
+        # the evaluation's calls and episodes: what the cost table of `nox -s paper_smoke` reads.
+        self.timed: dict[str, dict[str, float]] = {}
         self.began = time.perf_counter()
+
+    def time_updates(self, phase: str, seconds: float, updates: int, first: bool) -> None:
+        """Record ``updates`` compiled updates of ``phase`` that took ``seconds`` (``first``: the
+        phase's first host call of this invocation, which compiles)."""
+        timed = self.timed.setdefault(phase, {"first_call_s": 0.0, "first_call_updates": 0, "update_s": 0.0,
+                                              "updates": 0})
+        timed["first_call_s" if first else "update_s"] += seconds
+        timed["first_call_updates" if first else "updates"] += updates
 
     def time_split(self) -> dict[str, float]:
         return {**{k: round(v, 2) for k, v in self.seconds.items()},
@@ -808,7 +837,9 @@ class _Loop:
             agents, metrics = jax.block_until_ready(compiled.train_steps(
                 agents, self.train_data.at_step(step), step_keys, jnp.asarray(step, jnp.int32), count,
                 profile.batch_size, task.chunk_len, profile.discount, self.owner.seed_axis))
-            self.seconds["first_call" if step == first else "updates"] += time.perf_counter() - began
+            seconds = time.perf_counter() - began
+            self.seconds["first_call" if step == first else "updates"] += seconds
+            self.time_updates(phase.name, seconds, count, step == first)
             step += count
             self.after_step(phase, phase_index, step, functools.cache(lambda i, a=agents: compiled.unstack(a, i)),
                             metrics, val_keys, count=count)
@@ -858,6 +889,10 @@ class _Loop:
             self.bar.set_postfix(success="/".join(f"{s.last_success[phase.name]:.2f}" if s.diverged is None
                                                   else "diverged" for s in self.seeds))
             self.seconds["evaluation"] += time.perf_counter() - began
+            timed = self.timed.setdefault("evaluation", {"s": 0.0, "calls": 0, "episodes": 0})
+            timed["s"] += time.perf_counter() - began
+            timed["calls"] += 1
+            timed["episodes"] += profile.eval_episodes * len(live)
         if done % profile.checkpoint_every == 0 or done == phase.steps:
             began = time.perf_counter()
             for i, seed in live:
