@@ -473,38 +473,30 @@ def main(argv: list[str] | None = None) -> int:
         if path is not None:
             provenance["references"][REPOSITORIES[repo]] = commits[repo] or git_commit(path.resolve())
     provenance["versions"] = {"jax": jax.__version__, "flax": flax.__version__, "numpy": np.__version__}
+    jobs = []  # (file stem, method, its spec, setting, fields added to its provenance record)
     if args.domain_fixtures:
         if args.qam_reference_dir is None:
             print("error: --domain-fixtures reads the QAM repository's reproduce scripts: pass --qam-reference-dir",
                   file=sys.stderr)
             return 2
-        for fixture in DOMAIN_FIXTURES:
-            if fixture.method not in methods:
-                continue
+        for fixture in (f for f in DOMAIN_FIXTURES if f.method in methods):
             spec = METHODS[fixture.method]
             setting, base = domain_setting(fixture)
             extra = spec.config | base | domain_config(fixture, args.qam_reference_dir)
-            arrays, record = record_method(fixture.method, replace(spec, config=extra), setting,
-                                           checkouts[spec.repo].resolve())
-            record |= {"commit": provenance["references"][REPOSITORIES[spec.repo]], "domain": fixture.domain,
-                       "profile": fixture.profile,
-                       "values_from": ("TRQAM README (kl_budget, discount, rho)" if fixture.method == "trqam" else
-                                       "QAM repository experiments/reproduce*.py agent_params") }
-            path = args.out / f"{fixture.name}.npz"
-            np.savez_compressed(path, **arrays)
-            provenance["fixtures"][path.name] = record
-            print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
-        provenance_path.write_text(json.dumps(provenance, indent=1, sort_keys=True) + "\n")
-        return 0
-    for name in methods:
-        spec = METHODS[name]
-        for setting_name, setting in SETTINGS.items():
-            arrays, record = record_method(name, spec, setting, checkouts[spec.repo].resolve())
-            record["commit"] = provenance["references"][REPOSITORIES[spec.repo]]
-            path = args.out / f"{name}-{setting_name}.npz"
-            np.savez_compressed(path, **arrays)
-            provenance["fixtures"][path.name] = record
-            print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
+            values_from = ("TRQAM README (kl_budget, discount, rho)" if fixture.method == "trqam" else
+                           "QAM repository experiments/reproduce*.py agent_params")
+            jobs.append((fixture.name, fixture.method, replace(spec, config=extra), setting,
+                         {"domain": fixture.domain, "profile": fixture.profile, "values_from": values_from}))
+    else:
+        jobs = [(f"{name}-{setting_name}", name, METHODS[name], setting, {})
+                for name in methods for setting_name, setting in SETTINGS.items()]
+    for stem, name, spec, setting, fields in jobs:
+        arrays, record = record_method(name, spec, setting, checkouts[spec.repo].resolve())
+        record |= {"commit": provenance["references"][REPOSITORIES[spec.repo]], **fields}
+        path = args.out / f"{stem}.npz"
+        np.savez_compressed(path, **arrays)
+        provenance["fixtures"][path.name] = record
+        print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
     provenance_path.write_text(json.dumps(provenance, indent=1, sort_keys=True) + "\n")
     return 0
 
