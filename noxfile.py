@@ -1,5 +1,5 @@
 """Sessions: `nox -s tests`, `nox -s reproduce`, `nox -s figures`, `nox -s regress`, `nox -s lint`, `nox -s bench`,
-`nox -s parity`.
+`nox -s parity`, `nox -s paper-smoke`.
 
 Every session builds its virtualenv from the interpreter nox runs on (any supported Python,
 3.11 to 3.13), so the README's commands work wherever `pip install nox` did; on an
@@ -61,7 +61,7 @@ def lint(session: nox.Session) -> None:
     """ruff over the code."""
     _check_python(session)
     _install(session, "ruff>=0.6")
-    session.run("ruff", "check", "trqam", "baselines", "bench", "parity", "tests", "benchmarks", "noxfile.py")
+    session.run("ruff", "check", "trqam", "baselines", "bench", "parity", "tests", "benchmarks", "examples", "noxfile.py")
 
 
 @nox.session(python=PYTHON)
@@ -119,11 +119,13 @@ def parity(session: nox.Session) -> None:
     session.run("python", "-m", "parity.report")
 
 
-@nox.session(python=PYTHON)
+@nox.session(name="paper-smoke", python=PYTHON)
 def paper_smoke(session: nox.Session) -> None:
     """Both paper profiles trained end to end at their own sizes for a handful of updates, through the
     sweep's code, on stand-in files in the official layouts; writes the cost table under
-    reports/benchmarks/ (benchmarks/paper_smoke.py). Arguments after `--` go to it."""
+    reports/benchmarks/ (benchmarks/paper_smoke.py; arguments after `--` go to it); then memory at
+    scale: training over 100 shards against one (benchmarks/shard_memory.py)."""
     _check_python(session)
     _install(session, "-e", ".")
     session.run("python", "-m", "benchmarks.paper_smoke", *session.posargs)
+    session.run("python", "-m", "benchmarks.shard_memory")

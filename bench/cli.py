@@ -382,7 +382,8 @@ def _dry_run(profile, prepared, source, dataset_dir, data_problems: dict[str, st
 
     redo = redo_states(rerun_stale)
     actions = {"missing": "train", "unfinished": "resume", "current": "keep (finished here, at this revision)",
-               "other-revision": "keep (finished at another revision; --rerun-stale trains it again)"}
+               "other-revision": "keep (finished at another revision; --rerun-stale trains it again)",
+               "imported": "keep (imported, its method's code unchanged)"}
     from collections import Counter, defaultdict
 
     from bench.tasks import resolve_task
@@ -429,11 +430,16 @@ def _dry_run(profile, prepared, source, dataset_dir, data_problems: dict[str, st
         seconds.setdefault(summary["method"], []).append(float(summary.get("wall_time_s", 0.0)) / share)
     known = [statistics.median(seconds[r.method]) for r in to_train if r.method in seconds]
     unknown = sorted({r.method for r in to_train if r.method not in seconds})
+    from bench.reporting import costs
+
+    projected = costs.priced(to_train)  # paper and qam-paper: the measured table of `nox -s paper-smoke`
     estimate = (f"estimated {sum(known) / 3600:.1f} h of program time for {len(known)} of them, from the stored "
-                "runs' own wall times" if known else "no cost estimate")
+                "runs' own wall times" if known else "no estimate from stored runs" if projected else "no cost estimate")
     print(f"{len(prepared)} runs: {len(to_train)} to train, {len(prepared) - len(to_train)} kept; {estimate}"
-          + (f" (no stored run of {', '.join(unknown)} at this profile to estimate from)" if unknown else "")
-          + "; programs run side by side on several workers.")
+          + (f" (no stored run of {', '.join(unknown)} at this profile to estimate from)" if unknown and not projected
+             else "") + "; programs run side by side on several workers.")
+    if projected is not None:
+        print(projected[0].upper() + projected[1:])
 
 
 def _data_status(profile, task_name: str, source, dataset_dir) -> str:
@@ -612,12 +618,62 @@ def tasks() -> None:
 
 def methods() -> None:
     """List the methods: CLI name, pipeline (BC pretraining then fine-tuning, or from scratch) and paper."""
-    from bench.config.methods import METHODS, PLANNED
+    from bench.config.methods import PLANNED, get_method, method_names
 
-    for m in METHODS.values():
-        print(f"{m.name:8s} {m.pipeline:10s} {m.paper}")
+    for name in method_names():
+        m = get_method(name)
+        where = f" [{m.source['package']} {m.source['version']}]" if m.source else ""
+        print(f"{m.name:8s} {m.pipeline:10s} {m.paper}{where}")
     for name, why in PLANNED.items():
         print(f"{name:8s} {'-':10s} not yet: {why}")
+
+
+def results(action: Annotated[Literal["export", "import"], tyro.conf.Positional],
+            bundle: Annotated[Path, tyro.conf.Positional], profile: str | None = None,
+            methods: list[str] | None = None, checkpoints: bool = False) -> None:
+    """Carry finished runs between result stores (bench/training/bundle.py): `export BUNDLE` writes the
+    store's finished, intact runs (records, configs, provenance; checkpoints only with --checkpoints)
+    into one checksummed file; `import BUNDLE` verifies every file and adds the runs to this store,
+    labelled with their origin. `reproduce` then reuses an imported run whose configuration and
+    method code are today's, and trains only the rest.
+
+    Args:
+        action: export or import.
+        bundle: The bundle file (.tar.gz).
+        profile: export: only this profile's runs.
+        methods: export: only these methods' runs.
+        checkpoints: export: include the checkpoints (large).
+    """
+    from bench.training import bundle as bundles
+    from bench.training.pipeline import RESULTS_DIR
+    from bench.training.sweep import write_index
+
+    if action == "export":
+        manifest = bundles.export(RESULTS_DIR, bundle, profile=profile, methods=methods, checkpoints=checkpoints)
+        print(f"exported {len(manifest['runs'])} runs ({len(manifest['files'])} files) of {RESULTS_DIR} to {bundle}")
+        return
+    if profile or methods or checkpoints:
+        raise BenchError("results import takes only the bundle: --profile, --methods and --checkpoints are for export")
+    added = bundles.import_bundle(RESULTS_DIR, bundle)
+    write_index(RESULTS_DIR)
+    print(f"imported {len(added)} runs into {RESULTS_DIR} (runs already there with the same files are skipped); "
+          f"index: {RESULTS_DIR / 'index.csv'}")
+
+
+def new_method(name: Annotated[str, tyro.conf.Positional], dir: Path) -> None:  # noqa: A002
+    """Write the package skeleton of a method of your own (bench/scaffold.py): its agent on the shared
+    FlowQAgent hooks, its configuration, a mechanism test and the entry point that registers it.
+
+    Args:
+        name: The method's name, e.g. my-method (lower case, digits, hyphens).
+        dir: An empty or new directory for the package.
+    """
+    from bench import scaffold
+
+    written = scaffold.write(name, dir)
+    print("\n".join(str(p) for p in written))
+    print(f"next: pip install -e {dir} && (cd {dir} && python -m pytest tests); then --method {name} works in "
+          "train and reproduce")
 
 
 LIST_FLAGS = ("--set", "--assume", "--seeds", "--methods", "--tasks", "--domains")
@@ -639,7 +695,8 @@ def main(argv: list[str] | None = None) -> None:
         tyro.extras.subcommand_cli_from_dict(
             {"datagen": datagen, "train": train, "reproduce": reproduce, "report": report, "figures": figures,
              "regress": regress,
-             "curves": curves, "tables": tables, "study": study, "tasks": tasks, "methods": methods},
+             "curves": curves, "tables": tables, "study": study, "tasks": tasks, "methods": methods,
+             "new-method": new_method, "results": results},
             args=argv,
             description="trqam-bench: TRQAM, QAM and baselines on OGBench.",
         )

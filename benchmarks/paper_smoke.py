@@ -1,4 +1,4 @@
-"""`nox -s paper_smoke`: both paper profiles trained end to end, at their own sizes, for a handful of
+"""`nox -s paper-smoke`: both paper profiles trained end to end, at their own sizes, for a handful of
 updates, and what that costs on this machine (issue 30, 'The paper profile, run end to end').
 
     python -m benchmarks.paper_smoke [--workers N] [--groups G ...] [--out reports/benchmarks]
@@ -41,16 +41,23 @@ GROUPS = {
                     ("p33", "scene", "c2", "al", "hm", "c3", "c4", "p44", "ag", "hl")],
     # The other methods of the TRQAM table at one domain: cube-triple, on its 10M shards, width 1024.
     "paper-baselines": [("paper", m, "c3-task1", None) for m in ("fql", "dsrl", "ifql", "cgql-l", "qam", "qam-e")],
-    # The QAM paper's other methods (from scratch, width 512) at puzzle-4x4, on its 100M shards.
+    # Every domain of the QAM paper's profile (from scratch, width 512), for QAM: the per-domain ratios
+    # that price its other methods' domains (bench/reporting/costs.py).
+    "qam-paper-domains": [("qam-paper", "qam", f"{d}-task1", None) for d in
+                          ("p33", "scene", "c2", "al", "hm", "c3", "c4", "p44", "ag", "hl")],
+    # The QAM paper's other methods at puzzle-4x4, on its 100M shards.
     "qam-paper": [("qam-paper", m, "p44-task1", None) for m in
-                  ("qam-f", "bam", "cgql", "cgql-m", "rebrac", "fbrac", "fawac", "fedit", "qsm", "dac")],
-    # RLPD is online-only: the profile's 5,000 warm-up steps, then 6 updates.
-    "qam-paper-online": [("qam-paper", "rlpd", "c2-task1", 5_006)],
+                  ("qam-e", "qam-f", "bam", "fql", "dsrl", "ifql", "cgql", "cgql-m", "cgql-l", "rebrac", "fbrac",
+                   "fawac", "fedit", "qsm", "dac")],
+    # RLPD is online-only: the profile's 5,000 warm-up steps, then 8 updates.
+    "qam-paper-online": [("qam-paper", "rlpd", "c2-task1", 5_008)],
 }
-SCHEDULE = {"pretrain_steps": 4, "offline_steps": 6, "log_every": 2, "eval_every": 3, "eval_episodes": 1}
+# Host calls of 2 updates each (one compiled length, so only the first call compiles), and two
+# evaluations of one episode (the first compiles the policy; the second is the one timed per episode).
+SCHEDULE = {"pretrain_steps": 4, "offline_steps": 8, "log_every": 2, "eval_every": 4, "eval_episodes": 1}
 COLUMNS = ("profile", "method", "domain", "task", "layout", "networks", "critics", "batch", "chunk", "discount",
            "pretrain_s_per_update", "offline_s_per_update", "online_s_per_update", "first_call_s",
-           "eval_s_per_episode", "eval_episodes", "shard_loads", "gflop_per_update", "bc_gflop_per_update",
+           "eval_s_per_episode", "eval_episodes", "eval_first_call_s", "shard_loads", "gflop_per_update", "bc_gflop_per_update",
            "peak_rss_mib", "wall_s", "status")
 
 
@@ -152,52 +159,62 @@ def row(config, store_root: Path) -> dict:
     return base | {
         "pretrain_s_per_update": per_update("pretrain"), "offline_s_per_update": per_update("offline"),
         "online_s_per_update": per_update("online"), "first_call_s": round(first, 1),
-        "eval_s_per_episode": round(evaluation["s"] / evaluation["episodes"], 2) if evaluation.get("episodes") else "",
-        "eval_episodes": evaluation.get("episodes", 0), "shard_loads": timed.get("data", {}).get("shard_loads", ""),
+        # Seconds per episode of the evaluations after the first (which compiles the policy); a run
+        # evaluated once (RLPD: at the end of its online phase) gives its first, compilation included.
+        "eval_s_per_episode": round(evaluation["s"] / evaluation["episodes"], 2) if evaluation.get("episodes") else
+        round(evaluation["first_call_s"] / evaluation["first_call_episodes"], 2) if evaluation.get(
+            "first_call_episodes") else "",
+        "eval_episodes": evaluation.get("episodes", 0),
+        "eval_first_call_s": round(evaluation.get("first_call_s", 0.0), 1), "shard_loads": timed.get("data", {}).get("shard_loads", ""),
         "gflop_per_update": round(gflop, 3), "bc_gflop_per_update": round(bc_gflop, 3) if bc_gflop else "",
         "peak_rss_mib": summary.get("peak_rss_mib", ""), "wall_s": summary.get("wall_time_s", ""),
         "status": summary.get("status", "?"),
     }
 
 
-def machine(wall_s: float | None, previous: dict | None) -> dict:
+def machine(wall_s: float | None, previous: dict | None, outcomes=()) -> dict:
     from bench import provenance
 
     if wall_s is None and previous is not None:  # --table-only: the machine that trained them
         return previous
     return {"hardware": provenance.hardware(), "versions": provenance.versions(),
             "code_revision": provenance.code_revision(), "wall_time_s": round(wall_s or 0.0, 1),
+            "runs_trained": sum(o.status in ("finished", "diverged") for o in outcomes),
+            "runs_kept": sum(o.status == "skipped" for o in outcomes),
             "schedule": SCHEDULE}
 
 
 def markdown(rows: list[dict], info: dict) -> str:
     hardware = info["hardware"]
     lines = [
-        "# The paper profiles, end to end (`nox -s paper_smoke`)",
+        "# The paper profiles, end to end (`nox -s paper-smoke`)",
         "",
         f"Written by `python -m benchmarks.paper_smoke` at revision `{info['code_revision']}` on "
         f"{hardware.get('cpu', '?')} ({hardware.get('cpu_cores', '?')} cores, {hardware.get('memory_gib', '?')} GiB), "
-        f"{info['wall_time_s'] / 60:.1f} min in all (stand-in data written, every run trained and evaluated, FLOPs "
-        "counted). Every run was trained by the sweep's own code (one `python -m bench train` program each) at its "
+        f"in {info['wall_time_s'] / 60:.1f} min (stand-in data, {info.get('runs_trained', '?')} runs trained and "
+        f"evaluated, {info.get('runs_kept', 0)} kept as an earlier invocation finished them, FLOPs counted). Every run was trained by the sweep's own code (one `python -m bench train` program each) at its "
         "profile's sizes, on stand-in files in the official layouts (random-action episodes, labelled "
         f"regenerated), for the schedule {info['schedule']}. The success rates of these runs mean nothing; "
         "their costs are what this table is for. `reproduce --dry-run --profile paper` (and qam-paper) reads "
         "`paper_smoke_costs.csv` to print the expected CPU-hours and a GPU-hour projection by FLOP count.",
         "",
-        "Seconds per update exclude each phase's first host call (compilation, `first call s`); memory is the "
+        "Seconds per update exclude each phase's first host call (compilation, `first call s`), and seconds per "
+        "evaluation episode the first evaluation (which compiles the policy: `eval first call s`), except for "
+        "RLPD, evaluated once at the end of its online phase, whose one evaluation includes it. Memory is the "
         "program's peak resident set. On a GPU every number here changes; a GPU measurement replaces the "
         "projection.",
         "",
         "| profile | method | domain | layout | networks | critics | chunk | discount | s/update (BC) | "
-        "s/update (offline) | s/update (online) | first call s | s/eval episode | GFLOP/update | peak MiB | status |",
-        "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "s/update (offline) | s/update (online) | first call s | s/eval episode | eval first call s | GFLOP/update | "
+        "peak MiB | status |",
+        "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['profile']} | {r['method']} | {r['domain']} | {r['layout']} | {r['networks']} | {r['critics']} | "
             f"{r['chunk']} | {r['discount']} | {r.get('pretrain_s_per_update', '')} | "
             f"{r.get('offline_s_per_update', '')} | {r.get('online_s_per_update', '')} | {r.get('first_call_s', '')} | "
-            f"{r.get('eval_s_per_episode', '')} | {r.get('gflop_per_update', '')} | {r.get('peak_rss_mib', '')} | "
+            f"{r.get('eval_s_per_episode', '')} | {r.get('eval_first_call_s', '')} | {r.get('gflop_per_update', '')} | {r.get('peak_rss_mib', '')} | "
             f"{r['status']} |")
     finished = sum(r["status"] in ("finished", "diverged") for r in rows)
     lines += ["", f"{finished} of {len(rows)} runs finished (a diverged run counts: it ran end to end).", ""]
@@ -218,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
 
     paths = Paths(args.root or cache_dir() / "paper-smoke")
     os.environ["TRQAM_BENCH_RESULTS"] = str(paths.store)  # before bench.training is imported: the runs' store
+    # Its own BC checkpoints: a BC checkpoint cached by other runs would skip (and so not time) pretraining.
+    os.environ["TRQAM_BENCH_BC_CACHE"] = str(paths.root / "bc-checkpoints")
     from bench.training.sweep import SweepSettings, failures_table, sweep
 
     configs = runs(args.groups, paths.data)
@@ -230,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     previous_path = args.out / "paper_smoke_machine.json"
     previous = json.loads(previous_path.read_text()) if previous_path.exists() else None
-    info = machine(None if args.table_only else time.perf_counter() - began, previous)
+    info = machine(None if args.table_only else time.perf_counter() - began, previous, outcomes)
     with open(args.out / "paper_smoke_costs.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         writer.writeheader()

@@ -42,3 +42,34 @@ def regenerated_dataset_dir(bench_cache) -> Path:
     out = bench_cache / "regenerated-with-manifest"
     generate("cube-single-play-v0", episodes=4, seed=0, out_dir=out, episode_length=100, progress=False)
     return out
+
+
+def install(package: Path, target: Path) -> Path:
+    """``pip install`` ``package`` (no dependencies: trqam-bench is already here) into ``target``, a
+    directory to put on PYTHONPATH: a real installation, with its entry points, that leaves the test
+    environment as it was."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                             "--no-index", "--target", str(target), str(package)], capture_output=True, text=True,
+                            timeout=300, cwd=target.parent)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return target
+
+
+@pytest.fixture(scope="session")
+def pip_install():
+    """`install`, for a test that installs a package it wrote (tests/test_plugins.py)."""
+    return install
+
+
+@pytest.fixture(scope="session")
+def installed_example(tmp_path_factory) -> Path:
+    """examples/bestofn installed into a directory of its own (copied first: pip builds in place)."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("plugin")
+    example = Path(__file__).resolve().parents[1] / "examples" / "bestofn"
+    shutil.copytree(example, root / "bestofn", ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    return install(root / "bestofn", root / "site")

@@ -7,12 +7,18 @@ overrides any field of a method's config (recorded in the run's config.json).
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import hashlib
+import importlib
+import importlib.metadata
+import importlib.util
 import math
 import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from baselines.bc import FlowBC, FlowBCConfig
@@ -50,6 +56,9 @@ class Method:
     # a fraction draws that share of each batch from the offline data (RLPD: 0.5).
     offline_fraction: float | None = None
     random_warmup: bool = False  # act uniformly at random until the first update (RLPD)
+    # A method from outside this repository (an entry point or ``module:NAME``): its package, version
+    # and source fingerprint, recorded in every run's config.json and so in its identity. None: built in.
+    source: dict[str, str] | None = None
 
 
 def _domain(task: Task) -> str:
@@ -78,7 +87,7 @@ def _column(table: dict[str, tuple], index: int) -> dict[str, Any]:
     return {domain: row[index] for domain, row in table.items()}
 
 
-def _config(config_cls: type, *, clip: bool = True, **fields: Any) -> Callable[[Profile, Task], Any]:
+def per_domain_config(config_cls: type, *, clip: bool = True, **fields: Any) -> Callable[[Profile, Task], Any]:
     """``make_config`` of a method: the shared fields, then each of ``fields``, a per-domain
     table (looked up at the task's domain) or a constant."""
     def make(profile: Profile, task: Task) -> Any:
@@ -91,41 +100,41 @@ def _config(config_cls: type, *, clip: bool = True, **fields: Any) -> Callable[[
 QAM_PAPER = "Q-learning with Adjoint Matching (Li, Levine; arXiv 2601.14234)"
 METHODS: dict[str, Method] = {
     "bc": Method("bc", FlowBC, _bc_config, "flow behaviour cloning (QAM paper, arXiv 2601.14234)", pipeline="bc"),
-    "qam": Method("qam", QAM, _config(QAMConfig, inv_temp=hp.QAM_BETA), QAM_PAPER),
-    "qam-e": Method("qam-e", QAME, _config(QAMEConfig, inv_temp=_column(hp.QAM_E, 0),
+    "qam": Method("qam", QAM, per_domain_config(QAMConfig, inv_temp=hp.QAM_BETA), QAM_PAPER),
+    "qam-e": Method("qam-e", QAME, per_domain_config(QAMEConfig, inv_temp=_column(hp.QAM_E, 0),
                                                  edit_scale=_column(hp.QAM_E, 1)), QAM_PAPER + ", edit-policy variant"),
-    "qam-f": Method("qam-f", QAMF, _config(QAMFConfig, inv_temp=_column(hp.QAM_F, 0),
+    "qam-f": Method("qam-f", QAMF, per_domain_config(QAMFConfig, inv_temp=_column(hp.QAM_F, 0),
                                                  fql_alpha=_column(hp.QAM_F, 1)), QAM_PAPER + ", one-step-policy variant"),
-    "bam": Method("bam", BAM, _config(BAMConfig, inv_temp=hp.BAM_BETA), QAM_PAPER + ", basic adjoint matching baseline"),
-    "trqam": Method("trqam", TRQAM, _config(TRQAMConfig, kl_budget=hp.TRQAM_KL_BUDGET, inv_temp=hp.QAM_BETA),
+    "bam": Method("bam", BAM, per_domain_config(BAMConfig, inv_temp=hp.BAM_BETA), QAM_PAPER + ", basic adjoint matching baseline"),
+    "trqam": Method("trqam", TRQAM, per_domain_config(TRQAMConfig, kl_budget=hp.TRQAM_KL_BUDGET, inv_temp=hp.QAM_BETA),
                      "Trust Region Q-Adjoint Matching (Dong et al.; arXiv 2605.27079)"),
-    "fql": Method("fql", FQL, _config(FQLConfig, clip=False, alpha=hp.FQL_ALPHA), "Flow Q-Learning (Park, Li, Levine; arXiv 2502.02538)"),
-    "ifql": Method("ifql", IFQL, _config(IFQLConfig, clip=False, kappa=hp.IFQL_KAPPA),
+    "fql": Method("fql", FQL, per_domain_config(FQLConfig, clip=False, alpha=hp.FQL_ALPHA), "Flow Q-Learning (Park, Li, Levine; arXiv 2502.02538)"),
+    "ifql": Method("ifql", IFQL, per_domain_config(IFQLConfig, clip=False, kappa=hp.IFQL_KAPPA),
                     "implicit flow Q-learning (IQL with a flow actor; FQL paper, arXiv 2502.02538)"),
-    "dsrl": Method("dsrl", DSRL, _config(DSRLConfig, clip=False, noise_scale=hp.DSRL_NOISE),
+    "dsrl": Method("dsrl", DSRL, per_domain_config(DSRLConfig, clip=False, noise_scale=hp.DSRL_NOISE),
                     "Diffusion Steering via RL (Wagenmaker et al.; arXiv 2506.15799)"),
-    "cgql": Method("cgql", CGQL, _config(CGQLConfig, clip=False, mode="simple", guidance=hp.CGQL_GUIDANCE,
+    "cgql": Method("cgql", CGQL, per_domain_config(CGQLConfig, clip=False, mode="simple", guidance=hp.CGQL_GUIDANCE,
                                          noisy_coef=0.0, inv_temp=hp.CGQL_INV_TEMP),
                     "classifier-guided flow Q-learning; " + QAM_PAPER),
-    "cgql-m": Method("cgql-m", CGQL, _config(CGQLConfig, clip=False, mode="mse", guidance=_column(hp.CGQL_M, 0),
+    "cgql-m": Method("cgql-m", CGQL, per_domain_config(CGQLConfig, clip=False, mode="mse", guidance=_column(hp.CGQL_M, 0),
                                              noisy_coef=_column(hp.CGQL_M, 1), inv_temp=hp.CGQL_INV_TEMP),
                       "CGQL with MSE noisy-critic distillation; " + QAM_PAPER),
-    "cgql-l": Method("cgql-l", CGQL, _config(CGQLConfig, clip=False, mode="linex", guidance=_column(hp.CGQL_L, 0),
+    "cgql-l": Method("cgql-l", CGQL, per_domain_config(CGQLConfig, clip=False, mode="linex", guidance=_column(hp.CGQL_L, 0),
                                              noisy_coef=_column(hp.CGQL_L, 1), inv_temp=hp.CGQL_INV_TEMP),
                       "CGQL with linex noisy-critic distillation; " + QAM_PAPER),
-    "rebrac": Method("rebrac", ReBRAC, _config(ReBRACConfig, clip=False, alpha=_column(hp.REBRAC, 0),
+    "rebrac": Method("rebrac", ReBRAC, per_domain_config(ReBRACConfig, clip=False, alpha=_column(hp.REBRAC, 0),
                                                actor_noise=_column(hp.REBRAC, 1)),
                       "ReBRAC (Tarasov et al.; arXiv 2305.09836)", pipeline="scratch"),
-    "fbrac": Method("fbrac", FBRAC, _config(FBRACConfig, clip=False, alpha=hp.FBRAC_ALPHA),
+    "fbrac": Method("fbrac", FBRAC, per_domain_config(FBRACConfig, clip=False, alpha=hp.FBRAC_ALPHA),
                      "flow BRAC, backprop through the ODE (FQL paper, arXiv 2502.02538)"),
-    "fawac": Method("fawac", FAWAC, _config(FAWACConfig, clip=False, inv_temp=hp.FAWAC_BETA),
+    "fawac": Method("fawac", FAWAC, per_domain_config(FAWACConfig, clip=False, inv_temp=hp.FAWAC_BETA),
                      "AWAC with a flow actor (Nair et al.; arXiv 2006.09359)"),
-    "fedit": Method("fedit", FEdit, _config(FEditConfig, clip=False, edit_scale=hp.FEDIT_EDIT),
+    "fedit": Method("fedit", FEdit, per_domain_config(FEditConfig, clip=False, edit_scale=hp.FEDIT_EDIT),
                      "flow + EXPO edit policy (Dong et al.; arXiv 2507.07986)"),
-    "qsm": Method("qsm", QSM, _config(QSMConfig, inv_temp=_column(hp.QSM, 0), alpha=_column(hp.QSM, 1)),
+    "qsm": Method("qsm", QSM, per_domain_config(QSMConfig, inv_temp=_column(hp.QSM, 0), alpha=_column(hp.QSM, 1)),
                    "Q-score matching (Psenka et al.; arXiv 2312.11752)", pipeline="scratch"),
-    "dac": Method("dac", DAC, _config(DACConfig, alpha=hp.DAC_ALPHA), "diffusion actor-critic (Fang et al.; arXiv 2405.20555)", pipeline="scratch"),
-    "rlpd": Method("rlpd", RLPD, _config(RLPDConfig, clip=False, bc_alpha=hp.RLPD_BC_ALPHA),
+    "dac": Method("dac", DAC, per_domain_config(DACConfig, alpha=hp.DAC_ALPHA), "diffusion actor-critic (Fang et al.; arXiv 2405.20555)", pipeline="scratch"),
+    "rlpd": Method("rlpd", RLPD, per_domain_config(RLPDConfig, clip=False, bc_alpha=hp.RLPD_BC_ALPHA),
                     "RLPD: SAC with prior data (Ball et al.; arXiv 2302.02948)", pipeline="online",
                     offline_fraction=0.5, random_warmup=True),
 }
@@ -134,10 +143,119 @@ METHODS: dict[str, Method] = {
 PLANNED: dict[str, str] = {}
 
 
+ENTRY_POINT_GROUP = "trqam_bench.methods"  # how an installed package adds a method (examples/bestofn)
+_EXTERNAL: dict[str, Method] = {}  # external methods loaded so far, by the name they were asked for
+
+
+def source_fingerprint(package_dir: Path) -> str:
+    """sha256 over the Python files of a method's package (their paths relative to it, and bytes):
+    the code that defines its update, wherever the package lies."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(package_dir).rglob("*.py")):
+        if "__pycache__" in path.parts:
+            continue
+        digest.update(path.relative_to(package_dir).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+CODE_PACKAGES = ("trqam", "baselines")  # where a built-in method's update and the shared agent live
+
+
+def _module_file(name: str) -> Path | None:
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    return Path(spec.origin) if spec is not None and spec.origin and spec.origin.endswith(".py") else None
+
+
+def code_fingerprint(method: Method) -> str:
+    """sha256 of the code that defines ``method``'s update: the modules of its agent class and
+    config class and every module of `trqam`, `baselines` (or the method's own package) they import,
+    transitively (read from the source, not the whole repository's revision). A run records it in
+    its environment.json; an imported run is reused only while it is unchanged."""
+    own = {method.agent_cls.__module__.split(".")[0], *CODE_PACKAGES}
+    queue = [cls.__module__ for cls in method.agent_cls.__mro__ if cls.__module__.split(".")[0] in own]
+    seen: dict[str, Path] = {}
+    while queue:
+        name = queue.pop()
+        if name in seen or name.split(".")[0] not in own:
+            continue
+        path = _module_file(name)
+        if path is None:
+            continue
+        seen[name] = path
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                queue += [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                queue += [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+    digest = hashlib.sha256()
+    for name in sorted(seen):
+        digest.update(name.encode() + b"\0" + seen[name].read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _external(name: str, target: Any, where: str, distribution: Any = None) -> Method:
+    """``target`` (an entry point's object, or ``module:NAME``'s) checked and labelled with its source."""
+    if not isinstance(target, Method):
+        raise BenchError(f"method '{name}' ({where}) is not a bench.config.methods.Method but a "
+                         f"{type(target).__name__}; declare it as Method(name, AgentClass, make_config, paper, pipeline=...)")
+    module = importlib.import_module(target.agent_cls.__module__)
+    top = importlib.import_module(module.__name__.split(".")[0])
+    package_dir = Path(top.__file__).parent
+    if distribution is None:
+        names = importlib.metadata.packages_distributions().get(top.__name__, [])
+        distribution = importlib.metadata.distribution(names[0]) if names else None
+    source = {"package": distribution.metadata["Name"] if distribution else where.split(":")[0],
+              "version": distribution.version if distribution else "unversioned",
+              "fingerprint": source_fingerprint(package_dir), "reference": where}
+    return dataclasses.replace(target, name=name, source=source)
+
+
+def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:
+    return {ep.name: ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def _load_external(name: str) -> Method | None:
+    """The method ``name`` names outside this repository: ``module.path:ATTRIBUTE``, or an entry point
+    of the ``trqam_bench.methods`` group; None when it names neither."""
+    if ":" in name:
+        module_name, _, attribute = name.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise BenchError(f"method '{name}': module '{module_name}' cannot be imported ({exc}); install its "
+                             "package or put it on PYTHONPATH") from None
+        if not hasattr(module, attribute):
+            raise BenchError(f"method '{name}': module '{module_name}' has no '{attribute}'")
+        return _external(name, getattr(module, attribute), name)
+    entry = _entry_points().get(name)
+    if entry is None:
+        return None
+    try:
+        target = entry.load()
+    except Exception as exc:  # noqa: BLE001 (any failure of a third party's import, in one line)
+        raise BenchError(f"method '{name}' (entry point {entry.value} of {ENTRY_POINT_GROUP}) failed to load: "
+                         f"{type(exc).__name__}: {exc}") from None
+    return _external(name, target, entry.value, entry.dist)
+
+
+def method_names() -> list[str]:
+    """Every method name: the built-in ones, then those installed packages register."""
+    return [*METHODS, *sorted(n for n in _entry_points() if n not in METHODS)]
+
+
 def get_method(name: str) -> Method:
     if name in METHODS:
         return METHODS[name]
-    valid = sorted([*METHODS, *PLANNED])
+    if name not in _EXTERNAL:
+        loaded = _load_external(name)
+        if loaded is not None:
+            _EXTERNAL[name] = loaded
+    if name in _EXTERNAL:
+        return _EXTERNAL[name]
+    valid = sorted([*method_names(), *PLANNED])
     if name in PLANNED:
         raise BenchError(
             f"method '{name}' is not available in this version of trqam-bench ({PLANNED[name]}); "

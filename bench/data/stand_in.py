@@ -1,5 +1,5 @@
 """Stand-in files in the official layouts, for checking that a protocol runs end to end where its
-official files are not (`nox -s paper_smoke`, benchmarks/paper_smoke.py).
+official files are not (`nox -s paper-smoke`, benchmarks/paper_smoke.py).
 
 Each file holds a few short episodes of uniformly random actions stepped through the task's real
 environment: the keys, dtypes and shapes of the official files (observations, actions, terminals,

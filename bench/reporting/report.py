@@ -237,6 +237,8 @@ def write(path: Path, *, profile: Profile, command: str, selection: dict, outcom
         "(seeds trained by one program counted once; programs overlap when several workers run side by side).",
         *_sweep_history(results_dir / "sweeps", profile.name),
         *_assumptions_section(run_set.runs, profile),
+        *([f"- Imported runs (`bench results import`, reused: configuration and method code match): "
+           f"{'; '.join(run_set.origin_lines())}."] if run_set.origin_lines() else []),
         "- Data (runs on different files of one dataset are tabled apart, by their data identity):",
         *_data_section(run_set.runs),
         f"- Every run's directory (config, versions, hardware, data provenance, metrics, evaluations, log) is "

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from bench.errors import BenchError
 from bench.files import relative_path
+from bench.training import bundle
 from bench.training.runstore import DamagedRecord, data_identity, read_run
 
 SUMMARY_GLOB = "*/*/seed*/summary.json"  # METHOD/TASK/seedN[-variant]/summary.json
@@ -73,6 +74,7 @@ def _run_entry(directory: Path) -> dict:
         "variant": directory.name.partition("-")[2],
         "agent_config": phases[-1].get("agent_config", {}),
         "data_id": data_identity(record["data"] or {}), "dataset": dataset,
+        "origin": bundle.origin_of(directory),  # None: trained in this store; else `bench results import`'s record
     }
 
 
@@ -103,6 +105,11 @@ class RunSet:
         for r in self.runs:
             parts[rank[(r["dataset"], r["data_id"])]].append(r)
         return [RunSet(self.root, self.scope, parts[i]) for i in sorted(parts)] or [self]
+
+    def origin_lines(self) -> list[str]:
+        """One line per store the imported runs of this set came from (none when all were trained here)."""
+        counts = Counter(bundle.describe(r["origin"]) for r in self.runs if r.get("origin"))
+        return [f"{n} run{'s' if n != 1 else ''} {where}" for where, n in sorted(counts.items())]
 
     def data_summary(self) -> list[str]:
         """One line per data identity: kind, digest, dataset and how many runs trained on it."""

@@ -375,9 +375,13 @@ def _with_data(row: dict, data: str) -> dict:
 def off_protocol(run: dict, init: str) -> str | None:
     """The initialisation of a fine-tuning run that is not its profile's protocol's (``init``),
     e.g. a `train --init bc` run of the QAM paper's from-scratch protocol; None otherwise."""
-    from bench.config.methods import METHODS
+    from bench.config.methods import get_method
+    from bench.errors import BenchError
 
-    method = METHODS.get(run["summary"]["method"])
+    try:
+        method = get_method(run["summary"]["method"])
+    except BenchError:  # a method from a package not installed here: its runs are still tabled
+        method = None
     used = run["summary"].get("init")
     return used if method is not None and method.pipeline == "fine-tune" and used not in (None, init) else None
 
@@ -479,6 +483,9 @@ def write(run_set: RunSet, out_dir: Path, profile: str, reference_dir: Path = RE
         "default 1.0 used where its per-domain value is unpublished.",
         "",
     ]
+    if run_set.origin_lines():
+        text += ["Runs not trained in this store (`bench results import`; reused because their configuration and "
+                 "their method's code match today's): " + "; ".join(run_set.origin_lines()) + ".", ""]
     if run_set.damaged:
         text += ["## Damaged runs (left out of every number below)", "",
                  *[f"- {line}" for line in run_set.damaged_lines()], ""]

@@ -35,14 +35,14 @@ from tqdm.auto import tqdm
 
 from bench import provenance
 from bench.config import assumptions
-from bench.config.methods import Method, apply_overrides, check_config, get_method
+from bench.config.methods import Method, apply_overrides, check_config, code_fingerprint, get_method
 from bench.config.profiles import Profile, get_profile
 from bench.data.batches import TransitionData, sample_batch
 from bench.data.loading import DataFiles, Source, cache_dir, load_split, resolve_files
 from bench.errors import BenchError
 from bench.files import REPO, derived_seed, file_lock
 from bench.tasks import Task, resolve_task
-from bench.training import compiled
+from bench.training import bundle, compiled
 from bench.training.runstore import (
     PHASE_ORDER,
     CsvLog,
@@ -135,7 +135,8 @@ class RunConfig:
         suffix += "".join(f"-{o.replace('/', '_')}" for o in sorted(self.overrides))
         suffix += "".join(f"-{k}={v}" for k, v in self.schedule_changes().items())
         suffix += "".join(f"-assume_{a}" for a in self.assume)  # a non-default assumption (never the default's cell)
-        return RESULTS_DIR / "runs" / self.profile / self.method / task / f"seed{self.seed}{suffix}"
+        method = self.method.replace(":", "--")  # a method named module:NAME (bench.config.methods)
+        return RESULTS_DIR / "runs" / self.profile / method / task / f"seed{self.seed}{suffix}"
 
 
 @dataclass(frozen=True)
@@ -234,7 +235,8 @@ SHARED = ("method", "task", "profile", "source", "dataset_dir", "init", "overrid
 NOT_IDENTITY = {("profile", "methods"), ("profile", "tasks"), ("profile", "seeds"), ("profile", "studies"),
                 ("profile", "machine"), ("profile", "updates_per_call"), ("profile", "protocol"),
                 ("method", "paper")}
-RunState = Literal["missing", "unfinished", "current", "other-revision", "stale", "foreign", "finished-without-config",
+RunState = Literal["missing", "unfinished", "current", "imported", "other-revision", "stale", "foreign",
+                   "finished-without-config",
                    "damaged"]
 
 
@@ -251,6 +253,9 @@ class StoredRun:
     * ``foreign``: finished with this configuration in another result store (a committed run
       on a fresh clone, or one copied from another machine): a result to compare with, not
       this checkout's answer; `reproduce` trains it again.
+    * ``imported``: finished with this configuration in another store and brought here by
+      `bench results import` (bench/training/bundle.py), its method's code fingerprint equal to
+      today's: kept and reused (an imported run whose code changed is ``stale``).
     * ``damaged``: a record of it cannot be read (a truncated or edited JSON file): never
       returned; moved aside and trained again with ``--rerun-stale``.
     """
@@ -440,7 +445,9 @@ class Run:
         return {
             "run": run,
             "profile": dataclasses.asdict(self.profile),
-            "method": {"name": self.method.name, "paper": self.method.paper},
+            # A method from outside the repository adds its package, version and source fingerprint.
+            "method": {"name": self.method.name, "paper": self.method.paper}
+            | ({"source": self.method.source} if self.method.source else {}),
             "phases": [{"name": p.name, "steps": p.steps, "method": p.method.name, "evaluate": p.evaluate,
                         "eval_every": p.eval_every,
                         "agent_config": {"class": type(p.config).__name__, **dataclasses.asdict(p.config)}}
@@ -471,6 +478,17 @@ class Run:
             return StoredRun(seed.dir, "stale", tuple(differences), revision)
         if not summary.exists():
             return StoredRun(seed.dir, "unfinished", (), revision)
+        origin = bundle.origin_of(seed.dir)
+        if origin is not None:  # imported (`bench results import`): reused while its method's code is today's
+            recorded = env.get("method_code", {}).get("fingerprint")
+            today = code_fingerprint(self.method)
+            if recorded is None:
+                return StoredRun(seed.dir, "stale", (f"{bundle.describe(origin)}; it records no method code "
+                                                     "fingerprint (trained before they were recorded)",), revision)
+            if recorded != today:
+                return StoredRun(seed.dir, "stale", (f"{bundle.describe(origin)}; the method's code changed since "
+                                                     f"(fingerprint {recorded[:12]}, today {today[:12]})",), revision)
+            return StoredRun(seed.dir, "imported", (bundle.describe(origin),), revision)
         if env.get("store_id") != store_id():
             where = f"trained at revision {revision or 'unknown'} on {env.get('hardware', {}).get('host', '?')}"
             return StoredRun(seed.dir, "foreign", (f"{where}, in another result store",), revision)
@@ -485,7 +503,8 @@ class Run:
         stored = self.stored(seed)
         if stored.state in ("missing", "unfinished"):
             return None
-        if stored.state == "current" or (stored.state == "other-revision" and stored.state not in self.rerun):
+        if stored.state in ("current", "imported") or (stored.state == "other-revision"
+                                                       and stored.state not in self.rerun):
             if stored.state == "other-revision":
                 print(f"{seed.dir}: finished at revision {stored.revision}, kept (--rerun-stale redoes it)",
                       file=sys.stderr, flush=True)
@@ -524,7 +543,10 @@ class Run:
             load_split(files.val, self.task, env), sparse_reward=self.sparse_reward
         )
         environment = {"versions": provenance.versions(), "hardware": provenance.hardware(),
-                       "code_revision": provenance.code_revision(), "store_id": store_id()}
+                       "code_revision": provenance.code_revision(), "store_id": store_id(),
+                       # the code of this method's update (bench.config.methods.code_fingerprint): an
+                       # imported copy of this run is reused only while it is unchanged
+                       "method_code": {"fingerprint": code_fingerprint(self.method)}}
         for seed in seeds:
             write_json(seed.dir / "config.json", self.config_record(seed.config))
             write_json(seed.dir / "environment.json", environment)
@@ -799,8 +821,9 @@ class _Loop:
         self.seconds = {"setup": 0.0, "first_call": 0.0, "updates": 0.0, "evaluation": 0.0, "logging": 0.0,
                         "checkpoints": 0.0}  # setup: creating or loading the agents of each phase
         # Per phase: the first host call (compilation with its updates) apart from the others, and
-        # the evaluation's calls and episodes: what the cost table of `nox -s paper_smoke` reads.
+        # the evaluation's calls and episodes: what the cost table of `nox -s paper-smoke` reads.
         self.timed: dict[str, dict[str, float]] = {}
+        self._evaluated: set[str] = set()  # phases evaluated so far in this invocation
         self.began = time.perf_counter()
 
     def time_updates(self, phase: str, seconds: float, updates: int, first: bool) -> None:
@@ -889,10 +912,14 @@ class _Loop:
             self.bar.set_postfix(success="/".join(f"{s.last_success[phase.name]:.2f}" if s.diverged is None
                                                   else "diverged" for s in self.seeds))
             self.seconds["evaluation"] += time.perf_counter() - began
-            timed = self.timed.setdefault("evaluation", {"s": 0.0, "calls": 0, "episodes": 0})
-            timed["s"] += time.perf_counter() - began
-            timed["calls"] += 1
-            timed["episodes"] += profile.eval_episodes * len(live)
+            # A phase's first evaluation of this invocation compiles its policy: timed apart.
+            timed = self.timed.setdefault("evaluation", {"first_call_s": 0.0, "first_call_episodes": 0, "s": 0.0,
+                                                         "calls": 0, "episodes": 0})
+            first = phase.name not in self._evaluated
+            self._evaluated.add(phase.name)
+            timed["first_call_s" if first else "s"] += time.perf_counter() - began
+            timed["first_call_episodes" if first else "episodes"] += profile.eval_episodes * len(live)
+            timed["calls"] += 0 if first else 1
         if done % profile.checkpoint_every == 0 or done == phase.steps:
             began = time.perf_counter()
             for i, seed in live:

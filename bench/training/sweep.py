@@ -41,11 +41,12 @@ from pathlib import Path
 from typing import Literal
 
 from bench.config import assumptions
-from bench.config.methods import METHODS, get_method
+from bench.config.methods import get_method
 from bench.config.profiles import Profile
 from bench.errors import BenchError, suggest
 from bench.files import REPO
 from bench.tasks import DOMAINS_BY_ABBR, DOMAINS_BY_NAME, resolve_task
+from bench.training import bundle
 from bench.training.pipeline import SCHEDULE_FLAGS, RunConfig
 from bench.training.runstore import (
     DamagedRecord,
@@ -127,7 +128,7 @@ def waves(runs: Sequence[RunConfig], pretrains: Callable[[RunConfig], bool] = la
     or it resumes past pretraining) produces nothing for the others."""
     producers: dict[tuple, RunConfig] = {}
     for run in runs:
-        pipeline = METHODS[run.method].pipeline
+        pipeline = get_method(run.method).pipeline
         if pipeline == "bc" and not run.overrides:
             producers[_bc_key(run)] = run
     for run in runs:
@@ -174,7 +175,7 @@ def program_plan(runs: Sequence[RunConfig], seeds_per_program: int,
 
 
 def _fine_tunes_bc(run: RunConfig) -> bool:
-    return METHODS[run.method].pipeline == "fine-tune" and run.init == "bc"
+    return get_method(run.method).pipeline == "fine-tune" and run.init == "bc"
 
 
 def pretrains(run: RunConfig) -> bool:
@@ -627,7 +628,7 @@ def failures_table(outcomes: Iterable[Outcome]) -> str:
 
 # ---- the result store's index --------------------------------------------------------------
 INDEX_COLUMNS = ("profile", "method", "task", "seed", "variant", "status", "final_success", "data", "data_id", "host",
-                 "hardware", "wall_time_s", "finished_utc", "path")
+                 "hardware", "wall_time_s", "finished_utc", "origin", "path")
 
 
 def write_index(results_dir: Path) -> Path:
@@ -655,6 +656,7 @@ def write_index(results_dir: Path) -> Path:
             "data": summary["data"]["kind"], "data_id": data_identity(record["data"]), "host": hardware.get("host", ""),
             "hardware": f"{hardware.get('cpu', '')} x{hardware.get('cpu_cores', '')}; {devices}",
             "wall_time_s": summary.get("wall_time_s", ""), "finished_utc": summary.get("finished_utc", ""),
+            "origin": bundle.describe(origin) if (origin := bundle.origin_of(directory)) else "trained here",
         })
     index = results_dir / "index.csv"
     write_atomic(index, csv_text(rows, list(INDEX_COLUMNS)))
