@@ -1,5 +1,5 @@
 """Sessions: `nox -s tests`, `nox -s reproduce`, `nox -s figures`, `nox -s regress`, `nox -s lint`, `nox -s bench`,
-`nox -s parity`, `nox -s paper-smoke`.
+`nox -s parity`, `nox -s paper-smoke`, `nox -s docs`.
 
 Every session builds its virtualenv from the interpreter nox runs on (any supported Python,
 3.11 to 3.13), so the README's commands work wherever `pip install nox` did; on an
@@ -84,10 +84,13 @@ def reproduce(session: nox.Session) -> None:
 
     nox -s reproduce -- --profile paper --domains scene p33
     nox -s reproduce -- --profile paper --backend ray --address auto --gpus-per-run 1
+    nox -s reproduce -- --jax-cuda --profile paper ...   # JAX with CUDA 12 (the `gpu` extra), not the CPU build
     """
     _check_python(session)
-    _install(session, "-e", ".[ray]" if "ray" in session.posargs else ".")
-    session.run("python", "-m", "bench", "reproduce", *session.posargs)
+    args = [a for a in session.posargs if a != "--jax-cuda"]  # read here, not passed on
+    extras = [name for name, wanted in (("ray", "ray" in args), ("gpu", "--jax-cuda" in session.posargs)) if wanted]
+    _install(session, "-e", f".[{','.join(extras)}]" if extras else ".")
+    session.run("python", "-m", "bench", "reproduce", *args)
 
 
 @nox.session(python=PYTHON)
@@ -117,6 +120,19 @@ def parity(session: nox.Session) -> None:
     if session.posargs:
         session.run("python", "-m", "parity.generate", *session.posargs)
     session.run("python", "-m", "parity.report")
+
+
+@nox.session(python=PYTHON)
+def docs(session: nox.Session) -> None:
+    """The documentation site (MkDocs, Material, mkdocstrings; mkdocs.yml), built with --strict into
+    site/ (`-- serve` previews it instead)."""
+    _check_python(session)
+    _install(session, "-e", ".[docs]")
+    session.env["NO_MKDOCS_2_WARNING"] = "1"
+    if session.posargs[:1] == ["serve"]:
+        session.run("mkdocs", "serve", *session.posargs[1:])
+    else:
+        session.run("mkdocs", "build", "--strict", *session.posargs)
 
 
 @nox.session(name="paper-smoke", python=PYTHON)

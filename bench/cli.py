@@ -589,7 +589,7 @@ def study(
         profile: The study's profile: its task is the one drawn.
         runs: Runs directory (default results/runs/PROFILE).
         out: Output directory: learning_curves.png/.pdf, study_table.csv/.md, STUDY.md.
-        readme: Also rewrite this file's 'Where it stands' line from the runs (e.g. README.md).
+        readme: Also rewrite this file's 'Where it stands' line from the runs (e.g. docs/results/cpu-study.md).
         archived: The runs are set aside under results/archive/ (pass them with --runs): an unfinished run is
             stopped, not training, and the profile's other methods are not listed as to start.
     """
@@ -599,7 +599,7 @@ def study(
     from bench.training.pipeline import RESULTS_DIR
 
     if archived and (runs is None or readme is not None):
-        raise BenchError("--archived needs --runs DIR (the archived runs) and no --readme (the README quotes the "
+        raise BenchError("--archived needs --runs DIR (the archived runs) and no --readme (the documentation quotes the "
                          "study that goes on)")
     chosen = get_profile(profile)
     task = resolve_task(chosen.tasks[0])
@@ -689,14 +689,18 @@ def _repeated_list_flag(args: list[str]) -> None:
                              f"after one {flag} (e.g. {flag} A B)")
 
 
+def commands() -> dict:
+    """The subcommands, by name (the documentation's CLI reference is generated from these)."""
+    return {"datagen": datagen, "train": train, "reproduce": reproduce, "report": report, "figures": figures,
+            "regress": regress, "curves": curves, "tables": tables, "study": study, "tasks": tasks,
+            "methods": methods, "new-method": new_method, "results": results}
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         _repeated_list_flag(sys.argv[1:] if argv is None else list(argv))
         tyro.extras.subcommand_cli_from_dict(
-            {"datagen": datagen, "train": train, "reproduce": reproduce, "report": report, "figures": figures,
-             "regress": regress,
-             "curves": curves, "tables": tables, "study": study, "tasks": tasks, "methods": methods,
-             "new-method": new_method, "results": results},
+            commands(),
             args=argv,
             description="trqam-bench: TRQAM, QAM and baselines on OGBench.",
         )
