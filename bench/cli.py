@@ -96,6 +96,7 @@ def train(
         wandb: Mirror every row of metrics.csv and evaluations.csv, with the run's config and provenance, to a Weights & Biases run (extra: trqam-bench[wandb]; WANDB_MODE=offline writes it under RUN_DIR/wandb). A resumed run continues the same W&B run.
         tensorboard: The same mirror as TensorBoard events in RUN_DIR/tensorboard (extra: trqam-bench[tensorboard]).
     """
+    _compile_cache()
     from bench.training.pipeline import RERUN_STALE, RunConfig, train_seeds
 
     _given(seeds=seeds)
@@ -208,6 +209,7 @@ def reproduce(
         tensorboard: Mirror every run's logs to TensorBoard event files (as `train --tensorboard`).
         print_commands: Instead of training, write to this directory one `python -m bench train` command per program, a file per wave (BC checkpoints first), a SLURM array script and the sbatch lines to submit them (DIR/README.txt); then stop.
     """
+    _compile_cache()
     import time
 
     from bench.config.profiles import get_profile
@@ -526,6 +528,7 @@ def regress(
         work: Work directory for the runs (emptied first).
         workers: Runs side by side.
     """
+    _compile_cache()
     from bench.reporting.regress import BANDS, check
 
     passed, table = check(bands or BANDS, work, workers)
@@ -687,6 +690,14 @@ def _repeated_list_flag(args: list[str]) -> None:
         if len(given) > 1:
             raise BenchError(f"{flag} was given {len(given)} times; only the last would count: give every value "
                              f"after one {flag} (e.g. {flag} A B)")
+
+
+def _compile_cache() -> None:
+    """JAX's persistent compilation cache (bench/training/compile_cache.py; TRQAM_BENCH_COMPILE_CACHE=off
+    turns it off): programs load what another program already compiled."""
+    from bench.training import compile_cache
+
+    compile_cache.enable()
 
 
 def commands() -> dict:

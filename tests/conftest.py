@@ -8,6 +8,16 @@ from pathlib import Path
 import pytest
 
 
+@pytest.fixture(scope="session", autouse=True)
+def compile_cache():
+    """JAX's persistent compilation cache, as `train` and `reproduce` use it (under the user's suite
+    cache, so a second test session loads what the first compiled; TRQAM_BENCH_COMPILE_CACHE=off
+    turns it off). Programs the tests start inherit it through their own `python -m bench`."""
+    from bench.training import compile_cache as cache
+
+    return cache.enable()
+
+
 @pytest.fixture(scope="session")
 def bench_cache(tmp_path_factory) -> Path:
     """A private regenerated-data cache; smoke runs regenerate into it once."""

@@ -380,6 +380,30 @@ def test_the_sweep_progress_line_counts_runs_and_estimates_the_time_left():
     assert Progress(total=2, began=0.0).line(now=1.0).endswith("time left unknown until a run ends")
 
 
+def test_a_program_counts_as_running_only_while_it_runs():
+    """With one worker, the progress line never counts more than one program running (issue 32: it
+    counted every program handed to the pool)."""
+    import threading
+
+    from bench.training.sweep import Outcome, ProgramPlan, Progress, run_local
+
+    progress = Progress(total=4)
+    jobs = [[f"run{i}"] for i in range(4)]
+    plan_ = ProgramPlan(jobs, {}, producers=0)
+    progress._runs_left = {i: 1 for i in range(4)}
+    progress._program_of = {f"run{i}": i for i in range(4)}
+    seen, lock = [], threading.Lock()
+
+    def program(job):
+        with lock:
+            seen.append(progress.running)
+        time.sleep(0.05)
+        return [Outcome(job[0], "bc", TASK, 0, (), "finished", 0.05, "here", "")]
+
+    run_local(plan_, 1, progress.record, started=progress.started, run_program=program, stopped=progress.stopped)
+    assert seen == [1, 1, 1, 1] and progress.running == 0
+
+
 MOUNTS = """overlay / overlay rw 0 0
 tmpfs /tmp tmpfs rw 0 0
 server:/export /shared nfs4 rw 0 0

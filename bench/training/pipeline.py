@@ -42,7 +42,7 @@ from bench.data.loading import DataFiles, Source, cache_dir, load_split, resolve
 from bench.errors import BenchError
 from bench.files import REPO, derived_seed, file_lock
 from bench.tasks import Task, resolve_task
-from bench.training import bundle, compiled
+from bench.training import bundle, compile_cache, compiled
 from bench.training.runstore import (
     PHASE_ORDER,
     CsvLog,
@@ -546,7 +546,8 @@ class Run:
                        "code_revision": provenance.code_revision(), "store_id": store_id(),
                        # the code of this method's update (bench.config.methods.code_fingerprint): an
                        # imported copy of this run is reused only while it is unchanged
-                       "method_code": {"fingerprint": code_fingerprint(self.method)}}
+                       "method_code": {"fingerprint": code_fingerprint(self.method)},
+                       "compile_cache": compile_cache.describe()}  # JAX's persistent cache, or "off"
         for seed in seeds:
             write_json(seed.dir / "config.json", self.config_record(seed.config))
             write_json(seed.dir / "environment.json", environment)

@@ -416,7 +416,8 @@ class _Dependencies:
 
 def run_local(plan: ProgramPlan, workers: int, report: Callable[[Outcome], None],
               started: Callable[[int], None] = lambda i: None,
-              run_program: Callable[[Sequence[RunConfig]], list[Outcome]] = None) -> list[Outcome]:
+              run_program: Callable[[Sequence[RunConfig]], list[Outcome]] = None,
+              stopped: Callable[[int], None] = lambda i: None) -> list[Outcome]:
     """``workers`` programs at a time; each starts once its BC producers have ended."""
     run_program = run_program or execute
     dependencies = _Dependencies(plan)
@@ -424,10 +425,16 @@ def run_local(plan: ProgramPlan, workers: int, report: Callable[[Outcome], None]
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         futures = {}
 
+        def begin(index: int) -> list[Outcome]:  # in the worker: a program counts as running while it runs
+            started(index)
+            try:
+                return run_program(plan.programs[index])
+            finally:
+                stopped(index)
+
         def launch() -> None:
             for index in dependencies.ready():
-                started(index)
-                futures[pool.submit(run_program, plan.programs[index])] = index
+                futures[pool.submit(begin, index)] = index
 
         launch()
         while futures:
@@ -548,13 +555,20 @@ class Progress:
     running: int = 0
     _runs_left: dict[int, int] = field(default_factory=dict)  # program -> its runs not yet ended
     _program_of: dict[str, int] = field(default_factory=dict)  # run directory -> program
+    _running: set[int] = field(default_factory=set)  # programs started and not yet ended
 
     def track(self, jobs: Sequence[Sequence[RunConfig]]) -> None:
         self._runs_left = {i: len(job) for i, job in enumerate(jobs)}
         self._program_of = {str(run.run_dir()): i for i, job in enumerate(jobs) for run in job}
 
     def started(self, program: int) -> None:
-        self.running += 1
+        self._running.add(program)
+        self.running = len(self._running)
+
+    def stopped(self, program: int) -> None:
+        """``program`` has ended (called by the worker that ran it, before it takes the next)."""
+        self._running.discard(program)
+        self.running = len(self._running)
 
     def record(self, outcome: Outcome) -> bool:
         """Count ``outcome``; True when it was its program's last run."""
@@ -565,7 +579,7 @@ class Progress:
         self._runs_left[program] -= 1
         if self._runs_left[program]:
             return False
-        self.running -= 1
+        self.stopped(program)
         return True
 
     def line(self, now: float | None = None) -> str:
@@ -598,8 +612,16 @@ def sweep(runs: Sequence[RunConfig], settings: SweepSettings = SweepSettings(),
     if settings.backend == "ray":
         return run_ray(plan, settings.address, settings.cpus_per_run, settings.gpus_per_run, tracked,
                        retries=settings.retries, started=progress.started, trackers=settings.trackers)
-    return run_local(plan, settings.workers or default_workers(), tracked, started=progress.started,
-                     run_program=functools.partial(execute, trackers=settings.trackers))
+    def announce(index: int) -> None:  # where to look while it runs (its train.log has its progress)
+        progress.started(index)
+        job = plan.programs[index]
+        seeds = " ".join(str(r.seed) for r in job)
+        extra = "" if not job[0].overrides else " " + " ".join(job[0].overrides)
+        print(f"[started] {job[0].method}{extra} {job[0].task} seed{'s' if len(job) > 1 else ''} {seeds} "
+              f"(log: {job[0].run_dir() / 'train.log'})", flush=True)
+
+    return run_local(plan, settings.workers or default_workers(), tracked, started=announce,
+                     run_program=functools.partial(execute, trackers=settings.trackers), stopped=progress.stopped)
 
 
 def _print_outcome(outcome: Outcome) -> None:
