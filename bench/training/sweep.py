@@ -484,7 +484,11 @@ def run_ray(plan: ProgramPlan, address: str | None, cpus_per_run: float, gpus_pe
     started_here = not ray.is_initialized()
     if started_here:
         # The runs see this driver's TRQAM_BENCH_* settings (result store, data cache) on every node.
-        env = {"PYTHONPATH": str(REPO), **{k: v for k, v in os.environ.items() if k.startswith("TRQAM_BENCH_")}}
+        # The driver's own PYTHONPATH after the repository: a method's package found there (an entry
+        # point, or module:NAME) is found by the workers too.
+        paths = [str(REPO), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+        env = {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths)),
+               **{k: v for k, v in os.environ.items() if k.startswith("TRQAM_BENCH_")}}
         ray.init(address=address, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": env})
     warn_node_local_cache(len([n for n in ray.nodes() if n.get("Alive")]))
     remote = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=retries)(program)
