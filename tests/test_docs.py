@@ -156,6 +156,9 @@ def test_the_built_site_renders_in_a_headless_browser(tmp_path, bench_cache):
         shutil.copytree(REPO / "tools" / "site-screenshot", tool, dirs_exist_ok=True)
         installed = subprocess.run(["npm", "install", "--silent", "--no-audit", "--no-fund"], cwd=tool,
                                    capture_output=True, text=True, timeout=600)
+        if installed.returncode != 0 and re.search(r"ENOTFOUND|ECONNREFUSED|ETIMEDOUT|EAI_AGAIN|ECONNRESET|network",
+                                                   installed.stderr):
+            pytest.skip(f"the npm registry cannot be reached from here: {installed.stderr.strip().splitlines()[-1]}")
         assert installed.returncode == 0, installed.stderr[-2000:]
     shots = Path(os.environ.get("TRQAM_BENCH_SCREENSHOTS", tmp_path / "screenshots"))
     shots.mkdir(parents=True, exist_ok=True)
