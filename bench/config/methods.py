@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import functools
 import hashlib
 import importlib
 import importlib.metadata
@@ -174,8 +175,13 @@ def code_fingerprint(method: Method) -> str:
     config class and every module of `trqam`, `baselines` (or the method's own package) they import,
     transitively (read from the source, not the whole repository's revision). A run records it in
     its environment.json; an imported run is reused only while it is unchanged."""
-    own = {method.agent_cls.__module__.split(".")[0], *CODE_PACKAGES}
-    queue = [cls.__module__ for cls in method.agent_cls.__mro__ if cls.__module__.split(".")[0] in own]
+    return _agent_code_fingerprint(method.agent_cls)
+
+
+@functools.cache  # once per agent class and process: the code a process runs is the code it imported
+def _agent_code_fingerprint(agent_cls: type) -> str:
+    own = {agent_cls.__module__.split(".")[0], *CODE_PACKAGES}
+    queue = [cls.__module__ for cls in agent_cls.__mro__ if cls.__module__.split(".")[0] in own]
     seen: dict[str, Path] = {}
     while queue:
         name = queue.pop()

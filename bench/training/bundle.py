@@ -38,6 +38,7 @@ FORMAT = "trqam-bench-bundle/1"
 MANIFEST = "bundle.json"
 ORIGIN = "origin.json"  # written into every imported run directory
 SKIPPED = ("checkpoint", ".lock", ".tmp")  # never exported unless --checkpoints (the first)
+RUN_DEPTH = 5  # a run directory's path in the store: runs/PROFILE/METHOD/TASK/seedN
 
 
 def _sha256(data: bytes) -> str:
@@ -164,13 +165,15 @@ def import_bundle(results_dir: Path, bundle: Path) -> list[Path]:
     there with the same files is skipped; one there with other files stops the import (one line)
     before anything is written."""
     manifest, files = read(bundle)
-    bundle_sha = _sha256(Path(bundle).read_bytes())
+    with open(bundle, "rb") as handle:
+        bundle_sha = hashlib.file_digest(handle, "sha256").hexdigest()
     by_run: dict[str, dict[str, bytes]] = {run: {} for run in manifest["runs"]}
     for name, data in files.items():
-        run = next((r for r in by_run if name.startswith(r + "/")), None)
-        if run is None:
+        parts = PurePosixPath(name).parts  # runs/PROFILE/METHOD/TASK/seedN/...
+        run = "/".join(parts[:RUN_DEPTH])
+        if run not in by_run or len(parts) <= RUN_DEPTH:
             raise BenchError(f"bundle {bundle} is refused: {name} belongs to no run it lists; nothing was imported")
-        by_run[run][name[len(run) + 1:]] = data
+        by_run[run]["/".join(parts[RUN_DEPTH:])] = data
     added, skipped = [], []
     for run, contents in by_run.items():
         target = results_dir / run
