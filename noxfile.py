@@ -47,13 +47,20 @@ def _install(session: nox.Session, *args: str) -> None:
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
-    """The test suite (real MuJoCo episodes, regenerated data, a local Ray cluster, parity fixtures;
-    about 30 minutes on 2 cores)."""
+    """The test suite in two steps: the quick tests (about 6 minutes on 2 cores), then the ones
+    marked `slow` (real training runs, MuJoCo episodes, dataset generation, a local Ray cluster;
+    reports/benchmarks/TEST_TIMES.md has the measured times). Arguments after `--` go to one pytest
+    run of their own, on every core: `nox -s tests -- -m "not slow"` is the quick loop,
+    `nox -s tests -- tests/test_soc.py -k lemma` one file's tests."""
     _check_python(session)
     _install(session, "-e", ".[test]")
-    # Two or more test processes (one per core): the slow tests are real training runs and
-    # MuJoCo episodes, mostly single-threaded; --durations names the slowest.
-    session.run("pytest", *(session.posargs or ["-n", "auto", "--dist", "worksteal", "--durations=15", "tests"]))
+    # One test process per core, whichever is idle taking the next test; --durations names the slowest.
+    parallel = ["-n", "auto", "--dist", "worksteal", "--durations=15"]
+    if session.posargs:
+        session.run("pytest", *parallel, *session.posargs)
+        return
+    session.run("pytest", *parallel, "-m", "not slow", "tests")
+    session.run("pytest", *parallel, "-m", "slow", "tests")
 
 
 @nox.session(python=PYTHON)
@@ -66,15 +73,47 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """Speed benchmarks (pytest-benchmark); results saved under reports/benchmarks/."""
+    """Speed benchmarks (pytest-benchmark); results saved under reports/benchmarks/. TRQAM's update
+    is timed beside the authors' (benchmarks/test_authors.py), imported at run time from the checkout
+    that TRQAM_REFERENCE_DIR names, else from a clone of github.com/yonghdong/trqam at the commit the
+    parity fixtures were made from, kept under $TRQAM_BENCH_CACHE/reference (skipped, saying why,
+    where neither is possible). The reference's dependencies come with the `parity` extra."""
     _check_python(session)
-    _install(session, "-e", ".[test]")
+    _install(session, "-e", ".[test,parity]")
+    reference = _reference_checkout(session)
+    if reference:
+        session.env["TRQAM_REFERENCE_DIR"] = reference
     session.run(
         "pytest", "benchmarks", "--benchmark-only", "--benchmark-columns=mean,stddev,rounds",
         "--benchmark-json=reports/benchmarks/latest.json", "-p", "no:cacheprovider", *session.posargs,
     )
     session.run("python", "-m", "benchmarks.summarize", "reports/benchmarks/latest.json",
                 "reports/benchmarks/BENCHMARKS.md")
+
+
+REFERENCE_URL = "https://github.com/yonghdong/trqam"
+REFERENCE_COMMIT = "02599ce32dc9343f723b1cc52dabe06c5e9c1ed5"  # tests/parity/provenance.json's TRQAM fixtures
+
+
+def _reference_checkout(session: nox.Session) -> str | None:
+    """TRQAM_REFERENCE_DIR, else a clone of the authors' repository at REFERENCE_COMMIT under the
+    suite's cache (made once); None, with a line saying why, where it cannot be had."""
+    import os
+    import subprocess
+
+    if os.environ.get("TRQAM_REFERENCE_DIR"):
+        return os.environ["TRQAM_REFERENCE_DIR"]
+    cache = Path(os.environ.get("TRQAM_BENCH_CACHE", Path.home() / ".cache" / "trqam-bench"))
+    target = cache / "reference" / f"trqam-{REFERENCE_COMMIT[:10]}"
+    if not (target / "agents" / "trqam.py").is_file():
+        clone = subprocess.run(["git", "clone", "--quiet", REFERENCE_URL, str(target)], capture_output=True, text=True)
+        if clone.returncode != 0:
+            session.warn(f"the authors' update is not benchmarked: cloning {REFERENCE_URL} failed "
+                         f"({clone.stderr.strip().splitlines()[-1] if clone.stderr.strip() else clone.returncode}); "
+                         "set TRQAM_REFERENCE_DIR to a checkout of it")
+            return None
+        subprocess.run(["git", "-C", str(target), "checkout", "--quiet", REFERENCE_COMMIT], check=True)
+    return str(target)
 
 
 @nox.session(python=PYTHON)

@@ -108,6 +108,26 @@ def _loop(record: dict) -> list[str]:
     return lines
 
 
+def _authors(records: list[dict]) -> list[str]:
+    import statistics
+
+    commit = records[0]["extra_info"].get("reference_commit", "unknown")
+    lines = ["## TRQAM's update beside the authors'", "",
+             f"The authors' `TRQAMAgent.update` (github.com/yonghdong/trqam at `{commit[:10]}`, imported at run time "
+             "from `$TRQAM_REFERENCE_DIR`) and ours (`parity.compare.OURS['trqam']`, built from the same config), "
+             "one update on the same batch, compiled first, rounds alternating between the two (`test_authors.py`). "
+             "Median and fastest of the rounds; the ratio is ours over theirs by the median (below 1: ours is faster).",
+             "", "| size | networks | critics | batch | authors ms (median / fastest) | ours ms (median / fastest) "
+             "| ours / authors |", "|---|---|---:|---:|---:|---:|---:|"]
+    for b in sorted(records, key=lambda b: b["extra_info"]["size"] != "quick"):
+        info = b["extra_info"]
+        theirs, ours = statistics.median(info["authors_seconds"]), statistics.median(info["ours_seconds"])
+        lines.append(f"| {info['size']} | {len(info['hidden'])}x{info['hidden'][0]} | {info['num_critics']} "
+                     f"| {info['batch_size']} | {theirs * 1e3:,.1f} / {min(info['authors_seconds']) * 1e3:,.1f} "
+                     f"| {ours * 1e3:,.1f} / {min(info['ours_seconds']) * 1e3:,.1f} | {ours / theirs:.3f} |")
+    return lines
+
+
 def summarize(data: dict) -> str:
     machine = data["machine_info"]
     cpu = machine.get("cpu", {})
@@ -124,6 +144,8 @@ def summarize(data: dict) -> str:
         lines += _updates(tables["updates"]) + [""]
     if tables.get("seeds"):
         lines += _seeds(tables["seeds"]) + [""]
+    if tables.get("authors"):
+        lines += _authors(tables["authors"]) + [""]
     for record in tables.get("breakdown", []):
         lines += _breakdown(record) + [""]
     for record in tables.get("loop", []):

@@ -3,6 +3,7 @@ the Ray backend on a local cluster, the regression gate, the result-store index 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -11,6 +12,8 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -152,26 +155,35 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@contextlib.contextmanager
+def _ray_head(env: dict, cwd: Path, *resources: str) -> Iterator[str]:
+    """A local Ray cluster started by Ray's own CLI (a process of its own, which this JAX process
+    never forks), stopped on leaving; yields its address."""
+    ray_cli = Path(sys.executable).parent / "ray"
+    port = _free_port()
+    env = {**env, "RAY_USAGE_STATS_ENABLED": "0",
+           "RAY_AUTH_MODE": "disabled"}  # a local test cluster; otherwise a token left in ~/.ray decides
+    subprocess.run([str(ray_cli), "start", "--head", f"--port={port}", *resources, "--include-dashboard=false",
+                    "--disable-usage-stats"], check=True, env=env, cwd=cwd, capture_output=True)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([str(ray_cli), "stop", "--force"], env=env, capture_output=True)
+
+
 @pytest.mark.slow
 def test_ray_backend_runs_a_two_run_smoke_sweep_on_a_local_cluster(bench_cache, tmp_path):
     """Two programs (BC seeds 0 and 1, one process each, so neither waits for the other) on a
     local Ray cluster declaring one GPU, a quarter of it per program (issue 17): each run
     receives and records a JAX memory fraction of 0.9 x 0.25."""
     pytest.importorskip("ray")
-    ray_cli = Path(sys.executable).parent / "ray"
-    port = _free_port()
     env = _env(bench_cache, tmp_path / "results")
-    env["RAY_USAGE_STATS_ENABLED"] = "0"
-    env["RAY_AUTH_MODE"] = "disabled"  # a local test cluster; otherwise a token left in ~/.ray decides
-    subprocess.run([str(ray_cli), "start", "--head", f"--port={port}", "--num-cpus=2", "--num-gpus=1", "--include-dashboard=false",
-                    "--disable-usage-stats"], check=True, env=env, cwd=tmp_path, capture_output=True)
-    try:
+    env["RAY_AUTH_MODE"] = "disabled"
+    with _ray_head(env, tmp_path, "--num-cpus=2", "--num-gpus=1") as address:
         process = _reproduce(["--methods", "bc", "--seeds", "0", "1", "--seeds-per-program", "1", "--backend", "ray",
-                              "--address", f"127.0.0.1:{port}", "--gpus-per-run", "0.25",
+                              "--address", address, "--gpus-per-run", "0.25",
                               "--reports", str(tmp_path / "reports")], env)
         output, _ = process.communicate(timeout=900)
-    finally:
-        subprocess.run([str(ray_cli), "stop", "--force"], env=env, capture_output=True)
     assert process.returncode == 0, output
     record = json.loads(next((tmp_path / "results" / "sweeps").glob("smoke-*.json")).read_text())
     assert record["settings"]["backend"] == "ray" and record["counts"]["finished"] == 2
@@ -197,23 +209,27 @@ def _dies_once(runs, env=None, trackers=()):
 
 @pytest.mark.slow
 def test_ray_resubmits_a_program_whose_worker_died_as_often_as_retries_allows(tmp_path, monkeypatch):
+    """On a cluster started by Ray's CLI, never by this process: Ray starting its node from a
+    process with JAX loaded forks it (JAX warns that this can deadlock); the test fails if it does."""
+    import jax
+
     ray = pytest.importorskip("ray")
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # no token written to ~/.ray by this local cluster
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
     from bench.training.pipeline import RunConfig
     from bench.training.sweep import ProgramPlan, run_ray
 
-    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    jax.devices()  # JAX's backend is up, so a fork from this process would warn
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import tests/
-    try:
-        outcomes = {}
+    outcomes = {}
+    with _ray_head(dict(os.environ), tmp_path, "--num-cpus=1") as address, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         for retries in (1, 0):
             run = RunConfig("bc", TASK, profile="smoke", out=tmp_path / f"retries{retries}")
-            [outcome] = run_ray(ProgramPlan([[run]], {0: set()}), None, 1.0, 0.0, lambda o: None, retries=retries,
+            [outcome] = run_ray(ProgramPlan([[run]], {0: set()}), address, 1.0, 0.0, lambda o: None, retries=retries,
                                 program=_dies_once)
             outcomes[retries] = (outcome, int((tmp_path / f"retries{retries}" / "attempts").read_text()))
-    finally:
-        ray.shutdown()
+    assert not [w for w in caught if "fork" in str(w.message)], [str(w.message) for w in caught]
     assert outcomes[1][0].status == "finished" and outcomes[1][1] == 2  # resubmitted once, then it ran
     assert outcomes[0][0].status == "failed" and outcomes[0][1] == 1  # no retry: reported as failed
     assert "Ray task failed" in outcomes[0][0].error
