@@ -420,6 +420,26 @@ def test_a_program_counts_as_running_only_while_it_runs():
     assert seen == [1, 1, 1, 1] and progress.running == 0
 
 
+def test_a_long_program_gets_heartbeats_naming_what_its_log_shows(tmp_path):
+    """No program ends for longer than the heartbeat: the sweep calls it (issue 32: the console
+    printed nothing for 19 minutes), and the line it prints is the log's latest progress-bar state."""
+    from bench.training.sweep import Outcome, ProgramPlan, last_log_line, run_local
+
+    log = tmp_path / "train.log"
+    assert last_log_line(log) == ""  # not written yet
+    log.write_text("data: regenerating\nbc:  10%|#  | 10/100\rbc:  40%|####  | 40/100\r")
+    assert last_log_line(log) == "bc:  40%|####  | 40/100"
+    beats = []
+
+    def program(job):
+        time.sleep(0.5)
+        return [Outcome(job[0], "bc", TASK, 0, (), "finished", 0.5, "here", "")]
+
+    run_local(ProgramPlan([["run0"]], {}, producers=0), 1, lambda o: None, run_program=program,
+              heartbeat=lambda: beats.append(time.perf_counter()), heartbeat_s=0.1)
+    assert 2 <= len(beats) <= 6
+
+
 MOUNTS = """overlay / overlay rw 0 0
 tmpfs /tmp tmpfs rw 0 0
 server:/export /shared nfs4 rw 0 0

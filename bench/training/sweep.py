@@ -414,11 +414,29 @@ class _Dependencies:
             waiting.discard(index)
 
 
+HEARTBEAT_S = 60.0  # seconds without a program ending before the sweep says where each running one is
+
+
+def last_log_line(log: Path) -> str:
+    """The last thing ``log`` shows (a progress bar's latest state: the text after its last carriage
+    return), or "" when it holds nothing yet."""
+    try:
+        with open(log, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
+            tail = f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    lines = [part.strip() for part in tail.replace("\r", "\n").splitlines() if part.strip()]
+    return lines[-1] if lines else ""
+
+
 def run_local(plan: ProgramPlan, workers: int, report: Callable[[Outcome], None],
               started: Callable[[int], None] = lambda i: None,
               run_program: Callable[[Sequence[RunConfig]], list[Outcome]] = None,
-              stopped: Callable[[int], None] = lambda i: None) -> list[Outcome]:
-    """``workers`` programs at a time; each starts once its BC producers have ended."""
+              stopped: Callable[[int], None] = lambda i: None,
+              heartbeat: Callable[[], None] = lambda: None, heartbeat_s: float = HEARTBEAT_S) -> list[Outcome]:
+    """``workers`` programs at a time; each starts once its BC producers have ended. ``heartbeat``
+    is called whenever ``heartbeat_s`` pass with no program ending (the console is never silent)."""
     run_program = run_program or execute
     dependencies = _Dependencies(plan)
     outcomes = []
@@ -438,7 +456,9 @@ def run_local(plan: ProgramPlan, workers: int, report: Callable[[Outcome], None]
 
         launch()
         while futures:
-            done, _ = wait(list(futures), return_when=FIRST_COMPLETED)
+            done, _ = wait(list(futures), timeout=heartbeat_s, return_when=FIRST_COMPLETED)
+            if not done:
+                heartbeat()
             for future in done:  # reported as they end
                 index = futures.pop(future)
                 for outcome in future.result():
@@ -472,7 +492,8 @@ def warn_node_local_cache(nodes: int) -> str | None:
 def run_ray(plan: ProgramPlan, address: str | None, cpus_per_run: float, gpus_per_run: float,
             report: Callable[[Outcome], None], retries: int = 2,
             started: Callable[[int], None] = lambda i: None, trackers: Sequence[str] = (),
-            program: Callable[..., list[Outcome]] = execute) -> list[Outcome]:
+            program: Callable[..., list[Outcome]] = execute, heartbeat: Callable[[], None] = lambda: None,
+            heartbeat_s: float = HEARTBEAT_S) -> list[Outcome]:
     """Each program a Ray task (``program``, `execute` unless a test stands in for it),
     submitted once its BC producers have ended. ``retries``: how often Ray resubmits a program
     whose worker died (a preempted or lost node); programs are idempotent, so a retry resumes
@@ -505,7 +526,9 @@ def run_ray(plan: ProgramPlan, address: str | None, cpus_per_run: float, gpus_pe
     try:
         launch()
         while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=heartbeat_s)
+            if not done:
+                heartbeat()
             for ref in done:
                 index = pending.pop(ref)
                 job = plan.programs[index]
@@ -569,6 +592,9 @@ class Progress:
         self._running.add(program)
         self.running = len(self._running)
 
+    def running_programs(self) -> set[int]:
+        return set(self._running)
+
     def stopped(self, program: int) -> None:
         """``program`` has ended (called by the worker that ran it, before it takes the next)."""
         self._running.discard(program)
@@ -613,9 +639,17 @@ def sweep(runs: Sequence[RunConfig], settings: SweepSettings = SweepSettings(),
         if progress.record(outcome):
             print(progress.line(), flush=True)
 
+    def heartbeat() -> None:  # what each running program's log shows now, under the sweep's line
+        print(progress.line(), flush=True)
+        for index in sorted(progress.running_programs()):
+            run = plan.programs[index][0]
+            print(f"  [running] {run.method} {run.task}: {last_log_line(run.run_dir() / 'train.log') or 'starting'}",
+                  flush=True)
+
     if settings.backend == "ray":
         return run_ray(plan, settings.address, settings.cpus_per_run, settings.gpus_per_run, tracked,
-                       retries=settings.retries, started=progress.started, trackers=settings.trackers)
+                       retries=settings.retries, started=progress.started, trackers=settings.trackers,
+                       heartbeat=heartbeat)
     def announce(index: int) -> None:  # where to look while it runs (its train.log has its progress)
         progress.started(index)
         job = plan.programs[index]
@@ -625,7 +659,8 @@ def sweep(runs: Sequence[RunConfig], settings: SweepSettings = SweepSettings(),
               f"(log: {job[0].run_dir() / 'train.log'})", flush=True)
 
     return run_local(plan, settings.workers or default_workers(), tracked, started=announce,
-                     run_program=functools.partial(execute, trackers=settings.trackers), stopped=progress.stopped)
+                     run_program=functools.partial(execute, trackers=settings.trackers), stopped=progress.stopped,
+                     heartbeat=heartbeat)
 
 
 def _print_outcome(outcome: Outcome) -> None:
