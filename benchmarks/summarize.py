@@ -1,6 +1,6 @@
 """Turn pytest-benchmark's JSON into reports/benchmarks/BENCHMARKS.md, with the machine named.
 
-    python -m benchmarks.summarize reports/benchmarks/latest.json reports/benchmarks/BENCHMARKS.md
+    python -m benchmarks.summarize reports/benchmarks/latest.json reports/benchmarks/BENCHMARKS.md ["COMMAND"]
 
 Records of `test_speed.py` carry a ``table`` key and get their own tables (updates against
 the matmul ceiling, vectorised seeds, TRQAM's breakdown, the training loop's time split);
@@ -128,7 +128,7 @@ def _authors(records: list[dict]) -> list[str]:
     return lines
 
 
-def summarize(data: dict) -> str:
+def summarize(data: dict, command: str = "nox -s bench") -> str:
     machine = data["machine_info"]
     cpu = machine.get("cpu", {})
     tables: dict[str, list[dict]] = defaultdict(list)
@@ -137,7 +137,7 @@ def summarize(data: dict) -> str:
     device = next((b["extra_info"]["device"] for b in data["benchmarks"] if "device" in b.get("extra_info", {})),
                   "cpu")
     lines = ["# Benchmarks", "",
-             f"Measured {data['datetime']} by `nox -s bench` on {cpu.get('brand_raw', machine.get('processor'))}"
+             f"Measured {data['datetime']} by `{command}` on {cpu.get('brand_raw', machine.get('processor'))}"
              f" ({cpu.get('count', '?')} cores), {machine.get('python_implementation')} "
              f"{machine.get('python_version')}, JAX device {device}.", ""]
     if tables.get("updates"):
@@ -164,5 +164,5 @@ def summarize(data: dict) -> str:
 
 if __name__ == "__main__":
     source, target = Path(sys.argv[1]), Path(sys.argv[2])
-    target.write_text(summarize(json.loads(source.read_text())))
+    target.write_text(summarize(json.loads(source.read_text()), *sys.argv[3:4]))  # [the command that measured it]
     print(target.read_text())
