@@ -396,6 +396,38 @@ def test_the_sweep_progress_line_counts_runs_and_estimates_the_time_left():
     assert Progress(total=2, began=0.0).line(now=1.0).endswith("time left unknown until a run ends")
 
 
+def test_the_estimate_holds_from_the_first_line_by_stored_programs_times(tmp_path):
+    """Issue 32: the first estimate extrapolated one program's time (data regeneration and BC
+    included) to every run (~230 min for 45). With stored programs of the profile each program is
+    expected to take its method's median; once a program ends here the rest scale by its pace."""
+    from bench.training.pipeline import RunConfig
+    from bench.training.sweep import Outcome, Progress, stored_program_seconds
+
+    (tmp_path / "index.csv").write_text(
+        "profile,method,task,seed,variant,status,final_success,data,data_id,host,hardware,wall_time_s,finished_utc,path\n"
+        f"quick,bc,{TASK},0,,finished,0.1,r,r,h,x,600,t,runs/quick/bc/{TASK}/seed0\n"
+        f"quick,qam,{TASK},0,b,finished,0.1,r,r,h,x,240,t,runs/quick/qam/{TASK}/seed0-b\n"
+        f"quick,qam,{TASK},1,b,finished,0.1,r,r,h,x,240,t,runs/quick/qam/{TASK}/seed1-b\n"  # same program: once
+        f"quick,qam,{TASK},0,c,finished,0.1,r,r,h,x,360,t,runs/quick/qam/{TASK}/seed0-c\n"
+        f"paper,qam,{TASK},0,,finished,0.1,r,r,h,x,9999,t,runs/paper/qam/{TASK}/seed0\n"
+        f"quick,qam,{TASK},0,d,failed,0.0,r,r,h,x,1,t,runs/quick/qam/{TASK}/seed0-d\n")
+    stored = stored_program_seconds("quick", [tmp_path, tmp_path / "."])
+    assert sorted(stored["qam"]) == [240.0, 360.0] and stored["bc"] == [600.0] and "paper" not in str(stored)
+    jobs = [[RunConfig("bc", TASK, out=tmp_path / "bc")]] + [[RunConfig("qam", TASK, out=tmp_path / f"q{i}")]
+                                                             for i in range(4)]
+    progress = Progress(total=5, began=0.0)
+    progress.track(jobs)
+    progress.expect(jobs, stored, workers=2)
+    # 600 s of BC and 4 x 300 s (the median of 240 and 360) over 2 workers: 15 min
+    assert progress.line(now=0.0).endswith("~15 min left (from 3 stored program(s) of this profile)")
+    progress.started(0, now=0.0)
+    progress.stopped(0, now=1200.0)  # BC took twice its expected time here: the rest is expected at that pace
+    progress.record(Outcome(str(jobs[0][0].run_dir()), "bc", TASK, 0, (), "finished", 1200.0, "h", ""))
+    assert progress.line(now=1200.0).endswith("~20 min left (from 3 stored program(s) of this profile, "
+                                              "at this sweep's pace)")
+    assert Progress(total=1, began=0.0).line(now=0.0).endswith("time left unknown until a run ends")  # none stored
+
+
 def test_a_program_counts_as_running_only_while_it_runs():
     """With one worker, the progress line never counts more than one program running (issue 32: it
     counted every program handed to the pool)."""

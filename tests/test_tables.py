@@ -329,3 +329,30 @@ def test_the_published_domain_spread_is_the_authors_own_seed_grouping(tmp_path):
     write(runs, tmp_path / "out", "qam-paper")
     (domain,) = _rows(tmp_path / "out" / "domains.csv")
     assert float(domain["diff_qam"]) == pytest.approx(62.0 - 86.63, abs=0.05) and domain["match"] == "no"
+
+
+def test_the_report_says_where_the_time_went_counting_each_program_and_dataset_once():
+    """Issue 32: data regeneration, BC, compilation, updates, evaluation and reporting, from the
+    runs' own records; two seeds of one program share its time; a dataset is counted once."""
+    from bench.reporting.report import _where_the_time_went
+
+    manifest = {"kind": "regenerated", "dataset": "cube-single-play-v0", "created_utc": "t0", "generation_seconds": 180.0}
+    split = {"setup": 6.0, "first_call": 24.0, "updates": 120.0, "evaluation": 60.0, "logging": 3.0,
+             "checkpoints": 3.0, "total": 216.0}
+
+    def run(method, seeds, split):
+        return {"summary": {"method": method, "seeds_in_program": seeds, "time_split_s": split},
+                "data": {"kind": "regenerated", "manifest": manifest}}
+
+    runs = [run("bc", [0], {"total": 300.0}), run("qam", [0, 1], split), run("qam", [0, 1], split)]
+    line = _where_the_time_went(runs, {"outputs": 90.0})
+    assert line.startswith("- Where the time went")
+    for part in ("data regeneration 3.0 min (1 dataset(s))", "BC pretraining 5.0 min", "compilation (first calls) 0.4 min",
+                 "updates 2.0 min", "evaluation 1.0 min", "setup, logging, checkpoints 0.2 min",
+                 "tables, figures and report 1.5 min"):
+        assert part in line, (part, line)
+    older = {**manifest, "created_utc": "t1"}
+    older.pop("generation_seconds")
+    runs.append({"summary": {"method": "bc", "seeds_in_program": [1], "time_split_s": {"total": 0.0}},
+                 "data": {"kind": "regenerated", "manifest": older}})
+    assert "1 made before generation times were recorded" in _where_the_time_went(runs, {"outputs": 0.0})

@@ -63,6 +63,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import time
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -614,6 +615,7 @@ def generate(
     With more than one worker the episodes run in spawned processes, so a calling script
     needs the usual ``if __name__ == "__main__":`` guard.
     """
+    began = time.perf_counter()
     recipe = _recipe(dataset, episode_length)
     val_episodes = max(1, episodes // 10) if val_episodes is None else val_episodes
     workers = workers if workers is not None else os.cpu_count() or 1
@@ -636,5 +638,6 @@ def generate(
         "versions": versions(),
         "processor": cpu_model(),
         "created_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "generation_seconds": round(time.perf_counter() - began, 1),  # the episodes' wall time, on `processor`
     }
     return _publish(out_dir, recipe, splits, manifest)

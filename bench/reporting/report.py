@@ -124,6 +124,37 @@ def _run_environments(runs: list[dict]) -> dict[str, Counter]:
     return found
 
 
+def _where_the_time_went(runs: list[dict], wall_s: dict) -> str:
+    """One line: the stored runs' own time by part (their ``time_split_s``, each program counted
+    once: seeds trained side by side share it), the regeneration of the datasets they trained on
+    (their manifests' ``generation_seconds``, each dataset once) and this invocation's reporting."""
+    parts: Counter = Counter()
+    datasets: dict[tuple, float | None] = {}
+    for run in runs:
+        summary = run["summary"]
+        share = 1.0 / max(1, len(summary.get("seeds_in_program") or [0]))
+        split = summary.get("time_split_s") or {}
+        if summary.get("method") == "bc":
+            parts["BC pretraining"] += share * split.get("total", 0.0)
+        else:
+            parts["compilation (first calls)"] += share * split.get("first_call", 0.0)
+            parts["updates"] += share * split.get("updates", 0.0)
+            parts["evaluation"] += share * split.get("evaluation", 0.0)
+            parts["setup, logging, checkpoints"] += share * sum(split.get(k, 0.0) for k in
+                                                                ("setup", "logging", "checkpoints"))
+        manifest = (run["data"] or {}).get("manifest") or {}
+        if manifest.get("kind") == "regenerated":
+            datasets[(manifest.get("dataset"), manifest.get("created_utc"))] = manifest.get("generation_seconds")
+    recorded = [v for v in datasets.values() if v is not None]
+    data = (f"data regeneration {sum(recorded) / 60:.1f} min ({len(recorded)} dataset(s)"
+            + (f"; {len(datasets) - len(recorded)} made before generation times were recorded" if
+               len(recorded) < len(datasets) else "") + ")" if datasets else "no regenerated data")
+    return ("- Where the time went (the runs' own records, each program counted once; fine-tuning runs' "
+            f"updates include any BC phase they ran themselves): {data}, "
+            + ", ".join(f"{name} {seconds / 60:.1f} min" for name, seconds in parts.items())
+            + f"; this invocation's tables, figures and report {wall_s['outputs'] / 60:.1f} min.")
+
+
 def _counted(counter: Counter, total: int) -> str:
     return "; ".join(f"{value} ({n} of {total} runs)" for value, n in counter.most_common())
 
@@ -235,6 +266,7 @@ def write(path: Path, *, profile: Profile, command: str, selection: dict, outcom
         f"closed-form studies {wall_s['closed_form'] / 60:.1f} min, tables, figures and report "
         f"{wall_s['outputs'] / 60:.1f} min). Sum of the stored programs' own wall times: {run_seconds / 60:.1f} min "
         "(seeds trained by one program counted once; programs overlap when several workers run side by side).",
+        _where_the_time_went(run_set.runs, wall_s),
         *_sweep_history(results_dir / "sweeps", profile.name),
         *_assumptions_section(run_set.runs, profile),
         *([f"- Imported runs (`bench results import`, reused: configuration and method code match): "

@@ -571,34 +571,92 @@ def default_workers() -> int:
     return max(1, min(cores, int(memory_gib // 6)))  # a quick run with 25 cube envs takes ~6 GB
 
 
+def stored_program_seconds(profile: str, stores: Sequence[Path]) -> dict[str, list[float]]:
+    """Wall seconds of the programs of ``profile`` already finished in ``stores`` (their
+    ``index.csv``), by method: what a sweep expects a program to take before one ends here."""
+    import csv
+
+    seen: dict[str, dict[str, float]] = {}
+    for store in dict.fromkeys(Path(store).resolve() for store in stores):  # a store named twice counts once
+        try:
+            with open(Path(store) / "index.csv", newline="") as f:
+                rows = list(csv.DictReader(f))
+        except OSError:
+            continue
+        for row in rows:
+            if row.get("profile") == profile and row.get("status") == "finished" and row.get("wall_time_s"):
+                # the seeds of one program share its wall time: one entry per program (its parent dir)
+                program = f"{store}/{Path(row['path']).parent}/{row['wall_time_s']}"
+                seen.setdefault(row["method"], {})[program] = float(row["wall_time_s"])
+    return {method: list(programs.values()) for method, programs in seen.items()}
+
+
 @dataclass
 class Progress:
     """The sweep's one progress line: runs ended by status, programs running, elapsed time and
-    an estimate of the time left (the pace so far: wall time per run trained in this sweep)."""
+    an estimate of the time left. With ``expected`` (seconds per program, from stored runs of
+    the profile: `stored_program_seconds`) the estimate holds from the first line: the programs
+    not yet ended at their expected times, scaled by this sweep's pace once a program has ended
+    (its measured over its expected time), over the ``workers`` that run them. Without it: the
+    pace so far, wall time per run trained in this sweep, once one has."""
 
     total: int
     began: float = field(default_factory=time.perf_counter)
     ended: Counter = field(default_factory=Counter)
     running: int = 0
+    expected: dict[int, float] = field(default_factory=dict)  # program -> seconds it should take
+    workers: int = 1
+    basis: str = ""  # where ``expected`` came from, said beside the estimate
     _runs_left: dict[int, int] = field(default_factory=dict)  # program -> its runs not yet ended
     _program_of: dict[str, int] = field(default_factory=dict)  # run directory -> program
     _running: set[int] = field(default_factory=set)  # programs started and not yet ended
+    _started_at: dict[int, float] = field(default_factory=dict)
+    _took: dict[int, float] = field(default_factory=dict)  # ended program -> its measured seconds
 
     def track(self, jobs: Sequence[Sequence[RunConfig]]) -> None:
         self._runs_left = {i: len(job) for i, job in enumerate(jobs)}
         self._program_of = {str(run.run_dir()): i for i, job in enumerate(jobs) for run in job}
 
-    def started(self, program: int) -> None:
+    def expect(self, jobs: Sequence[Sequence[RunConfig]], stored: dict[str, list[float]], workers: int) -> None:
+        """Each program's expected seconds: the median stored program of its method, else of all
+        stored programs; nothing when nothing is stored."""
+        import statistics
+
+        every = [s for seconds in stored.values() for s in seconds]
+        if not every:
+            return
+        for i, job in enumerate(jobs):
+            self.expected[i] = statistics.median(stored.get(job[0].method) or every)
+        self.workers = max(1, workers)
+        self.basis = f"from {len(every)} stored program(s) of this profile"
+
+    def started(self, program: int, now: float | None = None) -> None:
         self._running.add(program)
+        self._started_at[program] = now if now is not None else time.perf_counter()
         self.running = len(self._running)
 
     def running_programs(self) -> set[int]:
         return set(self._running)
 
-    def stopped(self, program: int) -> None:
+    def stopped(self, program: int, now: float | None = None) -> None:
         """``program`` has ended (called by the worker that ran it, before it takes the next)."""
+        if program in self._running and program in self._started_at:
+            self._took[program] = (now if now is not None else time.perf_counter()) - self._started_at[program]
         self._running.discard(program)
         self.running = len(self._running)
+
+    def _expected_left(self, now: float) -> float:
+        """Seconds of work left by the expected times, scaled by the pace of the ended programs."""
+        measured = [p for p in self._took if p in self.expected and self.expected[p] > 0]
+        pace = (sum(self._took[p] for p in measured) / sum(self.expected[p] for p in measured)) if measured else 1.0
+        left = 0.0
+        for program, runs_left in self._runs_left.items():
+            if runs_left <= 0 or program in self._took:
+                continue
+            running_for = now - self._started_at[program] if program in self._running else 0.0
+            left += max(0.0, self.expected.get(program, 0.0) * pace - running_for)
+        open_programs = sum(1 for p, n in self._runs_left.items() if n > 0 and p not in self._took)
+        return left / max(1, min(self.workers, open_programs))
 
     def record(self, outcome: Outcome) -> bool:
         """Count ``outcome``; True when it was its program's last run."""
@@ -617,8 +675,13 @@ class Progress:
         done = sum(self.ended.values())
         trained = done - self.ended["skipped"]
         left = self.total - done
-        eta = f"~{elapsed / trained * left / 60:.0f} min left" if trained and left else (
-            "done" if not left else "time left unknown until a run ends")
+        if left and self.expected:
+            pace = ", at this sweep's pace" if self._took else ""
+            eta = (f"~{self._expected_left(now if now is not None else time.perf_counter()) / 60:.0f} min left "
+                   f"({self.basis}{pace})")
+        else:
+            eta = f"~{elapsed / trained * left / 60:.0f} min left" if trained and left else (
+                "done" if not left else "time left unknown until a run ends")
         counts = ", ".join(f"{n} {status}" for status, n in sorted(self.ended.items()))
         return (f"[sweep] {done} of {self.total} runs ended ({counts or 'none yet'}); {self.running} program(s) "
                 f"running; {elapsed / 60:.1f} min elapsed, {eta}")
@@ -633,6 +696,13 @@ def sweep(runs: Sequence[RunConfig], settings: SweepSettings = SweepSettings(),
     plan = program_plan(runs, settings.seeds_per_program, pretrains)
     progress = Progress(total=len(runs))
     progress.track(plan.programs)
+    if runs:
+        from bench.training.pipeline import RESULTS_DIR
+
+        workers = settings.workers or default_workers() if settings.backend == "local" else len(plan.programs)
+        progress.expect(plan.programs, stored_program_seconds(runs[0].profile, [RESULTS_DIR, REPO / "results"]),
+                        workers)
+        print(progress.line(), flush=True)  # the estimate from the first line
 
     def tracked(outcome: Outcome) -> None:
         report(outcome)
