@@ -426,6 +426,16 @@ def test_the_estimate_holds_from_the_first_line_by_stored_programs_times(tmp_pat
     assert progress.line(now=1200.0).endswith("~20 min left (from 3 stored program(s) of this profile, "
                                               "at this sweep's pace)")
     assert Progress(total=1, began=0.0).line(now=0.0).endswith("time left unknown until a run ends")  # none stored
+    # Nothing stored: once a program has ended, the rest are expected to take as long, less what they have run
+    alone = Progress(total=5, began=0.0, workers=2)
+    alone.track(jobs)
+    alone.started(0, now=0.0)
+    alone.stopped(0, now=600.0)
+    alone.record(Outcome(str(jobs[0][0].run_dir()), "bc", TASK, 0, (), "finished", 600.0, "h", ""))
+    alone.started(1, now=600.0)
+    alone.started(2, now=600.0)
+    # 4 programs of 600 s over 2 workers, two of them 300 s in: (300 + 300 + 600 + 600) / 2 s = 15 min
+    assert alone.line(now=900.0).endswith("~15 min left (from this sweep's 1 ended program(s))")
 
 
 def test_a_program_counts_as_running_only_while_it_runs():

@@ -622,12 +622,12 @@ class Progress:
         stored programs; nothing when nothing is stored."""
         import statistics
 
+        self.workers = max(1, workers)
         every = [s for seconds in stored.values() for s in seconds]
         if not every:
             return
         for i, job in enumerate(jobs):
             self.expected[i] = statistics.median(stored.get(job[0].method) or every)
-        self.workers = max(1, workers)
         self.basis = f"from {len(every)} stored program(s) of this profile"
 
     def started(self, program: int, now: float | None = None) -> None:
@@ -645,16 +645,16 @@ class Progress:
         self._running.discard(program)
         self.running = len(self._running)
 
-    def _expected_left(self, now: float) -> float:
-        """Seconds of work left by the expected times, scaled by the pace of the ended programs."""
-        measured = [p for p in self._took if p in self.expected and self.expected[p] > 0]
-        pace = (sum(self._took[p] for p in measured) / sum(self.expected[p] for p in measured)) if measured else 1.0
+    def _expected_left(self, now: float, expected: dict[int, float], scaled: bool = True) -> float:
+        """Seconds of work left by the expected times, scaled (``scaled``) by the pace of the ended programs."""
+        measured = [p for p in self._took if p in expected and expected[p] > 0] if scaled else []
+        pace = (sum(self._took[p] for p in measured) / sum(expected[p] for p in measured)) if measured else 1.0
         left = 0.0
         for program, runs_left in self._runs_left.items():
             if runs_left <= 0 or program in self._took:
                 continue
             running_for = now - self._started_at[program] if program in self._running else 0.0
-            left += max(0.0, self.expected.get(program, 0.0) * pace - running_for)
+            left += max(0.0, expected.get(program, 0.0) * pace - running_for)
         open_programs = sum(1 for p, n in self._runs_left.items() if n > 0 and p not in self._took)
         return left / max(1, min(self.workers, open_programs))
 
@@ -675,10 +675,16 @@ class Progress:
         done = sum(self.ended.values())
         trained = done - self.ended["skipped"]
         left = self.total - done
+        now = now if now is not None else time.perf_counter()
         if left and self.expected:
             pace = ", at this sweep's pace" if self._took else ""
-            eta = (f"~{self._expected_left(now if now is not None else time.perf_counter()) / 60:.0f} min left "
-                   f"({self.basis}{pace})")
+            eta = f"~{self._expected_left(now, self.expected) / 60:.0f} min left ({self.basis}{pace})"
+        elif left and self._took:  # nothing stored: every program expected to take the median ended one
+            import statistics
+
+            typical = statistics.median(self._took.values())
+            eta = (f"~{self._expected_left(now, dict.fromkeys(self._runs_left, typical), scaled=False) / 60:.0f} min left "
+                   f"(from this sweep's {len(self._took)} ended program(s))")
         else:
             eta = f"~{elapsed / trained * left / 60:.0f} min left" if trained and left else (
                 "done" if not left else "time left unknown until a run ends")
