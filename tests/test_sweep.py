@@ -426,6 +426,18 @@ def test_the_estimate_holds_from_the_first_line_by_stored_programs_times(tmp_pat
     assert progress.line(now=1200.0).endswith("~20 min left (from 3 stored program(s) of this profile, "
                                               "at this sweep's pace)")
     assert Progress(total=1, began=0.0).line(now=0.0).endswith("time left unknown until a run ends")  # none stored
+    # The pace compares like with like: a program's own training time (its summary), not the data
+    # regeneration before it, against the stored programs' (the quick job's estimate read ~64 min for 26)
+    regenerated_first = Progress(total=5, began=0.0)
+    regenerated_first.track(jobs)
+    regenerated_first.expect(jobs, stored, workers=2)
+    regenerated_first.started(0, now=0.0)
+    regenerated_first.stopped(0, now=1200.0)  # 600 s of regeneration, then 600 s of training
+    jobs[0][0].run_dir().mkdir(parents=True)
+    (jobs[0][0].run_dir() / "summary.json").write_text('{"wall_time_s": 600.0}')
+    regenerated_first.record(Outcome(str(jobs[0][0].run_dir()), "bc", TASK, 0, (), "finished", 1200.0, "h", ""))
+    assert regenerated_first.line(now=1200.0).endswith("~10 min left (from 3 stored program(s) of this profile, "
+                                                       "at this sweep's pace)")
     # Nothing stored: once a program has ended, the rest are expected to take as long, less what they have run
     alone = Progress(total=5, began=0.0, workers=2)
     alone.track(jobs)

@@ -591,6 +591,14 @@ def stored_program_seconds(profile: str, stores: Sequence[Path]) -> dict[str, li
     return {method: list(programs.values()) for method, programs in seen.items()}
 
 
+def _training_seconds(run_dir: Path) -> float | None:
+    """The run's own wall time (``summary.json``'s ``wall_time_s``, as the store's index has it)."""
+    try:
+        return float(json.loads((run_dir / "summary.json").read_text())["wall_time_s"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 @dataclass
 class Progress:
     """The sweep's one progress line: runs ended by status, programs running, elapsed time and
@@ -668,6 +676,9 @@ class Progress:
         if self._runs_left[program]:
             return False
         self.stopped(program)
+        trained = _training_seconds(Path(outcome.run_dir))
+        if trained:  # the same measure as the stored programs' (no data regeneration, no process start)
+            self._took[program] = trained
         return True
 
     def line(self, now: float | None = None) -> str:
