@@ -585,7 +585,7 @@ def stored_program_seconds(profile: str, stores: Sequence[Path]) -> dict[str, li
             continue
         for row in rows:
             if row.get("profile") == profile and row.get("status") == "finished" and row.get("wall_time_s"):
-                # the seeds of one program share its wall time: one entry per program (its parent dir)
+                # one entry per program: its seeds share the task directory and the program's wall time
                 program = f"{store}/{Path(row['path']).parent}/{row['wall_time_s']}"
                 seen.setdefault(row["method"], {})[program] = float(row["wall_time_s"])
     return {method: list(programs.values()) for method, programs in seen.items()}
