@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
-from dataclasses import replace
+import subprocess
 from pathlib import Path
 
 import equinox as eqx
@@ -87,7 +87,7 @@ def both_updates(size: str, reference: Path):
         jax.block_until_ready(ours_compiled(arrays, our_batch, key))
 
     run_theirs(), run_ours()
-    return run_theirs, run_ours, replace(setting, num_batches=1)
+    return run_theirs, run_ours, setting
 
 
 @pytest.mark.parametrize("size", ["quick", "paper"])
@@ -96,7 +96,8 @@ def test_authors_update(benchmark, size):
     both sides' per-round seconds are stored for the table."""
     import time
 
-    run_theirs, run_ours, setting = both_updates(size, reference_dir())
+    reference = reference_dir()
+    run_theirs, run_ours, setting = both_updates(size, reference)
     times = {"authors": [], "ours": []}
 
     def timed(side, fn):
@@ -110,7 +111,8 @@ def test_authors_update(benchmark, size):
             timed(side, fn)
 
     benchmark.pedantic(one_round, rounds=ROUNDS[size], iterations=1, warmup_rounds=1)
-    ref_commit = os.popen(f"git -C {reference_dir()} rev-parse HEAD").read().strip() or "unknown"
+    ref_commit = subprocess.run(["git", "-C", str(reference), "rev-parse", "HEAD"], capture_output=True,
+                                text=True).stdout.strip() or "unknown"
     benchmark.extra_info.update(
         table="authors", unit="rounds", items_per_call=1, method="trqam", size=size,
         hidden=list(setting.hidden), num_critics=setting.num_critics, batch_size=setting.batch_size,

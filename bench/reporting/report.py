@@ -146,9 +146,11 @@ def _where_the_time_went(runs: list[dict], wall_s: dict) -> str:
         if manifest.get("kind") == "regenerated":
             datasets[(manifest.get("dataset"), manifest.get("created_utc"))] = manifest.get("generation_seconds")
     recorded = [v for v in datasets.values() if v is not None]
-    data = (f"data regeneration {sum(recorded) / 60:.1f} min ({len(recorded)} dataset(s)"
-            + (f"; {len(datasets) - len(recorded)} made before generation times were recorded" if
-               len(recorded) < len(datasets) else "") + ")" if datasets else "no regenerated data")
+    unrecorded = len(datasets) - len(recorded)
+    data = f"data regeneration {sum(recorded) / 60:.1f} min ({len(recorded)} dataset(s)"
+    data += f"; {unrecorded} made before generation times were recorded)" if unrecorded else ")"
+    if not datasets:
+        data = "no regenerated data"
     return ("- Where the time went (the runs' own records, each program counted once; fine-tuning runs' "
             f"updates include any BC phase they ran themselves): {data}, "
             + ", ".join(f"{name} {seconds / 60:.1f} min" for name, seconds in parts.items())

@@ -29,6 +29,7 @@ import json
 import os
 import platform
 import shlex
+import statistics
 import subprocess
 import sys
 import time
@@ -628,8 +629,6 @@ class Progress:
     def expect(self, jobs: Sequence[Sequence[RunConfig]], stored: dict[str, list[float]], workers: int) -> None:
         """Each program's expected seconds: the median stored program of its method, else of all
         stored programs; nothing when nothing is stored."""
-        import statistics
-
         self.workers = max(1, workers)
         every = [s for seconds in stored.values() for s in seconds]
         if not every:
@@ -682,17 +681,15 @@ class Progress:
         return True
 
     def line(self, now: float | None = None) -> str:
-        elapsed = (now if now is not None else time.perf_counter()) - self.began
+        now = now if now is not None else time.perf_counter()
+        elapsed = now - self.began
         done = sum(self.ended.values())
         trained = done - self.ended["skipped"]
         left = self.total - done
-        now = now if now is not None else time.perf_counter()
         if left and self.expected:
             pace = ", at this sweep's pace" if self._took else ""
             eta = f"~{self._expected_left(now, self.expected) / 60:.0f} min left ({self.basis}{pace})"
         elif left and self._took:  # nothing stored: every program expected to take the median ended one
-            import statistics
-
             typical = statistics.median(self._took.values())
             eta = (f"~{self._expected_left(now, dict.fromkeys(self._runs_left, typical), scaled=False) / 60:.0f} min left "
                    f"(from this sweep's {len(self._took)} ended program(s))")
@@ -713,12 +710,12 @@ def sweep(runs: Sequence[RunConfig], settings: SweepSettings = SweepSettings(),
     plan = program_plan(runs, settings.seeds_per_program, pretrains)
     progress = Progress(total=len(runs))
     progress.track(plan.programs)
+    workers = settings.workers or default_workers()
     if runs:
         from bench.training.pipeline import RESULTS_DIR
 
-        workers = settings.workers or default_workers() if settings.backend == "local" else len(plan.programs)
-        progress.expect(plan.programs, stored_program_seconds(runs[0].profile, [RESULTS_DIR, REPO / "results"]),
-                        workers)
+        stored = stored_program_seconds(runs[0].profile, [RESULTS_DIR, REPO / "results"])
+        progress.expect(plan.programs, stored, workers if settings.backend == "local" else len(plan.programs))
         print(progress.line(), flush=True)  # the estimate from the first line
 
     def tracked(outcome: Outcome) -> None:
@@ -745,7 +742,7 @@ def sweep(runs: Sequence[RunConfig], settings: SweepSettings = SweepSettings(),
         print(f"[started] {job[0].method}{extra} {job[0].task} seed{'s' if len(job) > 1 else ''} {seeds} "
               f"(log: {job[0].run_dir() / 'train.log'})", flush=True)
 
-    return run_local(plan, settings.workers or default_workers(), tracked, started=announce,
+    return run_local(plan, workers, tracked, started=announce,
                      run_program=functools.partial(execute, trackers=settings.trackers), stopped=progress.stopped,
                      heartbeat=heartbeat)
 
