@@ -586,3 +586,29 @@ def test_a_report_covers_exactly_its_matrix_and_two_reports_at_once_both_finish(
     assert str(results / "index.csv") in report  # the store it read, wherever it lives
     assert "Nothing to compare" in report  # an empty store: says why there is no "new against committed"
     assert not list(reports.rglob(".*.tmp"))  # no temporary file left behind
+
+
+def test_fine_tuning_runs_sharing_a_bc_checkpoint_wait_for_its_pretraining_only(tmp_path):
+    """The regression gate's layout: two fine-tuning runs that start from one BC checkpoint. Alone,
+    the first pretrains it and the second waits for that whole program; with the `bc` run that
+    `bc_producers` adds, both wait for the pretraining only and fine-tune side by side."""
+    from bench.reporting.regress import BANDS, read_bands
+    from bench.training.pipeline import RunConfig
+    from bench.training.sweep import bc_producers, program_plan
+
+    runs = [band.run(tmp_path / "runs") for band in read_bands(BANDS)]
+    assert [r.method for r in runs] == ["qam", "trqam"]
+    alone = program_plan(runs, seeds_per_program=8)
+    assert [job[0].method for job in alone.programs] == ["qam", "trqam"] and alone.needs == {1: {0}}
+
+    [producer] = bc_producers(runs, tmp_path / "runs")
+    assert (producer.method, producer.task, producer.profile, producer.seed) == ("bc", TASK, "regress", 0)
+    assert producer.run_dir() == tmp_path / "runs" / "bc" / TASK / "seed0"
+    together = program_plan([producer, *runs], seeds_per_program=8)
+    assert [job[0].method for job in together.programs] == ["bc", "qam", "trqam"]
+    assert together.needs == {1: {0}, 2: {0}}  # neither fine-tuning program waits for the other
+
+    assert bc_producers([producer, *runs], tmp_path) == []  # the matrix trains it already
+    assert bc_producers(runs[:1], tmp_path) == []  # one run: nothing to share
+    other_seed = RunConfig("trqam", TASK, profile="regress", seed=1)
+    assert bc_producers([runs[0], other_seed], tmp_path) == []  # two checkpoints, one run each

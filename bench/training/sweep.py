@@ -175,6 +175,25 @@ def program_plan(runs: Sequence[RunConfig], seeds_per_program: int,
     return ProgramPlan([*first, *rest], needs, producers=len(first))
 
 
+def bc_producers(runs: Sequence[RunConfig], out_dir: Path) -> list[RunConfig]:
+    """A ``bc`` run under ``out_dir`` for each BC checkpoint that two or more fine-tuning runs of
+    ``runs`` start from and that no ``bc`` run of ``runs`` trains. Without one, the first of those
+    runs pretrains the checkpoint and the others wait for its whole program (pretraining and
+    fine-tuning, `program_plan`); with it they wait for the pretraining only and then fine-tune
+    side by side. The checkpoint is the same either way (`bench.training.pipeline`'s BC cache)."""
+    trained = {_bc_key(r) for r in runs if get_method(r.method).pipeline == "bc" and not r.overrides}
+    sharing = Counter(_bc_key(r) for r in runs if _fine_tunes_bc(r))
+    made: dict[tuple, RunConfig] = {}
+    for run in runs:
+        key = _bc_key(run)
+        if _fine_tunes_bc(run) and sharing[key] > 1 and key not in trained and key not in made:
+            seed = run.phase_seed("pretrain")
+            made[key] = RunConfig(method="bc", task=run.task, profile=run.profile, seed=seed, source=run.source,
+                                  dataset_dir=run.dataset_dir, batch_size=run.batch_size,
+                                  out=out_dir / "bc" / resolve_task(run.task).name / f"seed{seed}")
+    return list(made.values())
+
+
 def _fine_tunes_bc(run: RunConfig) -> bool:
     return get_method(run.method).pipeline == "fine-tune" and run.init == "bc"
 
