@@ -388,7 +388,9 @@ def test_the_sweep_progress_line_counts_runs_and_estimates_the_time_left():
 
     from bench.training.sweep import Progress
 
-    progress = Progress(total=10, began=0.0, ended=Counter(finished=3, skipped=2, failed=1), running=2)
+    progress = Progress(total=10, began=0.0, ended=Counter(finished=3, skipped=2, failed=1))
+    progress.started(0, now=0.0)
+    progress.started(1, now=0.0)
     # 4 runs trained in 8 min: 2 min a run, 4 runs left
     assert progress.line(now=480.0) == ("[sweep] 6 of 10 runs ended (1 failed, 3 finished, 2 skipped); 2 program(s) "
                                         "running; 8.0 min elapsed, ~8 min left")

@@ -631,7 +631,6 @@ class Progress:
     total: int
     began: float = field(default_factory=time.perf_counter)
     ended: Counter = field(default_factory=Counter)
-    running: int = 0
     expected: dict[int, float] = field(default_factory=dict)  # program -> seconds it should take
     workers: int = 1
     basis: str = ""  # where ``expected`` came from, said beside the estimate
@@ -639,7 +638,14 @@ class Progress:
     _program_of: dict[str, int] = field(default_factory=dict)  # run directory -> program
     _running: set[int] = field(default_factory=set)  # programs started and not yet ended
     _started_at: dict[int, float] = field(default_factory=dict)
-    _took: dict[int, float] = field(default_factory=dict)  # ended program -> its measured seconds
+    # Ended program -> its measured seconds: its wall time when it stops (`stopped`), replaced by its
+    # summary's training time once its last run is recorded (`record`), the measure stored programs have.
+    _took: dict[int, float] = field(default_factory=dict)
+
+    @property
+    def running(self) -> int:
+        """How many programs have started and not yet ended."""
+        return len(self._running)
 
     def track(self, jobs: Sequence[Sequence[RunConfig]]) -> None:
         self._runs_left = {i: len(job) for i, job in enumerate(jobs)}
@@ -659,7 +665,6 @@ class Progress:
     def started(self, program: int, now: float | None = None) -> None:
         self._running.add(program)
         self._started_at[program] = now if now is not None else time.perf_counter()
-        self.running = len(self._running)
 
     def running_programs(self) -> set[int]:
         return set(self._running)
@@ -669,7 +674,6 @@ class Progress:
         if program in self._running and program in self._started_at:
             self._took[program] = (now if now is not None else time.perf_counter()) - self._started_at[program]
         self._running.discard(program)
-        self.running = len(self._running)
 
     def _expected_left(self, now: float, expected: dict[int, float], scaled: bool = True) -> float:
         """Seconds of work left by the expected times, scaled (``scaled``) by the pace of the ended programs."""
