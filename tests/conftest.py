@@ -12,10 +12,15 @@ import pytest
 def compile_cache():
     """JAX's persistent compilation cache, as `train` and `reproduce` use it (under the user's suite
     cache, so a second test session loads what the first compiled; TRQAM_BENCH_COMPILE_CACHE=off
-    turns it off). Programs the tests start inherit it through their own `python -m bench`."""
+    turns it off). The programs the tests start (`python -m bench ...`) are pointed at the same
+    directory, whatever private TRQAM_BENCH_CACHE a test gives them, so every worker and both steps
+    of `nox -s tests` load what any of them compiled (issue 32, item 2)."""
     from bench.training import compile_cache as cache
 
-    return cache.enable()
+    path = cache.enable()
+    if path is not None:
+        os.environ[cache.SWITCH] = str(path.parent)  # `directory()` adds the versions' subdirectory
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -450,6 +450,10 @@ def test_the_estimate_holds_from_the_first_line_by_stored_programs_times(tmp_pat
     alone.started(2, now=600.0)
     # 4 programs of 600 s over 2 workers, two of them 300 s in: (300 + 300 + 600 + 600) / 2 s = 15 min
     assert alone.line(now=900.0).endswith("~15 min left (from this sweep's 1 ended program(s))")
+    # Programs running past their expected time: the rest is a lower bound, and the line says why (the
+    # regress gate's fine-tuning programs, expected at its BC program's time, read "~0 min left" for 6 min)
+    assert alone.line(now=1500.0).endswith("at least ~10 min left (from this sweep's 1 ended program(s); "
+                                           "2 program(s) running longer than expected)")
 
 
 def test_a_program_counts_as_running_only_while_it_runs():

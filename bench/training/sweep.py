@@ -675,18 +675,28 @@ class Progress:
             self._took[program] = (now if now is not None else time.perf_counter()) - self._started_at[program]
         self._running.discard(program)
 
-    def _expected_left(self, now: float, expected: dict[int, float], scaled: bool = True) -> float:
-        """Seconds of work left by the expected times, scaled (``scaled``) by the pace of the ended programs."""
+    def _expected_left(self, now: float, expected: dict[int, float], scaled: bool = True) -> tuple[float, int]:
+        """Seconds of work left by the expected times, scaled (``scaled``) by the pace of the ended
+        programs, and how many running programs have already run longer than expected (their time
+        left is unknown, so the seconds are a lower bound)."""
         measured = [p for p in self._took if p in expected and expected[p] > 0] if scaled else []
         pace = (sum(self._took[p] for p in measured) / sum(expected[p] for p in measured)) if measured else 1.0
-        left = 0.0
+        left, overdue = 0.0, 0
         for program, runs_left in self._runs_left.items():
             if runs_left <= 0 or program in self._took:
                 continue
             running_for = now - self._started_at[program] if program in self._running else 0.0
+            overdue += program in self._running and running_for > expected.get(program, 0.0) * pace
             left += max(0.0, expected.get(program, 0.0) * pace - running_for)
         open_programs = sum(1 for p, n in self._runs_left.items() if n > 0 and p not in self._took)
-        return left / max(1, min(self.workers, open_programs))
+        return left / max(1, min(self.workers, open_programs)), overdue
+
+    @staticmethod
+    def _eta(seconds: float, overdue: int, basis: str) -> str:
+        if overdue:  # never "~0 min left" while a program runs on past what it was expected to take
+            return (f"at least ~{seconds / 60:.0f} min left ({basis}; {overdue} program(s) running longer "
+                    "than expected)")
+        return f"~{seconds / 60:.0f} min left ({basis})"
 
     def record(self, outcome: Outcome) -> bool:
         """Count ``outcome``; True when it was its program's last run."""
@@ -711,11 +721,11 @@ class Progress:
         left = self.total - done
         if left and self.expected:
             pace = ", at this sweep's pace" if self._took else ""
-            eta = f"~{self._expected_left(now, self.expected) / 60:.0f} min left ({self.basis}{pace})"
+            eta = self._eta(*self._expected_left(now, self.expected), f"{self.basis}{pace}")
         elif left and self._took:  # nothing stored: every program expected to take the median ended one
             typical = statistics.median(self._took.values())
-            eta = (f"~{self._expected_left(now, dict.fromkeys(self._runs_left, typical), scaled=False) / 60:.0f} min left "
-                   f"(from this sweep's {len(self._took)} ended program(s))")
+            eta = self._eta(*self._expected_left(now, dict.fromkeys(self._runs_left, typical), scaled=False),
+                            f"from this sweep's {len(self._took)} ended program(s)")
         else:
             eta = f"~{elapsed / trained * left / 60:.0f} min left" if trained and left else (
                 "done" if not left else "time left unknown until a run ends")
