@@ -454,6 +454,16 @@ def test_the_estimate_holds_from_the_first_line_by_stored_programs_times(tmp_pat
     # regress gate's fine-tuning programs, expected at its BC program's time, read "~0 min left" for 6 min)
     assert alone.line(now=1500.0).endswith("at least ~10 min left (from this sweep's 1 ended program(s); "
                                            "2 program(s) running longer than expected)")
+    last = Progress(total=2, began=0.0, workers=2)  # the last program, past its time: not "at least ~0 min"
+    last.track(jobs[:2])
+    last.started(0, now=0.0)
+    last.stopped(0, now=600.0)
+    last.record(Outcome(str(jobs[0][0].run_dir()), "bc", TASK, 0, (), "finished", 600.0, "h", ""))
+    last.started(1, now=600.0)
+    assert last.line(now=1000.0).endswith("~3 min left (from this sweep's 1 ended program(s))")
+    assert last.line(now=1190.0).endswith("under a minute left (from this sweep's 1 ended program(s))")
+    assert last.line(now=1500.0).endswith("time left unknown (from this sweep's 1 ended program(s); "
+                                          "1 program(s) running longer than expected)")
 
 
 def test_a_program_counts_as_running_only_while_it_runs():

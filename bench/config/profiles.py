@@ -222,7 +222,9 @@ PROFILES["qam-paper"] = replace(
 
 # The CI regression gate's pinned run (results/regress/bands.csv): QAM on cube-single at the
 # earlier, larger quick size (3x256, 10 critics, 3K fine-tuning steps), where it succeeds often
-# enough (0.88 there) that a broken method shows; ~11 min on 2 cores from an empty cache.
+# enough (0.88 there) that a broken method shows. `nox -s regress` on 2 cores from an empty cache
+# (a fresh clone, 2026-12-07): 16 min, of which the BC program (the data regeneration first) 5 min,
+# then QAM and TRQAM side by side 10 min (reports/benchmarks/TEST_TIMES.md).
 PROFILES["regress"] = replace(
     PROFILES["quick"], name="regress", hidden_sizes=(256, 256, 256), num_critics=10, offline_steps=3_000,
     eval_every=3_000, pretrain_eval_every=20_000, log_every=250, checkpoint_every=1_000,

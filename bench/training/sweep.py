@@ -693,10 +693,11 @@ class Progress:
 
     @staticmethod
     def _eta(seconds: float, overdue: int, basis: str) -> str:
+        late = f"{overdue} program(s) running longer than expected"
         if overdue:  # never "~0 min left" while a program runs on past what it was expected to take
-            return (f"at least ~{seconds / 60:.0f} min left ({basis}; {overdue} program(s) running longer "
-                    "than expected)")
-        return f"~{seconds / 60:.0f} min left ({basis})"
+            bound = f"at least ~{seconds / 60:.0f} min left" if seconds >= 60 else "time left unknown"
+            return f"{bound} ({basis}; {late})"
+        return f"~{seconds / 60:.0f} min left ({basis})" if seconds >= 30 else f"under a minute left ({basis})"
 
     def record(self, outcome: Outcome) -> bool:
         """Count ``outcome``; True when it was its program's last run."""
