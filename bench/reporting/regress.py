@@ -6,7 +6,10 @@
 with the lowest final success rate that still counts as healthy (``min_success``), the value
 it was set from (``measured``) and where that value came from. Every run is trained from
 scratch in a work directory (default ``.regress/``, emptied first), with its own BC checkpoint
-cache, so nothing measured by older code is reused; only the regenerated datasets are shared.
+cache, so nothing measured by older code is reused; only the regenerated datasets are shared. A BC
+checkpoint that several pinned runs start from is pretrained first by a ``bc`` run of its own
+(`bench.training.sweep.bc_producers`: in the table, not gated, but it must finish), so that the pinned
+runs then fine-tune side by side.
 The gate fails (exit code 1) when a run ends below its band or does not finish, and prints a
 table of every row.
 
