@@ -147,10 +147,11 @@ def _where_the_time_went(runs: list[dict], wall_s: dict) -> str:
             datasets[(manifest.get("dataset"), manifest.get("created_utc"))] = manifest.get("generation_seconds")
     recorded = [v for v in datasets.values() if v is not None]
     unrecorded = len(datasets) - len(recorded)
-    data = f"data regeneration {sum(recorded) / 60:.1f} min ({len(recorded)} dataset(s)"
-    data += f"; {unrecorded} made before generation times were recorded)" if unrecorded else ")"
     if not datasets:
         data = "no regenerated data"
+    else:
+        data = f"data regeneration {sum(recorded) / 60:.1f} min ({len(recorded)} dataset(s)"
+        data += f"; {unrecorded} made before generation times were recorded)" if unrecorded else ")"
     return ("- Where the time went (the runs' own records, each program counted once; fine-tuning runs' "
             f"updates include any BC phase they ran themselves): {data}, "
             + ", ".join(f"{name} {seconds / 60:.1f} min" for name, seconds in parts.items())

@@ -129,8 +129,7 @@ def waves(runs: Sequence[RunConfig], pretrains: Callable[[RunConfig], bool] = la
     or it resumes past pretraining) produces nothing for the others."""
     producers: dict[tuple, RunConfig] = {}
     for run in runs:
-        pipeline = get_method(run.method).pipeline
-        if pipeline == "bc" and not run.overrides:
+        if _trains_bc_checkpoint(run):
             producers[_bc_key(run)] = run
     for run in runs:
         if _fine_tunes_bc(run) and pretrains(run):
@@ -181,7 +180,7 @@ def bc_producers(runs: Sequence[RunConfig], out_dir: Path) -> list[RunConfig]:
     runs pretrains the checkpoint and the others wait for its whole program (pretraining and
     fine-tuning, `program_plan`); with it they wait for the pretraining only and then fine-tune
     side by side. The checkpoint is the same either way (`bench.training.pipeline`'s BC cache)."""
-    trained = {_bc_key(r) for r in runs if get_method(r.method).pipeline == "bc" and not r.overrides}
+    trained = {_bc_key(r) for r in runs if _trains_bc_checkpoint(r)}
     sharing = Counter(_bc_key(r) for r in runs if _fine_tunes_bc(r))
     made: dict[tuple, RunConfig] = {}
     for run in runs:
@@ -192,6 +191,11 @@ def bc_producers(runs: Sequence[RunConfig], out_dir: Path) -> list[RunConfig]:
                                   dataset_dir=run.dataset_dir, batch_size=run.batch_size,
                                   out=out_dir / "bc" / resolve_task(run.task).name / f"seed{seed}")
     return list(made.values())
+
+
+def _trains_bc_checkpoint(run: RunConfig) -> bool:
+    """A ``bc`` run at the profile's settings: the one whose checkpoint fine-tuning runs reuse."""
+    return get_method(run.method).pipeline == "bc" and not run.overrides
 
 
 def _fine_tunes_bc(run: RunConfig) -> bool:
@@ -693,10 +697,9 @@ class Progress:
 
     @staticmethod
     def _eta(seconds: float, overdue: int, basis: str) -> str:
-        late = f"{overdue} program(s) running longer than expected"
         if overdue:  # never "~0 min left" while a program runs on past what it was expected to take
             bound = f"at least ~{seconds / 60:.0f} min left" if seconds >= 60 else "time left unknown"
-            return f"{bound} ({basis}; {late})"
+            return f"{bound} ({basis}; {overdue} program(s) running longer than expected)"
         return f"~{seconds / 60:.0f} min left ({basis})" if seconds >= 30 else f"under a minute left ({basis})"
 
     def record(self, outcome: Outcome) -> bool:
