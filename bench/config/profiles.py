@@ -221,8 +221,8 @@ PROFILES["qam-paper"] = replace(
 
 
 # The CI regression gate's pinned run (results/regress/bands.csv): QAM on cube-single at 3x256 with 2
-# critics and 3K fine-tuning steps, where it succeeds often enough (0.78 there) that a broken method
-# shows. The gate ran 10 critics until 2026-12-07 (QAM 0.88, TRQAM 0.34): 2 critics make its updates
+# critics and 3K fine-tuning steps, where it succeeds often enough (0.86 with Python 3.12's lock, 0.84
+# with 3.11's) that a broken method shows. The gate ran 10 critics until 2026-12-07 (QAM 0.88, TRQAM 0.34): 2 critics make its updates
 # about 1.6x faster (8.9 against 5.8 steps/s for each of the two side-by-side programs) for .ci/run's
 # 35-minute goal (issue 32). Fewer steps are no way to save the time: QAM measured 0.18 at 500, 1,000
 # and 1,500 steps, 0.40 at 2,000 and 0.60 at 2,500 before 0.88 at 3,000 (10 critics; with 2: 0.20,
