@@ -222,12 +222,12 @@ PROFILES["qam-paper"] = replace(
 
 # The CI regression gate's pinned run (results/regress/bands.csv): QAM on cube-single at 3x256 with 2
 # critics and 3K fine-tuning steps, where it succeeds often enough (0.86 with Python 3.12's lock, 0.84
-# with 3.11's) that a broken method shows. The gate ran 10 critics until 2026-12-07 (QAM 0.88, TRQAM 0.34): 2 critics make its updates
-# about 1.6x faster (8.9 against 5.8 steps/s for each of the two side-by-side programs) for .ci/run's
-# 35-minute goal (issue 32). Fewer steps are no way to save the time: QAM measured 0.18 at 500, 1,000
-# and 1,500 steps, 0.40 at 2,000 and 0.60 at 2,500 before 0.88 at 3,000 (10 critics; with 2: 0.20,
-# 0.42, 0.78 at 1K, 2K, 3K), so a shorter run would leave QAM little above where it starts.
-# (reports/benchmarks/TEST_TIMES.md has the gate's measured time.)
+# with 3.11's) that a broken method shows. The gate ran 10 critics until 2026-12-07 (QAM 0.88, TRQAM
+# 0.34). With 2, an update of the gate's two programs side by side takes 104-106 ms against 177-179 ms
+# (2026-12-07, AMD EPYC, 2 cores), for .ci/run's 35-minute goal (issue 32). Fewer steps are no way to
+# save the time: QAM measured 0.18 at 500, 1,000 and 1,500 steps, 0.40 at 2,000 and 0.60 at 2,500
+# before 0.88 at 3,000 (10 critics; with 2: 0.20, 0.42, 0.78 at 1K, 2K, 3K), so a shorter run would
+# leave QAM little above where it starts (reports/benchmarks/TEST_TIMES.md has the gate's time).
 PROFILES["regress"] = replace(
     PROFILES["quick"], name="regress", hidden_sizes=(256, 256, 256), num_critics=2, offline_steps=3_000,
     eval_every=3_000, pretrain_eval_every=20_000, log_every=250, checkpoint_every=1_000,
