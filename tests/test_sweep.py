@@ -440,6 +440,18 @@ def test_the_estimate_holds_from_the_first_line_by_stored_programs_times(tmp_pat
     regenerated_first.record(Outcome(str(jobs[0][0].run_dir()), "bc", TASK, 0, (), "finished", 1200.0, "h", ""))
     assert regenerated_first.line(now=1200.0).endswith("~10 min left (from 3 stored program(s) of this profile, "
                                                        "at this sweep's pace)")
+    # Data to regenerate first, as long as its stored regeneration took (issue 32: the quick job's first
+    # estimate was 9 min low without it): added to the first wave's time left, kept out of the pace
+    leading = Progress(total=5, began=0.0)
+    leading.track(jobs)
+    leading.expect(jobs, stored, workers=2, regeneration={0: 600.0})
+    assert leading.line(now=0.0).endswith("~20 min left (from 3 stored program(s) of this profile and its data "
+                                          "regeneration (~10 min as stored))")
+    leading.started(0, now=0.0)
+    leading.stopped(0, now=1200.0)
+    leading.record(Outcome(str(jobs[0][0].run_dir()), "bc", TASK, 0, (), "finished", 1200.0, "h", ""))
+    assert leading.line(now=1200.0).endswith("~10 min left (from 3 stored program(s) of this profile and its data "
+                                             "regeneration (~10 min as stored), at this sweep's pace)")
     # Nothing stored: once a program has ended, the rest are expected to take as long, less what they have run
     alone = Progress(total=5, began=0.0, workers=2)
     alone.track(jobs)
@@ -464,6 +476,36 @@ def test_the_estimate_holds_from_the_first_line_by_stored_programs_times(tmp_pat
     assert last.line(now=1190.0).endswith("under a minute left (from this sweep's 1 ended program(s))")
     assert last.line(now=1500.0).endswith("time left unknown (from this sweep's 1 ended program(s); "
                                           "1 program(s) running longer than expected)")
+
+
+def test_the_regeneration_a_plan_waits_for_is_read_from_stored_runs(tmp_path, monkeypatch):
+    """`regeneration_leads`: the quick job's BC programs wait for cube-single's regeneration while it is
+    not in the cache, as long as its latest stored regeneration at the profile's size took; none once
+    it is cached, and none from a regeneration of another size."""
+    from bench.training.sweep import program_plan, regeneration_leads
+
+    monkeypatch.setenv("TRQAM_BENCH_CACHE", str(tmp_path / "cache"))
+    store = tmp_path / "store"
+    rows = []
+    for name, episodes, seconds, created in (("a", 200, 300.0, "2026-12-01"), ("b", 200, 250.0, "2026-12-02"),
+                                             ("c", 50, 20.0, "2026-12-03")):
+        run = store / "runs" / name
+        run.mkdir(parents=True)
+        manifest = {"dataset": "cube-single-play-v0", "episodes": episodes, "seed": 0, "created_utc": created,
+                    "recipe": {"episode_length": 1000}, "generation_seconds": seconds}
+        (run / "data.json").write_text(json.dumps({"kind": "regenerated", "manifest": manifest}))
+        rows.append(f"quick,bc,{TASK},0,,finished,0.1,regenerated,x,h,x,60,t,runs/{name}\n")
+    (store / "index.csv").write_text("profile,method,task,seed,variant,status,final_success,data,data_id,host,"
+                                     "hardware,wall_time_s,finished_utc,path\n" + "".join(rows))
+    schedule = program_plan(plan(get_profile("quick")), seeds_per_program=8, lanes=2)
+    assert regeneration_leads(schedule, [store, tmp_path / "none"]) == {0: 250.0, 1: 250.0}  # the latest at 200
+    from bench.data.loading import regenerated_dir
+
+    cached = regenerated_dir("cube-single-play-v0", get_profile("quick").regeneration)
+    cached.mkdir(parents=True)
+    monkeypatch.setattr("bench.data.datagen.read_manifest", lambda *a: {"stand-in": True})
+    monkeypatch.setattr("bench.data.loading._regenerated_record", lambda *a: "files")
+    assert regeneration_leads(schedule, [store]) == {}  # in the cache: nothing to wait for
 
 
 def test_a_program_counts_as_running_only_while_it_runs():
@@ -602,6 +644,26 @@ def test_a_report_covers_exactly_its_matrix_and_two_reports_at_once_both_finish(
     assert str(results / "index.csv") in report  # the store it read, wherever it lives
     assert "Nothing to compare" in report  # an empty store: says why there is no "new against committed"
     assert not list(reports.rglob(".*.tmp"))  # no temporary file left behind
+
+
+def test_bc_producers_fewer_than_the_lanes_are_split_by_seed_and_the_rest_wait_for_each_seed():
+    """The quick job's plan on 2 workers: its one `bc` program (seeds 0 and 1) is on every other
+    program's critical path, so it becomes two one-seed programs side by side; each fine-tuning
+    program (both seeds) waits for both. On one lane, and in printed commands, nothing is split."""
+    from bench.training.sweep import fill_lanes, program_plan
+
+    runs = plan(get_profile("quick"))
+    one_lane = program_plan(runs, seeds_per_program=8)
+    assert [[r.seed for r in job] for job in one_lane.programs[:one_lane.producers]] == [[0, 1]]
+    two = program_plan(runs, seeds_per_program=8, lanes=2)
+    assert two.producers == 2
+    assert [(job[0].method, [r.seed for r in job]) for job in two.programs[:2]] == [("bc", [0]), ("bc", [1])]
+    assert two.programs[2:] == one_lane.programs[1:]  # the fine-tuning programs as before
+    assert all(two.needs[k] == {0, 1} for k in range(2, len(two.programs)))
+    assert sorted(r.seed for job in program_plan(runs, 8, lanes=5).programs[:2] for r in job) == [0, 1]
+    jobs = [["a0", "a1", "a2", "a3"], ["b0"]]
+    assert fill_lanes(jobs, 4) == [["a0"], ["a1"], ["a2", "a3"], ["b0"]]
+    assert fill_lanes(jobs, 1) == jobs and jobs == [["a0", "a1", "a2", "a3"], ["b0"]]  # the input is kept
 
 
 def test_fine_tuning_runs_sharing_a_bc_checkpoint_wait_for_its_pretraining_only(tmp_path):

@@ -155,13 +155,14 @@ class ProgramPlan:
 
 
 def program_plan(runs: Sequence[RunConfig], seeds_per_program: int,
-                 pretrains: Callable[[RunConfig], bool] = lambda run: True) -> ProgramPlan:
+                 pretrains: Callable[[RunConfig], bool] = lambda run: True, lanes: int = 1) -> ProgramPlan:
     """The programs and what each waits for: a fine-tuning run waits for the program that
     trains its BC checkpoint only when it would pretrain itself (``pretrains``; a cluster's
-    printed commands assume it always does)."""
+    printed commands assume it always does). ``lanes``: programs that run at once; while the
+    BC producers are fewer, they are split seed by seed (`fill_lanes`)."""
     pretrains = functools.cache(pretrains)
     parts = waves(runs, pretrains)
-    first = programs(parts[0], seeds_per_program) if len(parts) > 1 else []
+    first = fill_lanes(programs(parts[0], seeds_per_program), lanes) if len(parts) > 1 else []
     rest = programs(parts[-1], seeds_per_program) if parts else []
     producer_of = {}
     for index, job in enumerate(first):
@@ -288,6 +289,19 @@ def programs(runs: Sequence[RunConfig], seeds_per_program: int) -> list[list[Run
         groups.setdefault(key, []).append(run)
     size = max(1, seeds_per_program)
     return [group[i:i + size] for group in groups.values() for i in range(0, len(group), size)]
+
+
+def fill_lanes(jobs: list[list[RunConfig]], lanes: int) -> list[list[RunConfig]]:
+    """``jobs`` with the largest program halved (by seed) until there are ``lanes`` programs or
+    each holds one seed. For the BC producers: every other program waits for them, so a lane left
+    idle beside them is time lost on the whole sweep (the quick job's BC program trained two seeds
+    on one of two cores), while splitting costs one more compilation (BC's takes about 2 s)."""
+    jobs = [list(job) for job in jobs]
+    while len(jobs) < lanes and any(len(job) > 1 for job in jobs):
+        largest = max(range(len(jobs)), key=lambda k: len(jobs[k]))
+        job = jobs[largest]
+        jobs[largest:largest + 1] = [job[:len(job) // 2], job[len(job) // 2:]]
+    return jobs
 
 
 def train_command(runs: Sequence[RunConfig], trackers: Sequence[str] = ()) -> list[str]:
@@ -615,6 +629,57 @@ def stored_program_seconds(profile: str, stores: Sequence[Path]) -> dict[str, li
     return {method: list(programs.values()) for method, programs in seen.items()}
 
 
+def regeneration_leads(plan: ProgramPlan, stores: Sequence[Path]) -> dict[int, float]:
+    """Program -> seconds of data regeneration it waits for before training: for each program of the
+    first wave whose dataset is not in the cache yet, the last regeneration of that dataset at the
+    same size recorded in ``stores`` (the manifest's ``generation_seconds`` in a stored run's
+    ``data.json``). Programs of the first wave regenerate it (one of them; the others wait on its
+    lock) while no other program can start; the stored programs' times leave it out."""
+    from bench.training.pipeline import Run
+
+    recorded = _stored_generation_seconds(stores)
+    leads: dict[int, float] = {}
+    for index, job in enumerate(plan.programs[:plan.producers] or plan.programs):
+        run = Run(job[0], progress=False)
+        try:
+            if run._files(fetch=False) is not None:
+                continue
+        except BenchError:
+            continue
+        regen = run.profile.regeneration
+        seconds = recorded.get((run.task.dataset, regen.episodes, regen.episode_length, regen.seed))
+        if seconds:
+            leads[index] = seconds
+    return leads
+
+
+def _stored_generation_seconds(stores: Sequence[Path]) -> dict[tuple, float]:
+    """(dataset, episodes, episode length, seed) -> seconds of its latest stored regeneration."""
+    import csv
+
+    found: dict[tuple, tuple[str, float]] = {}
+    for store in dict.fromkeys(Path(store).resolve() for store in stores):
+        try:
+            with open(store / "index.csv", newline="") as f:
+                paths = {row["path"] for row in csv.DictReader(f) if row.get("data") == "regenerated"}
+        except (OSError, KeyError):
+            continue
+        for path in paths:
+            try:
+                manifest = json.loads((store / path / "data.json").read_text()).get("manifest") or {}
+            except (OSError, ValueError, AttributeError):
+                continue
+            seconds = manifest.get("generation_seconds")
+            if not isinstance(seconds, int | float) or seconds <= 0:
+                continue
+            length = (manifest.get("recipe") or {}).get("episode_length")
+            key = (manifest.get("dataset"), manifest.get("episodes"), length, manifest.get("seed"))
+            created = str(manifest.get("created_utc", ""))
+            if key not in found or created > found[key][0]:
+                found[key] = (created, float(seconds))
+    return {key: seconds for key, (_, seconds) in found.items()}
+
+
 def _training_seconds(run_dir: Path) -> float | None:
     """The run's own wall time (``summary.json``'s ``wall_time_s``, as the store's index has it)."""
     try:
@@ -645,6 +710,9 @@ class Progress:
     # Ended program -> its measured seconds: its wall time when it stops (`stopped`), replaced by its
     # summary's training time once its last run is recorded (`record`), the measure stored programs have.
     _took: dict[int, float] = field(default_factory=dict)
+    # Program -> seconds it waits before training: the data it regenerates (or waits for) first. Not in
+    # the stored programs' times, so added to the time left and kept out of the pace.
+    lead: dict[int, float] = field(default_factory=dict)
 
     @property
     def running(self) -> int:
@@ -655,9 +723,11 @@ class Progress:
         self._runs_left = {i: len(job) for i, job in enumerate(jobs)}
         self._program_of = {str(run.run_dir()): i for i, job in enumerate(jobs) for run in job}
 
-    def expect(self, jobs: Sequence[Sequence[RunConfig]], stored: dict[str, list[float]], workers: int) -> None:
+    def expect(self, jobs: Sequence[Sequence[RunConfig]], stored: dict[str, list[float]], workers: int,
+               regeneration: dict[int, float] | None = None) -> None:
         """Each program's expected seconds: the median stored program of its method, else of all
-        stored programs; nothing when nothing is stored."""
+        stored programs; nothing when nothing is stored. ``regeneration``: program -> seconds of data
+        regeneration it waits for first (`regeneration_leads`)."""
         self.workers = max(1, workers)
         every = [s for seconds in stored.values() for s in seconds]
         if not every:
@@ -665,6 +735,9 @@ class Progress:
         for i, job in enumerate(jobs):
             self.expected[i] = statistics.median(stored.get(job[0].method) or every)
         self.basis = f"from {len(every)} stored program(s) of this profile"
+        self.lead = dict(regeneration or {})
+        if self.lead:
+            self.basis += f" and its data regeneration (~{max(self.lead.values()) / 60:.0f} min as stored)"
 
     def started(self, program: int, now: float | None = None) -> None:
         self._running.add(program)
@@ -690,8 +763,9 @@ class Progress:
             if runs_left <= 0 or program in self._took:
                 continue
             running_for = now - self._started_at[program] if program in self._running else 0.0
-            overdue += program in self._running and running_for > expected.get(program, 0.0) * pace
-            left += max(0.0, expected.get(program, 0.0) * pace - running_for)
+            total = expected.get(program, 0.0) * pace + (self.lead.get(program, 0.0) if scaled else 0.0)
+            overdue += program in self._running and running_for > total
+            left += max(0.0, total - running_for)
         open_programs = sum(1 for p, n in self._runs_left.items() if n > 0 and p not in self._took)
         return left / max(1, min(self.workers, open_programs)), overdue
 
@@ -744,15 +818,18 @@ def sweep(runs: Sequence[RunConfig], settings: SweepSettings = SweepSettings(),
     returns one outcome per run, in completion order. After each ended program a progress line
     (`Progress`) follows its runs' lines."""
     report = report or _print_outcome
-    plan = program_plan(runs, settings.seeds_per_program, pretrains)
+    workers = settings.workers or default_workers()
+    plan = program_plan(runs, settings.seeds_per_program, pretrains,
+                        lanes=workers if settings.backend == "local" else 1)
     progress = Progress(total=len(runs))
     progress.track(plan.programs)
-    workers = settings.workers or default_workers()
     if runs:
         from bench.training.pipeline import RESULTS_DIR
 
-        stored = stored_program_seconds(runs[0].profile, [RESULTS_DIR, REPO / "results"])
-        progress.expect(plan.programs, stored, workers if settings.backend == "local" else len(plan.programs))
+        stores = [RESULTS_DIR, REPO / "results"]
+        stored = stored_program_seconds(runs[0].profile, stores)
+        progress.expect(plan.programs, stored, workers if settings.backend == "local" else len(plan.programs),
+                        regeneration_leads(plan, stores))
         print(progress.line(), flush=True)  # the estimate from the first line
 
     def tracked(outcome: Outcome) -> None:
