@@ -18,6 +18,9 @@ import numpy as np
 
 # The checkout this code runs from (results/, the reference tables and git live here).
 REPO = Path(__file__).resolve().parent.parent
+# `time.perf_counter()` when this process began as `python -m bench` (set by bench/__main__.py; None in
+# a process that imports the package): a training program's start-up time is measured from it.
+PROGRAM_STARTED: float | None = None
 
 
 def sha256_file(path: Path) -> str:

@@ -116,8 +116,10 @@ def test_killed_sweep_rerun_finishes_the_rest_without_redoing_finished_runs(benc
     assert {r["data"] for r in index} == {"regenerated"}
     for seed in (0, 1):  # each method's two seeds were trained by one program
         assert "--seeds 0 1" in (runs_root / "fql" / TASK / f"seed{seed}" / "train.log").read_text()
-        assert json.loads((runs_root / "fql" / TASK / f"seed{seed}" / "summary.json").read_text())[
-            "seeds_in_program"] == [0, 1]
+        summary = json.loads((runs_root / "fql" / TASK / f"seed{seed}" / "summary.json").read_text())
+        assert summary["seeds_in_program"] == [0, 1]
+        # its start-up before the clock (imports, data, evaluation environments): what a sweep adds to wall_time_s
+        assert 0 < summary["startup_s"] < 300
     record = json.loads(max((results / "sweeps").glob("smoke-*.json")).read_text())
     assert record["counts"] == {"finished": 4 - len(finished), "diverged": 0, "skipped": len(finished), "failed": 0}
     report = (reports / "REPORT.md").read_text()
@@ -415,6 +417,12 @@ def test_the_estimate_holds_from_the_first_line_by_stored_programs_times(tmp_pat
         f"quick,qam,{TASK},0,d,failed,0.0,r,r,h,x,1,t,runs/quick/qam/{TASK}/seed0-d\n")
     stored = stored_program_seconds("quick", [tmp_path, tmp_path / "."])
     assert sorted(stored["qam"]) == [240.0, 360.0] and stored["bc"] == [600.0] and "paper" not in str(stored)
+    # A run's start-up (its summary's startup_s) counts too: a program's time before its clock started
+    run = tmp_path / "runs" / "quick" / "qam" / TASK / "seed0-c"
+    run.mkdir(parents=True)
+    (run / "summary.json").write_text('{"wall_time_s": 360.0, "startup_s": 24.0}')
+    assert sorted(stored_program_seconds("quick", [tmp_path])["qam"]) == [240.0, 384.0]
+    run.joinpath("summary.json").unlink()
     jobs = [[RunConfig("bc", TASK, out=tmp_path / "bc")]] + [[RunConfig("qam", TASK, out=tmp_path / f"q{i}")]
                                                              for i in range(4)]
     progress = Progress(total=5, began=0.0)

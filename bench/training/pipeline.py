@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from bench import files as bench_files
 from bench import provenance
 from bench.config import assumptions
 from bench.config.methods import Method, apply_overrides, check_config, code_fingerprint, get_method
@@ -402,6 +403,8 @@ class Run:
                  rerun: Iterable[str] = (), trackers: Sequence[str] = ()):
         check_trackers(trackers)  # a missing package: one line before anything is written
         self.trackers = tuple(trackers)
+        self.data_wait_s = 0.0  # obtaining the dataset (its regeneration, or another program's)
+        self.startup_s: float | None = None  # the program's start-up, once its clock starts (summary.json)
         self.seed_axis = compiled.resolve_seed_axis(seed_axis)  # how one program walks its seeds
         configs = [configs] if isinstance(configs, RunConfig) else list(configs)
         if not configs:
@@ -526,7 +529,9 @@ class Run:
         summaries = {i: self._check_directory(seed) for i, seed in enumerate(self.seeds)}
         pending = [i for i, s in summaries.items() if s is None]
         if pending:
+            began = time.perf_counter()
             files = self._files()  # a missing or refused dataset: one line before any run directory exists
+            self.data_wait_s += time.perf_counter() - began  # regenerating it, or waiting for another program to
             with contextlib.ExitStack() as locks:
                 for i in pending:
                     locks.enter_context(exclusive(self.seeds[i].dir))
@@ -615,6 +620,8 @@ class Run:
         profile, phases = self.profile, self.phases
         start_phase, start_step = starts[0].phase, starts[0].step
         now = time.perf_counter()
+        if self.startup_s is None and bench_files.PROGRAM_STARTED is not None:
+            self.startup_s = round(now - bench_files.PROGRAM_STARTED - self.data_wait_s, 1)
         for seed, start in zip(seeds, starts, strict=True):
             seed.began = now - start.elapsed_s
             seed.logs = {"metrics": CsvLog(seed.dir / "metrics.csv"),
@@ -717,6 +724,10 @@ class Run:
             "traces": _traces(last_metrics),
             "online": seed.online_summary,
             "wall_time_s": round(time.perf_counter() - seed.began, 1),
+            # The program's time before its clock started: imports, loading the data, the evaluation
+            # environments, checkpoints (its data's regeneration left out); None when not run as
+            # `python -m bench`. A sweep expects a program to take wall_time_s + startup_s.
+            "startup_s": self.startup_s,
             "seeds_in_program": together,  # trained side by side, sharing this wall time
             "seed_axis": self.seed_axis if len(together) > 1 else None,  # how the program walked them
             # This invocation of the program (after a resume: since the resume). The online

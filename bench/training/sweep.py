@@ -610,8 +610,9 @@ def default_workers() -> int:
 
 
 def stored_program_seconds(profile: str, stores: Sequence[Path]) -> dict[str, list[float]]:
-    """Wall seconds of the programs of ``profile`` already finished in ``stores`` (their
-    ``index.csv``), by method: what a sweep expects a program to take before one ends here."""
+    """Seconds of the programs of ``profile`` already finished in ``stores`` (their ``index.csv``,
+    with each run's start-up from its summary: `_training_seconds`), by method: what a sweep
+    expects a program to take before one ends here."""
     import csv
 
     seen: dict[str, dict[str, float]] = {}
@@ -625,7 +626,8 @@ def stored_program_seconds(profile: str, stores: Sequence[Path]) -> dict[str, li
             if row.get("profile") == profile and row.get("status") == "finished" and row.get("wall_time_s"):
                 # one entry per program: its seeds share the task directory and the program's wall time
                 program = f"{store}/{Path(row['path']).parent}/{row['wall_time_s']}"
-                seen.setdefault(row["method"], {})[program] = float(row["wall_time_s"])
+                seconds = _training_seconds(store / row["path"]) or float(row["wall_time_s"])
+                seen.setdefault(row["method"], {})[program] = seconds
     return {method: list(programs.values()) for method, programs in seen.items()}
 
 
@@ -681,10 +683,13 @@ def _stored_generation_seconds(stores: Sequence[Path]) -> dict[tuple, float]:
 
 
 def _training_seconds(run_dir: Path) -> float | None:
-    """The run's own wall time (``summary.json``'s ``wall_time_s``, as the store's index has it)."""
+    """The run's program time without its data regeneration: ``summary.json``'s ``wall_time_s`` (as
+    the store's index has it) and its ``startup_s`` (imports, data loading, evaluation environments;
+    absent in runs stored before it was recorded)."""
     try:
-        return float(json.loads((run_dir / "summary.json").read_text())["wall_time_s"])
-    except (OSError, ValueError, KeyError, TypeError):
+        summary = json.loads((run_dir / "summary.json").read_text())
+        return float(summary["wall_time_s"]) + float(summary.get("startup_s") or 0.0)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
@@ -787,7 +792,7 @@ class Progress:
             return False
         self.stopped(program)
         trained = _training_seconds(Path(outcome.run_dir))
-        if trained:  # the same measure as the stored programs' (no data regeneration, no process start)
+        if trained:  # the same measure as the stored programs' (start-up included, data regeneration not)
             self._took[program] = trained
         return True
 
