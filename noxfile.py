@@ -118,7 +118,7 @@ def _reference_checkout(session: nox.Session) -> str | None:
 
 @nox.session(python=PYTHON)
 def reproduce(session: nox.Session) -> None:
-    """The main job: the quick profile by default (under an hour on 2 cores from an empty cache);
+    """The main job: the quick profile by default (18 min on 2 cores from an empty cache, measured);
     tables, figures and reports/REPORT.md. Arguments after `--` go to `python -m bench reproduce`:
 
     nox -s reproduce -- --profile paper --domains scene p33

@@ -176,7 +176,7 @@ def reproduce(
     failed run does not stop the others), then write the tables, the figures and REPORT.md.
 
     Args:
-        profile: smoke (seconds, for tests), quick (CPU-sized, under an hour on 2 cores) or paper (the published protocol: 50 tasks x 8 seeds, official data).
+        profile: smoke (seconds, for tests), quick (CPU-sized, 18 min on 2 cores from an empty cache) or paper (the published protocol: 50 tasks x 8 seeds, official data).
         methods: Only these methods (default: the profile's).
         domains: Only the tasks of these domains (abbreviations as in the TRQAM table, e.g. scene p33, or names).
         tasks: These tasks instead of the profile's (full or short names, e.g. c2-task1).

@@ -507,6 +507,10 @@ def test_the_regeneration_a_plan_waits_for_is_read_from_stored_runs(tmp_path, mo
                                      "hardware,wall_time_s,finished_utc,path\n" + "".join(rows))
     schedule = program_plan(plan(get_profile("quick")), seeds_per_program=8, lanes=2)
     assert regeneration_leads(schedule, [store, tmp_path / "none"]) == {0: 250.0, 1: 250.0}  # the latest at 200
+    # moved aside by `prepare` to be trained again (a fresh clone's committed runs): still read there
+    (store / "replaced" / "20261207T063000Z").mkdir(parents=True)
+    (store / "runs" / "b").rename(store / "replaced" / "20261207T063000Z" / "b")
+    assert regeneration_leads(schedule, [store]) == {0: 250.0, 1: 250.0}
     from bench.data.loading import regenerated_dir
 
     cached = regenerated_dir("cube-single-play-v0", get_profile("quick").regeneration)

@@ -341,7 +341,7 @@ def test_the_report_says_where_the_time_went_counting_each_program_and_dataset_o
              "checkpoints": 3.0, "total": 216.0}
 
     def run(method, seeds, split):
-        return {"summary": {"method": method, "seeds_in_program": seeds, "time_split_s": split},
+        return {"summary": {"method": method, "seeds_in_program": seeds, "time_split_s": split, "startup_s": 15.0},
                 "data": {"kind": "regenerated", "manifest": manifest}}
 
     runs = [run("bc", [0], {"total": 300.0}), run("qam", [0, 1], split), run("qam", [0, 1], split)]
@@ -349,7 +349,8 @@ def test_the_report_says_where_the_time_went_counting_each_program_and_dataset_o
     assert line.startswith("- Where the time went")
     for part in ("data regeneration 3.0 min (1 dataset(s))", "BC pretraining 5.0 min", "compilation (first calls) 0.4 min",
                  "updates 2.0 min", "evaluation 1.0 min", "setup, logging, checkpoints 0.2 min",
-                 "tables, figures and report 1.5 min"):
+                 "tables, figures and report 1.5 min",
+                 "programs' start-up (imports, data loading, evaluation environments) 0.5 min"):  # 15 + 15 s
         assert part in line, (part, line)
     older = {**manifest, "created_utc": "t1"}
     older.pop("generation_seconds")

@@ -134,6 +134,8 @@ def _where_the_time_went(runs: list[dict], wall_s: dict) -> str:
         summary = run["summary"]
         share = 1.0 / max(1, len(summary.get("seeds_in_program") or [0]))
         split = summary.get("time_split_s") or {}
+        parts["programs' start-up (imports, data loading, evaluation environments)"] += \
+            share * float(summary.get("startup_s") or 0.0)
         if summary.get("method") == "bc":
             parts["BC pretraining"] += share * split.get("total", 0.0)
         else:

@@ -626,7 +626,7 @@ def stored_program_seconds(profile: str, stores: Sequence[Path]) -> dict[str, li
             if row.get("profile") == profile and row.get("status") == "finished" and row.get("wall_time_s"):
                 # one entry per program: its seeds share the task directory and the program's wall time
                 program = f"{store}/{Path(row['path']).parent}/{row['wall_time_s']}"
-                seconds = _training_seconds(store / row["path"]) or float(row["wall_time_s"])
+                seconds = _training_seconds(_stored_run(store, row["path"])) or float(row["wall_time_s"])
                 seen.setdefault(row["method"], {})[program] = seconds
     return {method: list(programs.values()) for method, programs in seen.items()}
 
@@ -668,7 +668,7 @@ def _stored_generation_seconds(stores: Sequence[Path]) -> dict[tuple, float]:
             continue
         for path in paths:
             try:
-                manifest = json.loads((store / path / "data.json").read_text()).get("manifest") or {}
+                manifest = json.loads((_stored_run(store, path) / "data.json").read_text()).get("manifest") or {}
             except (OSError, ValueError, AttributeError):
                 continue
             seconds = manifest.get("generation_seconds")
@@ -680,6 +680,18 @@ def _stored_generation_seconds(stores: Sequence[Path]) -> dict[tuple, float]:
             if key not in found or created > found[key][0]:
                 found[key] = (created, float(seconds))
     return {key: seconds for key, (_, seconds) in found.items()}
+
+
+def _stored_run(store: Path, path: str) -> Path:
+    """The directory of the stored run the index of ``store`` lists at ``path``: where it is, or, when
+    `prepare` has moved it aside for this invocation to train again (``replaced/STAMP/...``, the
+    committed runs on a fresh clone), its latest copy there."""
+    here = store / path
+    if here.is_dir():
+        return here
+    inside = Path(path).relative_to("runs") if Path(path).parts[:1] == ("runs",) else Path(path)
+    moved = sorted((store / "replaced").glob(f"*/{inside}"))
+    return moved[-1] if moved else here
 
 
 def _training_seconds(run_dir: Path) -> float | None:
