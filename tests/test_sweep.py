@@ -460,7 +460,9 @@ def test_the_estimate_holds_from_the_first_line_by_stored_programs_times(tmp_pat
     leading.record(Outcome(str(jobs[0][0].run_dir()), "bc", TASK, 0, (), "finished", 1200.0, "h", ""))
     assert leading.line(now=1200.0).endswith("~10 min left (from 3 stored program(s) of this profile and its data "
                                              "regeneration (~10 min as stored), at this sweep's pace)")
-    # Nothing stored: once a program has ended, the rest are expected to take as long, less what they have run
+    # Nothing stored: once a program has ended, the rest of its method (else its kind: BC pretraining or
+    # fine-tuning) are expected to take as long, less what they have run. A fine-tuning program is not
+    # expected at a BC program's time (the regress gate's pair read "under a minute left", then ran 6 min)
     alone = Progress(total=5, began=0.0, workers=2)
     alone.track(jobs)
     alone.started(0, now=0.0)
@@ -468,17 +470,27 @@ def test_the_estimate_holds_from_the_first_line_by_stored_programs_times(tmp_pat
     alone.record(Outcome(str(jobs[0][0].run_dir()), "bc", TASK, 0, (), "finished", 600.0, "h", ""))
     alone.started(1, now=600.0)
     alone.started(2, now=600.0)
-    # 4 programs of 600 s over 2 workers, two of them 300 s in: (300 + 300 + 600 + 600) / 2 s = 15 min
-    assert alone.line(now=900.0).endswith("~15 min left (from this sweep's 1 ended program(s))")
-    # Programs running past their expected time: the rest is a lower bound, and the line says why (the
-    # regress gate's fine-tuning programs, expected at its BC program's time, read "~0 min left" for 6 min)
-    assert alone.line(now=1500.0).endswith("at least ~10 min left (from this sweep's 1 ended program(s); "
-                                           "2 program(s) running longer than expected)")
+    assert alone.line(now=900.0).endswith("time left unknown until a qam program ends "
+                                          "(from this sweep's 1 ended program(s))")
+    alone.stopped(1, now=1200.0)
+    alone.record(Outcome(str(jobs[1][0].run_dir()), "qam", TASK, 0, (), "finished", 600.0, "h", ""))
+    alone.started(3, now=1200.0)
+    # 3 qam programs of 600 s over 2 workers, one of them 600 s in: (0 + 600 + 600) / 2 s = 10 min
+    assert alone.line(now=1200.0).endswith("~10 min left (from this sweep's 2 ended program(s))")
+    # Programs running past their expected time: the rest is a lower bound, and the line says why
+    assert alone.line(now=1400.0).endswith("at least ~8 min left (from this sweep's 2 ended program(s); "
+                                           "1 program(s) running longer than expected)")
+    other_kind = Progress(total=2, began=0.0)  # a fine-tuning method is expected at another one's time
+    other_kind.track([jobs[1], [RunConfig("trqam", TASK, out=tmp_path / "t")]])
+    other_kind.started(0, now=0.0)
+    other_kind.stopped(0, now=600.0)
+    other_kind.record(Outcome(str(jobs[1][0].run_dir()), "qam", TASK, 0, (), "finished", 600.0, "h", ""))
+    assert other_kind.line(now=600.0).endswith("~10 min left (from this sweep's 1 ended program(s))")
     last = Progress(total=2, began=0.0, workers=2)  # the last program, past its time: not "at least ~0 min"
-    last.track(jobs[:2])
+    last.track(jobs[1:3])
     last.started(0, now=0.0)
     last.stopped(0, now=600.0)
-    last.record(Outcome(str(jobs[0][0].run_dir()), "bc", TASK, 0, (), "finished", 600.0, "h", ""))
+    last.record(Outcome(str(jobs[1][0].run_dir()), "qam", TASK, 0, (), "finished", 600.0, "h", ""))
     last.started(1, now=600.0)
     assert last.line(now=1000.0).endswith("~3 min left (from this sweep's 1 ended program(s))")
     assert last.line(now=1190.0).endswith("under a minute left (from this sweep's 1 ended program(s))")

@@ -722,6 +722,7 @@ class Progress:
     basis: str = ""  # where ``expected`` came from, said beside the estimate
     _runs_left: dict[int, int] = field(default_factory=dict)  # program -> its runs not yet ended
     _program_of: dict[str, int] = field(default_factory=dict)  # run directory -> program
+    _method_of: dict[int, str] = field(default_factory=dict)  # program -> its runs' method
     _running: set[int] = field(default_factory=set)  # programs started and not yet ended
     _started_at: dict[int, float] = field(default_factory=dict)
     # Ended program -> its measured seconds: its wall time when it stops (`stopped`), replaced by its
@@ -739,6 +740,28 @@ class Progress:
     def track(self, jobs: Sequence[Sequence[RunConfig]]) -> None:
         self._runs_left = {i: len(job) for i, job in enumerate(jobs)}
         self._program_of = {str(run.run_dir()): i for i, job in enumerate(jobs) for run in job}
+        self._method_of = {i: job[0].method for i, job in enumerate(jobs)}
+
+    def _like_ended(self) -> tuple[dict[int, float], list[str]]:
+        """Without stored programs: each open program expected to take the median ended program of its
+        method, else of its kind (BC pretraining or fine-tuning); and the methods of open programs with
+        neither, whose time is unknown (the regress gate's fine-tuning programs are not its BC program)."""
+        def kind(program: int) -> bool:
+            return self._method_of.get(program) == "bc"
+
+        expected: dict[int, float] = {}
+        unknown: list[str] = []
+        for program, runs_left in self._runs_left.items():
+            if runs_left <= 0 or program in self._took:
+                continue
+            method = self._method_of.get(program, "")
+            like = [s for p, s in self._took.items() if self._method_of.get(p, "") == method] or [
+                s for p, s in self._took.items() if kind(p) == kind(program)]
+            if like:
+                expected[program] = statistics.median(like)
+            elif method not in unknown:
+                unknown.append(method)
+        return expected, unknown
 
     def expect(self, jobs: Sequence[Sequence[RunConfig]], stored: dict[str, list[float]], workers: int,
                regeneration: dict[int, float] | None = None) -> None:
@@ -817,10 +840,13 @@ class Progress:
         if left and self.expected:
             pace = ", at this sweep's pace" if self._took else ""
             eta = self._eta(*self._expected_left(now, self.expected), f"{self.basis}{pace}")
-        elif left and self._took:  # nothing stored: every program expected to take the median ended one
-            typical = statistics.median(self._took.values())
-            eta = self._eta(*self._expected_left(now, dict.fromkeys(self._runs_left, typical), scaled=False),
-                            f"from this sweep's {len(self._took)} ended program(s)")
+        elif left and self._took:  # nothing stored: programs expected to take as long as ended ones like them
+            expected, unknown = self._like_ended()
+            basis = f"from this sweep's {len(self._took)} ended program(s)"
+            if unknown:
+                eta = f"time left unknown until a {' or '.join(unknown)} program ends ({basis})"
+            else:
+                eta = self._eta(*self._expected_left(now, expected, scaled=False), basis)
         else:
             eta = f"~{elapsed / trained * left / 60:.0f} min left" if trained and left else (
                 "done" if not left else "time left unknown until a run ends")
