@@ -746,7 +746,7 @@ class Progress:
         """Without stored programs: each open program expected to take the median ended program of its
         method, else of its kind (BC pretraining or fine-tuning); and the methods of open programs with
         neither, whose time is unknown (the regress gate's fine-tuning programs are not its BC program)."""
-        def kind(program: int) -> bool:
+        def is_bc(program: int) -> bool:  # the two kinds: BC pretraining, fine-tuning
             return self._method_of.get(program) == "bc"
 
         expected: dict[int, float] = {}
@@ -756,7 +756,7 @@ class Progress:
                 continue
             method = self._method_of.get(program, "")
             like = [s for p, s in self._took.items() if self._method_of.get(p, "") == method] or [
-                s for p, s in self._took.items() if kind(p) == kind(program)]
+                s for p, s in self._took.items() if is_bc(p) == is_bc(program)]
             if like:
                 expected[program] = statistics.median(like)
             elif method not in unknown:
