@@ -346,6 +346,14 @@ def _not_computed(ax) -> None:
             transform=ax.transAxes, ha="center", va="center", fontsize=8)
 
 
+def _legend_or_say(ax, missing: str) -> None:
+    """The panel's legend, or, when it has no labelled curve, ``missing`` written on it (not an empty legend)."""
+    if ax.get_legend_handles_labels()[1]:
+        ax.legend(fontsize=7)
+    else:
+        ax.text(0.5, 0.5, missing, transform=ax.transAxes, ha="center", va="center", fontsize=8)
+
+
 def _trace(run: dict, column: str) -> tuple[list[int], list[float]]:
     rows = [r for r in run["metrics"] if r["phase"] != "pretrain" and r.get(column) not in (None, "")]
     return [int(r["step"]) for r in rows], [float(r[column]) for r in rows]
@@ -543,20 +551,12 @@ def collapse(inputs: Inputs):
     axes[0].set_xlabel("offline fine-tuning step")
     axes[0].set_ylabel("adjoint-matching loss (mean over runs)")
     axes[0].set_title("OGBench: adjoint loss, QAM vs TRQAM", fontsize=9)
-    if axes[0].get_legend_handles_labels()[1]:
-        axes[0].legend(fontsize=7)
-    else:  # said on the panel, not an empty legend
-        axes[0].text(0.5, 0.5, "no QAM or TRQAM run logged its adjoint-matching loss",
-                     transform=axes[0].transAxes, ha="center", va="center", fontsize=8)
+    _legend_or_say(axes[0], "no QAM or TRQAM run logged its adjoint-matching loss")
     axes[1].set_xlabel("offline fine-tuning step")
     axes[1].set_ylabel("success rate (%)")
     axes[1].set_ylim(0, 100)
     axes[1].set_title("OGBench: success over training\n(band: 95% CI over tasks x seeds, or the range below 3 runs)", fontsize=9)
-    if axes[1].get_legend_handles_labels()[1]:
-        axes[1].legend(fontsize=7)
-    else:
-        axes[1].text(0.5, 0.5, "no QAM or TRQAM run evaluated during fine-tuning",
-                     transform=axes[1].transAxes, ha="center", va="center", fontsize=8)
+    _legend_or_say(axes[1], "no QAM or TRQAM run evaluated during fine-tuning")
     rows = closed_form.read(inputs.closed_dir, "critic_error")
     if not rows:
         _not_computed(axes[2])

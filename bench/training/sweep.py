@@ -723,6 +723,7 @@ class Progress:
     _runs_left: dict[int, int] = field(default_factory=dict)  # program -> its runs not yet ended
     _program_of: dict[str, int] = field(default_factory=dict)  # run directory -> program
     _method_of: dict[int, str] = field(default_factory=dict)  # program -> its runs' method
+    _kind_of: dict[int, str] = field(default_factory=dict)  # program -> its method's pipeline ("bc", "fine-tune", ...)
     _running: set[int] = field(default_factory=set)  # programs started and not yet ended
     _started_at: dict[int, float] = field(default_factory=dict)
     # Ended program -> its measured seconds: its wall time when it stops (`stopped`), replaced by its
@@ -741,14 +742,12 @@ class Progress:
         self._runs_left = {i: len(job) for i, job in enumerate(jobs)}
         self._program_of = {str(run.run_dir()): i for i, job in enumerate(jobs) for run in job}
         self._method_of = {i: job[0].method for i, job in enumerate(jobs)}
+        self._kind_of = {i: get_method(job[0].method).pipeline for i, job in enumerate(jobs)}
 
     def _like_ended(self) -> tuple[dict[int, float], list[str]]:
         """Without stored programs: each open program expected to take the median ended program of its
-        method, else of its kind (BC pretraining or fine-tuning); and the methods of open programs with
+        method, else of its kind (its method's pipeline: BC pretraining, fine-tuning, ...); and the methods of open programs with
         neither, whose time is unknown (the regress gate's fine-tuning programs are not its BC program)."""
-        def is_bc(program: int) -> bool:  # the two kinds: BC pretraining, fine-tuning
-            return self._method_of.get(program) == "bc"
-
         expected: dict[int, float] = {}
         unknown: list[str] = []
         for program, runs_left in self._runs_left.items():
@@ -756,7 +755,7 @@ class Progress:
                 continue
             method = self._method_of.get(program, "")
             like = [s for p, s in self._took.items() if self._method_of.get(p, "") == method] or [
-                s for p, s in self._took.items() if is_bc(p) == is_bc(program)]
+                s for p, s in self._took.items() if self._kind_of.get(p) == self._kind_of.get(program)]
             if like:
                 expected[program] = statistics.median(like)
             elif method not in unknown:
